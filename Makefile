@@ -1,0 +1,54 @@
+# textbook-ops: `make up` sets everything up and runs it; `make test` runs the whole suite.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock 2>/dev/null | sha256sum | cut -c1-16)
+export PREFECT_HOME ?= $(CURDIR)/.data/prefect
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export PREFECT_LOGGING_LEVEL ?= WARNING
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: help up down status test test-fast bench lint install system-packages clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
+
+up: install ## install, start Postgres, migrate, ingest the textbook, start the API on :8000
+	@$(PY) -m devenv up
+
+down: ## stop what `make up` started (data stays in .data/)
+	@if [ -x $(PY) ]; then $(PY) -m devenv down; fi
+
+status: ## what is running
+	@$(PY) -m devenv status
+
+test: install ## run the whole test suite on throwaway services (what CI runs)
+	@$(PY) -m pytest
+
+test-fast: install ## the suite without the slow end-to-end tests
+	@$(PY) -m pytest -m "not slow"
+
+bench: install ## run the benchmarks (prints tables, writes bench/RESULTS.md)
+	@$(PY) -m bench.run_all
+
+lint: install ## ruff
+	@$(VENV)/bin/ruff check app flows tasks devenv bench tests
+
+install: system-packages $(STAMP) ## Python packages into .venv (only when pyproject/lock changed)
+
+system-packages:
+	@bash devenv/install-system-packages.sh
+
+$(STAMP): pyproject.toml requirements.lock
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (set PYTHON=...)"; exit 2; }
+	@echo "==> installing Python packages into $(VENV) (CPU-only torch)"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q -c requirements.lock torch==2.13.0
+	@$(PY) -m pip install -q -c requirements.lock -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $(STAMP)
+
+clean: down ## stop everything and delete .data/ (the database and the index)
+	rm -rf .data

@@ -1,0 +1,1 @@
+"""textbook-ops query service: chat with sources over the textbook."""

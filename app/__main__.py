@@ -1,0 +1,59 @@
+"""`python -m app serve|migrate`: the service's own commands (the production start command too)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+
+from app.settings import SettingsError, get_settings
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = get_settings()
+    workers = args.workers or settings.api_workers
+    if workers > 1 or settings.metrics_multiproc_dir:
+        folder = settings.metrics_multiproc_dir or settings.data_dir / "metrics"
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        # prometheus_client reads this itself, in every worker, before its metrics are created.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+    uvicorn.run(
+        "app.main:create_app", factory=True, host=args.host or settings.api_host, port=args.port or settings.api_port,
+        workers=workers, log_level=settings.log_level.lower(), proxy_headers=True, timeout_graceful_shutdown=20,
+    )
+    return 0
+
+
+def migrate(args: argparse.Namespace) -> int:
+    from app.db import migrate as run_migrations
+
+    run_migrations(get_settings().resolved_database_url, args.revision)
+    print(f"database migrated to {args.revision}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m app", description="textbook-ops query service")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_parser = commands.add_parser("serve", help="run the HTTP service (uvicorn)")
+    serve_parser.add_argument("--host", help="default: API_HOST")
+    serve_parser.add_argument("--port", type=int, help="default: API_PORT")
+    serve_parser.add_argument("--workers", type=int, help="default: API_WORKERS (several need a Qdrant server)")
+    serve_parser.set_defaults(run=serve)
+    migrate_parser = commands.add_parser("migrate", help="apply Alembic migrations")
+    migrate_parser.add_argument("--revision", default="head")
+    migrate_parser.set_defaults(run=migrate)
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""Chat with sources, as one JSON answer or as Server-Sent Events."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+from fastapi import APIRouter
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
+
+from app.api.deps import ChatServiceDep, RequestIdDep
+from app.schemas import ChatRequest, ChatResponse, ErrorResponse
+
+router = APIRouter(prefix="/v1/chat", tags=["chat"])
+ERRORS = {
+    404: {"model": ErrorResponse, "description": "unknown session"},
+    413: {"model": ErrorResponse, "description": "request body too large"},
+    422: {"model": ErrorResponse, "description": "invalid request"},
+    503: {"model": ErrorResponse, "description": "database, vector index or embedding backend unavailable"},
+}
+
+
+@router.post("", response_model=ChatResponse, responses=ERRORS)
+def chat(body: ChatRequest, service: ChatServiceDep, request_id: RequestIdDep) -> ChatResponse:
+    """Answer a question from the book, with cited sources."""
+    return service.chat(body, request_id)
+
+
+def _sse(event: str, data: dict) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+@router.post("/stream", responses={**ERRORS, 200: {"content": {"text/event-stream": {}}}})
+async def chat_stream(body: ChatRequest, service: ChatServiceDep, request_id: RequestIdDep) -> StreamingResponse:
+    """The same answer as Server-Sent Events: `start`, `delta` events, then `final` (sources, usage)."""
+    started = time.perf_counter()
+    prepared = await run_in_threadpool(service.chat_stream, body, request_id)
+
+    def events() -> Iterator[str]:
+        for event, data in service.stream_events(body, request_id, prepared, started):
+            yield _sse(event, data)
+
+    return StreamingResponse(
+        events(), media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "X-Request-ID": str(request_id)},
+    )

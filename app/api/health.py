@@ -1,0 +1,52 @@
+"""Liveness (/health), readiness (/ready) and Prometheus metrics (/metrics)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from app.db import ping
+from app.metrics import render_metrics
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health")
+def health() -> dict[str, str]:
+    """Liveness: the process answers. No dependency is checked."""
+    return {"status": "healthy"}
+
+
+@router.get("/ready")
+async def ready(request: Request) -> JSONResponse:
+    """Readiness: 200 only when Postgres and the vector index both answer; else 503 naming which is down."""
+    checks: dict[str, str] = {}
+    try:
+        await run_in_threadpool(ping, request.app.state.engine)
+        checks["postgres"] = "ok"
+    except Exception as exc:  # noqa: BLE001
+        checks["postgres"] = f"down: {exc.__class__.__name__}"
+    try:
+        count = await run_in_threadpool(request.app.state.vector_index.count)
+        checks["vector_index"] = "ok" if count > 0 else "down: the index is empty"
+    except Exception as exc:  # noqa: BLE001
+        checks["vector_index"] = f"down: {exc}"
+    down = [name for name, state in checks.items() if state != "ok"]
+    if down:
+        return JSONResponse(
+            status_code=503,
+            content={"status": "unavailable", "down": down, "checks": checks,
+                     "detail": f"not ready: {', '.join(down)} unavailable", "error_code": "not_ready"},
+            headers={"Retry-After": "5"},
+        )
+    return JSONResponse({"status": "ready", "checks": checks})
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(request: Request) -> Response:
+    settings = request.app.state.settings
+    body, content_type = await run_in_threadpool(
+        render_metrics, request.app.state.engine, settings.active_session_window_s
+    )
+    return Response(content=body, media_type=content_type)

@@ -1,0 +1,17 @@
+"""Ranked chunks without an answer."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from app.api.chat import ERRORS
+from app.api.deps import ChatServiceDep, RequestIdDep
+from app.schemas import SearchRequestBody, SearchResponse
+
+router = APIRouter(prefix="/v1/search", tags=["search"])
+
+
+@router.post("", response_model=SearchResponse, responses=ERRORS)
+def search(body: SearchRequestBody, service: ChatServiceDep, request_id: RequestIdDep) -> SearchResponse:
+    """Hybrid search over the book (dense + sparse, RRF)."""
+    return service.search(body, request_id)

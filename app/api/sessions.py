@@ -1,0 +1,32 @@
+"""A conversation and its messages."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter
+from sqlmodel import select
+
+from app.api.deps import SessionDep
+from app.errors import NotFound
+from app.models import ChatSession, Message
+from app.schemas import ErrorResponse, MessagePublic, SessionPublic
+
+router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
+
+
+@router.get("/{session_id}", response_model=SessionPublic, responses={404: {"model": ErrorResponse}})
+def get_session(session_id: uuid.UUID, db: SessionDep) -> SessionPublic:
+    chat_session = db.get(ChatSession, session_id)
+    if chat_session is None:
+        raise NotFound(f"session {session_id}")
+    messages = db.exec(select(Message).where(Message.session_id == session_id).order_by(Message.id)).all()  # type: ignore[arg-type]
+    return SessionPublic(
+        id=chat_session.id, locale=chat_session.locale, created_at=chat_session.created_at,
+        last_active_at=chat_session.last_active_at,
+        messages=[
+            MessagePublic(role=m.role, content=m.content, sources=m.sources, request_id=m.request_id,
+                          created_at=m.created_at)
+            for m in messages
+        ],
+    )

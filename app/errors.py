@@ -1,0 +1,100 @@
+"""Errors the service maps to HTTP answers: always JSON, never a stack trace."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.metrics import QUERY_ERRORS
+from app.rag.embeddings import EmbeddingError
+from app.rag.vector_store import IndexUnavailable
+
+log = logging.getLogger(__name__)
+RETRY_AFTER_S = "5"
+
+
+class NotFound(Exception):
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        self.what = what
+
+
+class DatabaseUnavailable(Exception):
+    """Postgres did not answer."""
+
+
+def error_body(request: Request, detail: str, error_code: str) -> dict[str, str | None]:
+    return {"detail": detail, "error_code": error_code, "request_id": getattr(request.state, "request_id", None)}
+
+
+def _readable(exc: RequestValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        location = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
+        parts.append(f"{location}: {error.get('msg', 'invalid')}")
+    return "; ".join(parts)
+
+
+def unavailable(request: Request, detail: str, error_code: str) -> JSONResponse:
+    QUERY_ERRORS.labels(error_code=error_code).inc()
+    return JSONResponse(
+        status_code=503, content=error_body(request, detail, error_code), headers={"Retry-After": RETRY_AFTER_S}
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        QUERY_ERRORS.labels(error_code="invalid_request").inc()
+        body = error_body(request, _readable(exc), "invalid_request")
+        body["errors"] = [  # type: ignore[assignment]
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in exc.errors()
+        ]
+        return JSONResponse(status_code=422, content=body)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(exc.status_code, "http_error")
+        return JSONResponse(status_code=exc.status_code, content=error_body(request, str(exc.detail), code),
+                            headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(NotFound)
+    async def not_found(request: Request, exc: NotFound) -> JSONResponse:
+        return JSONResponse(status_code=404, content=error_body(request, f"{exc.what} not found", "not_found"))
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(PoolTimeoutError)
+    @app.exception_handler(DatabaseUnavailable)
+    async def database_down(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("database unavailable: %s", str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__)
+        return unavailable(request, "the database is unavailable; retry shortly", "database_unavailable")
+
+    @app.exception_handler(DBAPIError)
+    async def database_error(request: Request, exc: DBAPIError) -> JSONResponse:
+        if exc.connection_invalidated:
+            return unavailable(request, "the database connection was lost; retry shortly", "database_unavailable")
+        log.exception("database error")
+        QUERY_ERRORS.labels(error_code="database_error").inc()
+        return JSONResponse(status_code=500, content=error_body(request, "internal database error", "database_error"))
+
+    @app.exception_handler(IndexUnavailable)
+    async def index_down(request: Request, exc: IndexUnavailable) -> JSONResponse:
+        log.warning("vector index unavailable: %s", exc)
+        return unavailable(request, f"the vector index is unavailable: {exc}", "index_unavailable")
+
+    @app.exception_handler(EmbeddingError)
+    async def embedding_down(request: Request, exc: EmbeddingError) -> JSONResponse:
+        log.warning("embedding backend unavailable: %s", exc)
+        return unavailable(request, "the embedding backend is unavailable; retry shortly", "embedding_unavailable")
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        QUERY_ERRORS.labels(error_code="internal_error").inc()
+        return JSONResponse(status_code=500, content=error_body(request, "internal error", "internal_error"))

@@ -1,0 +1,116 @@
+"""SQLModel tables. Alembic (migrations/) owns the schema; these are the source for autogenerate."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _timestamp(*, nullable: bool = False, index: bool = False) -> Any:
+    return Field(
+        default_factory=utcnow if not nullable else None,
+        sa_type=sa.DateTime(timezone=True),
+        nullable=nullable,
+        index=index,
+    )
+
+
+class ChatSession(SQLModel, table=True):
+    __tablename__ = "chat_session"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    locale: str = Field(default="en", max_length=8)
+    created_at: datetime = _timestamp()
+    last_active_at: datetime = _timestamp(index=True)
+
+
+class Message(SQLModel, table=True):
+    __tablename__ = "message"
+
+    id: int | None = Field(default=None, primary_key=True)
+    session_id: uuid.UUID = Field(foreign_key="chat_session.id", index=True, ondelete="CASCADE")
+    request_id: uuid.UUID | None = Field(default=None, index=True)
+    role: str = Field(max_length=16, sa_column_kwargs={"comment": "user | assistant"})
+    content: str = Field(sa_type=sa.Text)
+    sources: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSONB)
+    created_at: datetime = _timestamp()
+
+
+class QueryLog(SQLModel, table=True):
+    __tablename__ = "query_log"
+
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: uuid.UUID = Field(unique=True)
+    session_id: uuid.UUID | None = Field(default=None, index=True)
+    endpoint: str = Field(max_length=32)
+    locale: str | None = Field(default=None, max_length=8)
+    retrieval_ms: float | None = None
+    generation_ms: float | None = None
+    total_ms: float | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    embedding_tokens: int = 0
+    model: str | None = Field(default=None, max_length=100)
+    embedding_model: str | None = Field(default=None, max_length=100)
+    cost_usd: Decimal = Field(default=Decimal("0"), max_digits=14, decimal_places=8)
+    status: str = Field(max_length=16, sa_column_kwargs={"comment": "ok | not_covered | fallback | error"})
+    error_code: str | None = Field(default=None, max_length=64)
+    created_at: datetime = _timestamp(index=True)
+
+
+class Feedback(SQLModel, table=True):
+    __tablename__ = "feedback"
+    __table_args__ = (sa.CheckConstraint("rating IN (-1, 1)", name="feedback_rating_is_plus_or_minus_one"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: uuid.UUID = Field(foreign_key="query_log.request_id", index=True, ondelete="CASCADE")
+    rating: int = Field(sa_type=sa.SmallInteger)
+    comment: str | None = Field(default=None, max_length=2000)
+    created_at: datetime = _timestamp()
+
+
+class ApiKey(SQLModel, table=True):
+    __tablename__ = "api_key"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100)
+    key_prefix: str = Field(max_length=16, sa_column_kwargs={"comment": "first characters, to recognise a key"})
+    key_hash: str = Field(max_length=128, unique=True, sa_column_kwargs={"comment": "sha256 of the key"})
+    scopes: list[str] = Field(default_factory=list, sa_type=JSONB)
+    created_at: datetime = _timestamp()
+    expires_at: datetime | None = _timestamp(nullable=True)
+    revoked_at: datetime | None = _timestamp(nullable=True)
+
+
+class IngestRun(SQLModel, table=True):
+    __tablename__ = "ingest_run"
+
+    id: int | None = Field(default=None, primary_key=True)
+    flow_run_id: uuid.UUID | None = Field(default=None, index=True)
+    source: str = Field(sa_type=sa.Text)
+    collection: str = Field(max_length=200)
+    generation: str | None = Field(default=None, max_length=100)
+    full_rebuild: bool = False
+    status: str = Field(max_length=16, sa_column_kwargs={"comment": "completed | unchanged | failed"})
+    files_seen: int = 0
+    files_changed: int = 0
+    files_skipped: int = 0
+    chunks_added: int = 0
+    chunks_updated: int = 0
+    chunks_deleted: int = 0
+    embeddings_computed: int = 0
+    seconds: float = 0.0
+    error: str | None = Field(default=None, sa_type=sa.Text)
+    details: dict[str, Any] = Field(default_factory=dict, sa_type=JSONB)
+    started_at: datetime = _timestamp()
+    finished_at: datetime | None = _timestamp(nullable=True)

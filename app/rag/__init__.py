@@ -1,0 +1,1 @@
+"""Retrieval-augmented answering: chunking, embeddings, the vector index, retrieval and answers."""

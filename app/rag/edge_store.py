@@ -1,0 +1,375 @@
+"""Embedded adapter: Qdrant Edge (in-process), one folder per index generation.
+
+Layout under INDEX_DIR/<collection>/:
+    CURRENT                      JSON pointer to the live generation (replaced atomically)
+    generations/<name>/shard/    the EdgeShard folder
+    generations/<name>/manifest.json   chunk id -> content hash, source, model
+
+An EdgeShard folder can be opened by one process at a time, so the writer never opens the live
+generation: it copies it (or starts empty for a full rebuild), changes the copy, and moves the
+pointer. The reader notices the pointer move on its next search and opens the new generation.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import qdrant_edge as qe
+
+from app.rag.vector_store import (
+    DENSE,
+    RECORD_FIELDS,
+    SPARSE,
+    IndexedChunk,
+    IndexedRecord,
+    IndexState,
+    IndexUnavailable,
+    SearchHit,
+    SearchRequest,
+    payload_record,
+)
+
+log = logging.getLogger(__name__)
+POINTER = "CURRENT"
+KEYWORD_FIELDS = ("locale", "source_path", "page_url")
+
+
+class _OpenShards:
+    """Shards opened for reading, shared within the process (a folder can be opened only once)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._shards: dict[Path, list[Any]] = {}
+
+    def acquire(self, path: Path) -> qe.EdgeShard:
+        with self._lock:
+            entry = self._shards.get(path)
+            if entry is None:
+                entry = self._shards[path] = [qe.EdgeShard.load(str(path)), 0]
+            entry[1] += 1
+            return entry[0]
+
+    def release(self, path: Path) -> None:
+        with self._lock:
+            entry = self._shards.get(path)
+            if entry is None:
+                return
+            entry[1] -= 1
+            if entry[1] <= 0:
+                entry[0].close()
+                del self._shards[path]
+
+
+OPEN_SHARDS = _OpenShards()
+
+
+def _config(dimensions: int) -> qe.EdgeConfig:
+    return qe.EdgeConfig(
+        vectors={DENSE: qe.EdgeVectorParams(size=dimensions, distance=qe.Distance.Cosine)},
+        sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
+    )
+
+
+def _filter(locale: str | None) -> qe.Filter | None:
+    if locale is None:
+        return None
+    return qe.Filter(must=[qe.FieldCondition(key="locale", match=qe.MatchValue(locale))])
+
+
+def _sparse(vector: Any) -> qe.SparseVector:
+    return qe.SparseVector(indices=list(vector.indices), values=list(vector.values))
+
+
+def edge_query(shard: qe.EdgeShard, request: SearchRequest) -> list[SearchHit]:
+    flt = _filter(request.locale)
+    dense_query = (
+        qe.Query.Nearest(list(request.dense), using=DENSE) if request.dense is not None else None
+    )
+    sparse_query = (
+        qe.Query.Nearest(_sparse(request.sparse), using=SPARSE)
+        if request.sparse is not None and request.sparse.indices else None
+    )
+    if request.mode == "dense" or (request.mode == "hybrid" and sparse_query is None):
+        query = qe.QueryRequest(limit=request.limit, query=dense_query, filter=flt, with_payload=True)
+    elif request.mode == "sparse" or dense_query is None:
+        if sparse_query is None:
+            return []
+        query = qe.QueryRequest(limit=request.limit, query=sparse_query, filter=flt, with_payload=True)
+    else:
+        query = qe.QueryRequest(
+            limit=request.limit,
+            prefetches=[
+                qe.Prefetch(limit=request.prefetch_limit, query=dense_query, filter=flt),
+                qe.Prefetch(limit=request.prefetch_limit, query=sparse_query, filter=flt),
+            ],
+            query=qe.Fusion.Rrf(k=request.rrf_k, weights=[request.dense_weight, request.sparse_weight]),
+            with_payload=True,
+        )
+    return [SearchHit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in shard.query(query)]
+
+
+def _scroll_records(shard: qe.EdgeShard) -> dict[str, IndexedRecord]:
+    records: dict[str, IndexedRecord] = {}
+    offset = None
+    while True:
+        points, offset = shard.scroll(
+            qe.ScrollRequest(offset=offset, limit=1000, with_payload=RECORD_FIELDS, with_vector=False)
+        )
+        for point in points:
+            records[str(point.id)] = payload_record(dict(point.payload or {}))
+        if offset is None:
+            return records
+
+
+class EdgeCollection:
+    """The folder of one collection: its pointer and generations."""
+
+    def __init__(self, index_dir: Path, collection: str) -> None:
+        self.root = Path(index_dir) / collection
+        self.collection = collection
+
+    @property
+    def pointer_path(self) -> Path:
+        return self.root / POINTER
+
+    def generation_dir(self, name: str) -> Path:
+        return self.root / "generations" / name
+
+    def read_pointer(self) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.pointer_path.read_text())
+        except FileNotFoundError:
+            return None
+
+    def write_pointer(self, generation: str) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / f".{POINTER}.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps({
+            "generation": generation,
+            "published_at": datetime.now(timezone.utc).isoformat(),
+        }))
+        os.replace(tmp, self.pointer_path)
+
+    def read_manifest(self, generation: str) -> dict[str, Any]:
+        return json.loads((self.generation_dir(generation) / "manifest.json").read_text())
+
+    def generations(self) -> list[str]:
+        folder = self.root / "generations"
+        if not folder.exists():
+            return []
+        return sorted(p.name for p in folder.iterdir() if (p / "manifest.json").exists())
+
+
+class EdgeVectorIndex:
+    """Read side: follows the pointer; opens each new generation once, on the next search."""
+
+    def __init__(self, index_dir: Path, collection: str) -> None:
+        self._collection = EdgeCollection(index_dir, collection)
+        self._lock = threading.Lock()
+        self._shard: qe.EdgeShard | None = None
+        self._generation: str | None = None
+        self._pointer_stamp: tuple[int, int] | None = None
+        self._shard_path: Path | None = None
+        self._retired: list[tuple[float, Path]] = []
+
+    @property
+    def generation(self) -> str | None:
+        return self._generation
+
+    def _current_shard(self) -> qe.EdgeShard:
+        try:
+            stat = self._collection.pointer_path.stat()
+        except FileNotFoundError:
+            raise IndexUnavailable(
+                f"no index for collection {self._collection.collection!r} yet: run the ingest-textbook flow"
+            ) from None
+        stamp = (stat.st_mtime_ns, stat.st_ino)
+        if stamp == self._pointer_stamp and self._shard is not None:
+            return self._shard
+        with self._lock:
+            if stamp != self._pointer_stamp or self._shard is None:
+                self._switch(stamp)
+            assert self._shard is not None
+            return self._shard
+
+    def _switch(self, stamp: tuple[int, int]) -> None:
+        pointer = self._collection.read_pointer()
+        if pointer is None:
+            raise IndexUnavailable(f"collection {self._collection.collection!r} has no live generation")
+        generation = pointer["generation"]
+        if generation != self._generation or self._shard is None:
+            shard_dir = self._collection.generation_dir(generation) / "shard"
+            try:
+                shard = OPEN_SHARDS.acquire(shard_dir)
+            except Exception as exc:
+                raise IndexUnavailable(f"cannot open index generation {generation}: {exc}") from exc
+            if self._shard_path is not None:
+                # Searches already running may still hold the old shard: release it a little later.
+                self._retired.append((time.monotonic(), self._shard_path))
+            self._shard, self._shard_path, self._generation = shard, shard_dir, generation
+            log.info("index generation %s is live", generation)
+        self._pointer_stamp = stamp
+        self._close_retired(older_than_s=10)
+
+    def _close_retired(self, older_than_s: float) -> None:
+        now = time.monotonic()
+        keep = []
+        for retired_at, path in self._retired:
+            if now - retired_at >= older_than_s:
+                OPEN_SHARDS.release(path)
+            else:
+                keep.append((retired_at, path))
+        self._retired = keep
+
+    def search(self, request: SearchRequest) -> list[SearchHit]:
+        return edge_query(self._current_shard(), request)
+
+    def count(self) -> int:
+        return self._current_shard().count(qe.CountRequest(exact=True))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._shard_path is not None:
+                OPEN_SHARDS.release(self._shard_path)
+            self._close_retired(older_than_s=0)
+            self._shard, self._shard_path, self._generation, self._pointer_stamp = None, None, None, None
+
+
+class EdgeGenerationWriter:
+    def __init__(self, collection: EdgeCollection, name: str, shard: qe.EdgeShard, manifest: dict[str, Any],
+                 keep: int) -> None:
+        self.name = name
+        self._collection = collection
+        self._shard: qe.EdgeShard | None = shard
+        self._manifest = manifest
+        self._keep = keep
+
+    @property
+    def shard(self) -> qe.EdgeShard:
+        if self._shard is None:
+            raise RuntimeError(f"generation {self.name} is already published or discarded")
+        return self._shard
+
+    def upsert(self, chunks: Sequence[IndexedChunk]) -> None:
+        points = [
+            qe.Point(id=c.id, vector={DENSE: list(c.dense), SPARSE: _sparse(c.sparse)}, payload=c.payload)
+            for c in chunks
+        ]
+        if points:
+            self.shard.update(qe.UpdateOperation.upsert_points(points))
+
+    def delete(self, ids: Sequence[str]) -> None:
+        if ids:
+            self.shard.update(qe.UpdateOperation.delete_points(list(ids)))
+
+    def records(self) -> dict[str, IndexedRecord]:
+        return _scroll_records(self.shard)
+
+    def search(self, request: SearchRequest) -> list[SearchHit]:
+        return edge_query(self.shard, request)
+
+    def publish(self) -> None:
+        shard = self.shard
+        records = _scroll_records(shard)
+        shard.optimize()
+        shard.flush()
+        shard.close()
+        self._shard = None
+        manifest = {
+            **self._manifest,
+            "points": len(records),
+            "records": {k: [r.content_hash, r.source_path, r.locale] for k, r in records.items()},
+        }
+        folder = self._collection.generation_dir(self.name)
+        tmp = folder / "manifest.json.tmp"
+        tmp.write_text(json.dumps(manifest))
+        os.replace(tmp, folder / "manifest.json")
+        self._collection.write_pointer(self.name)
+        self._prune()
+
+    def _prune(self) -> None:
+        live = self.name
+        older = [g for g in self._collection.generations() if g != live]
+        for name in older[: max(0, len(older) - (self._keep - 1))]:
+            shutil.rmtree(self._collection.generation_dir(name), ignore_errors=True)
+        for leftover in (self._collection.root / "generations").iterdir():
+            if not (leftover / "manifest.json").exists() and leftover.name != live and _is_stale(leftover):
+                shutil.rmtree(leftover, ignore_errors=True)
+
+    def discard(self) -> None:
+        if self._shard is not None:
+            self._shard.close()
+            self._shard = None
+        shutil.rmtree(self._collection.generation_dir(self.name), ignore_errors=True)
+
+
+def _is_stale(folder: Path, age_s: float = 3600) -> bool:
+    """An unpublished generation left by a crashed run (older than an hour)."""
+    try:
+        return time.time() - folder.stat().st_mtime > age_s
+    except FileNotFoundError:
+        return False
+
+
+class EdgeIndexWriter:
+    def __init__(self, index_dir: Path, collection: str, *, dimensions: int, keep: int = 2) -> None:
+        self._collection = EdgeCollection(index_dir, collection)
+        self._dimensions = dimensions
+        self._keep = keep
+
+    def state(self) -> IndexState:
+        pointer = self._collection.read_pointer()
+        if pointer is None:
+            return IndexState(generation=None, source_identity=None, embedding_model=None, records={})
+        manifest = self._collection.read_manifest(pointer["generation"])
+        records = {
+            k: IndexedRecord(content_hash=v[0], source_path=v[1], locale=v[2])
+            for k, v in manifest.get("records", {}).items()
+        }
+        return IndexState(
+            generation=pointer["generation"],
+            source_identity=manifest.get("source_identity"),
+            embedding_model=manifest.get("embedding_model"),
+            records=records,
+        )
+
+    def begin(self, *, full_rebuild: bool, source_identity: str, embedding_model: str) -> EdgeGenerationWriter:
+        name = datetime.now(timezone.utc).strftime("g%Y%m%dT%H%M%S%fZ")
+        folder = self._collection.generation_dir(name)
+        folder.mkdir(parents=True)
+        pointer = self._collection.read_pointer()
+        shard_dir = folder / "shard"
+        if pointer is not None and not full_rebuild:
+            shutil.copytree(self._collection.generation_dir(pointer["generation"]) / "shard", shard_dir)
+            shard = qe.EdgeShard.load(str(shard_dir))
+        else:
+            shard = qe.EdgeShard.create(str(shard_dir), _config(self._dimensions))
+            for field in KEYWORD_FIELDS:
+                shard.update(qe.UpdateOperation.create_field_index(field, qe.PayloadSchemaType.Keyword))
+        manifest = {
+            "collection": self._collection.collection,
+            "generation": name,
+            "source_identity": source_identity,
+            "embedding_model": embedding_model,
+            "dimensions": self._dimensions,
+            "based_on": None if full_rebuild or pointer is None else pointer["generation"],
+        }
+        return EdgeGenerationWriter(self._collection, name, shard, manifest, self._keep)
+
+    def generations(self) -> list[str]:
+        return self._collection.generations()
+
+    def activate(self, generation: str) -> None:
+        """Roll back (or forward) to a kept generation."""
+        if generation not in self._collection.generations():
+            raise ValueError(f"no published generation {generation!r}; kept: {self._collection.generations()}")
+        self._collection.write_pointer(generation)

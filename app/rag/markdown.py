@@ -1,0 +1,117 @@
+"""Parse a Markdown / MDX chapter into clean text the chunker can cut.
+
+Keeps prose, headings, tables, admonitions (as text) and code fences. Drops front matter (parsed
+separately), MDX import/export lines, JSX component tags (their children stay), HTML comments and tags,
+and mdBook directives such as `{{#include ...}}` that cannot be resolved without the book's build.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+
+class MalformedDocument(ValueError):
+    """A file that cannot be read as a chapter (bad UTF-8, broken front matter)."""
+
+
+@dataclass(frozen=True)
+class ParsedDocument:
+    title: str
+    description: str | None
+    body: str
+    front_matter: dict[str, Any] = field(default_factory=dict)
+
+
+FENCE_RE = re.compile(r"^(\s{0,3})(`{3,}|~{3,})(.*)$")
+MDX_IMPORT_RE = re.compile(r"^\s*(import\s.+\sfrom\s+['\"].+['\"];?|import\s+['\"].+['\"];?|export\s+.+)\s*$")
+JSX_TAG_LINE_RE = re.compile(r"^\s*</?[A-Z][\w.]*(\s[^<>]*)?/?>\s*$")
+MDBOOK_DIRECTIVE_RE = re.compile(r"\{\{#[a-z_]+[^}]*\}\}")
+HTML_COMMENT_RE = re.compile(r"<!--.*?-->", re.DOTALL)
+MDX_COMMENT_RE = re.compile(r"\{/\*.*?\*/\}", re.DOTALL)
+HTML_TAG_RE = re.compile(r"</?[a-zA-Z][\w-]*(\s[^<>]*)?/?>")
+ADMONITION_OPEN_RE = re.compile(r"^\s*:::\s*(note|tip|info|warning|danger|caution|important)\b\s*(.*)$", re.I)
+ADMONITION_CLOSE_RE = re.compile(r"^\s*:::\s*$")
+H1_RE = re.compile(r"^#\s+(.+?)\s*#*\s*$")
+
+
+def decode_utf8(raw: bytes) -> str:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MalformedDocument(f"not valid UTF-8 (byte {exc.start}: {raw[exc.start:exc.start + 1]!r})") from None
+    return text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+
+
+def split_front_matter(text: str) -> tuple[dict[str, Any], str]:
+    if not text.startswith("---\n"):
+        return {}, text
+    end = re.search(r"^---\s*$", text[4:], re.M)
+    if end is None:
+        raise MalformedDocument("front matter starts with '---' but never ends")
+    raw = text[4 : 4 + end.start()]
+    try:
+        data = yaml.safe_load(raw) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 2})" if mark is not None else ""
+        raise MalformedDocument(f"broken front matter{where}: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(data, dict):
+        raise MalformedDocument("front matter must be a mapping of keys to values")
+    return data, text[4 + end.end() :].lstrip("\n")
+
+
+def clean_body(body: str) -> str:
+    """Remove MDX / mdBook / HTML noise outside code fences; keep code fences verbatim."""
+    body = HTML_COMMENT_RE.sub("", body)
+    body = MDX_COMMENT_RE.sub("", body)
+    out: list[str] = []
+    fence: str | None = None
+    for line in body.split("\n"):
+        match = FENCE_RE.match(line)
+        if fence is not None:
+            out.append(line)
+            if match and match.group(2)[0] == fence[0] and len(match.group(2)) >= len(fence) and not match.group(3).strip():
+                fence = None
+            continue
+        if match:
+            fence = match.group(2)
+            out.append(line)
+            continue
+        if MDX_IMPORT_RE.match(line) or JSX_TAG_LINE_RE.match(line):
+            continue
+        line = MDBOOK_DIRECTIVE_RE.sub("", line)
+        admonition = ADMONITION_OPEN_RE.match(line)
+        if admonition:
+            kind, title = admonition.group(1).capitalize(), admonition.group(2).strip()
+            out.append(f"**{kind}{': ' + title if title else ''}**")
+            continue
+        if ADMONITION_CLOSE_RE.match(line):
+            continue
+        line = HTML_TAG_RE.sub("", line)
+        out.append(line.rstrip())
+    text = "\n".join(out)
+    return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
+
+
+def parse_document(raw: bytes, *, fallback_title: str) -> ParsedDocument:
+    text = decode_utf8(raw)
+    front_matter, body = split_front_matter(text)
+    body = clean_body(body)
+    title = front_matter.get("title")
+    if not title:
+        for line in body.split("\n"):
+            h1 = H1_RE.match(line)
+            if h1:
+                title = h1.group(1)
+                break
+    description = front_matter.get("description")
+    return ParsedDocument(
+        title=str(title or fallback_title).strip(),
+        description=str(description).strip() if description else None,
+        body=body,
+        front_matter=front_matter,
+    )

@@ -1,0 +1,169 @@
+"""The vector index: one small interface, two adapters (Qdrant Edge embedded; Qdrant server).
+
+Readers (the query service) search the live generation of a collection. Writers (the ingest flow)
+build the next generation next to it and publish it atomically: a pointer file for the embedded
+engine, a collection alias for a Qdrant server. Readers never see a half-built index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from app.rag.sparse import SparseVector
+
+DENSE = "dense"
+SPARSE = "sparse"
+SearchMode = Literal["hybrid", "dense", "sparse"]
+RECORD_FIELDS = ["content_hash", "source_path", "locale"]
+
+
+class IndexUnavailable(RuntimeError):
+    """The index cannot be searched (never built, locked, server unreachable)."""
+
+
+class IndexConflict(RuntimeError):
+    """A write would mix content that must stay apart (another source tree, another model)."""
+
+
+@dataclass(frozen=True)
+class IndexedChunk:
+    id: str
+    dense: list[float]
+    sparse: SparseVector
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class IndexedRecord:
+    """What the ingest flow needs to know about a stored chunk to decide if it changed."""
+
+    content_hash: str
+    source_path: str
+    locale: str
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    id: str
+    score: float
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    dense: list[float] | None
+    sparse: SparseVector | None
+    limit: int
+    prefetch_limit: int = 40
+    locale: str | None = None
+    mode: SearchMode = "hybrid"
+    dense_weight: float = 1.0
+    sparse_weight: float = 1.0
+    rrf_k: int = 60
+
+
+@dataclass(frozen=True)
+class IndexState:
+    """The live generation of a collection, as the writer found it."""
+
+    generation: str | None
+    source_identity: str | None
+    embedding_model: str | None
+    records: dict[str, IndexedRecord]
+
+
+class VectorIndex(Protocol):
+    """Read side, used by the query service."""
+
+    def search(self, request: SearchRequest) -> list[SearchHit]: ...
+
+    def count(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class GenerationWriter(Protocol):
+    name: str
+
+    def upsert(self, chunks: Sequence[IndexedChunk]) -> None: ...
+
+    def delete(self, ids: Sequence[str]) -> None: ...
+
+    def records(self) -> dict[str, IndexedRecord]: ...
+
+    def publish(self) -> None: ...
+
+    def discard(self) -> None: ...
+
+
+class IndexWriter(Protocol):
+    """Write side, used by the ingest flow."""
+
+    def state(self) -> IndexState: ...
+
+    def begin(self, *, full_rebuild: bool, source_identity: str, embedding_model: str) -> GenerationWriter: ...
+
+    def generations(self) -> list[str]: ...
+
+    def activate(self, generation: str) -> None: ...
+
+
+def check_same_source(state: IndexState, *, source_identity: str, embedding_model: str, full_rebuild: bool) -> None:
+    if full_rebuild or state.generation is None:
+        return
+    if state.source_identity and state.source_identity != source_identity:
+        raise IndexConflict(
+            f"the collection holds {state.source_identity!r}, not {source_identity!r}: "
+            "ingest into another collection (--collection NAME) or replace it with --full-rebuild"
+        )
+    if state.embedding_model and state.embedding_model != embedding_model:
+        raise IndexConflict(
+            f"the collection was embedded with {state.embedding_model!r}, not {embedding_model!r}: use --full-rebuild"
+        )
+
+
+def payload_record(payload: dict[str, Any]) -> IndexedRecord:
+    return IndexedRecord(
+        content_hash=str(payload.get("content_hash", "")),
+        source_path=str(payload.get("source_path", "")),
+        locale=str(payload.get("locale", "")),
+    )
+
+
+def open_vector_index(settings: Any, collection: str | None = None) -> VectorIndex:
+    """The read side chosen by VECTOR_BACKEND."""
+    name = settings.collection_name(collection)
+    if settings.vector_backend == "qdrant":
+        from app.rag.qdrant_store import QdrantVectorIndex
+
+        return QdrantVectorIndex(qdrant_client_for(settings), name)
+    from app.rag.edge_store import EdgeVectorIndex
+
+    return EdgeVectorIndex(settings.resolved_index_dir, name)
+
+
+def open_index_writer(settings: Any, collection: str | None = None) -> IndexWriter:
+    """The write side chosen by VECTOR_BACKEND."""
+    name = settings.collection_name(collection)
+    if settings.vector_backend == "qdrant":
+        from app.rag.qdrant_store import QdrantIndexWriter
+
+        return QdrantIndexWriter(
+            qdrant_client_for(settings), name, dimensions=settings.embedding_dimensions,
+            keep=settings.index_generations_kept,
+        )
+    from app.rag.edge_store import EdgeIndexWriter
+
+    return EdgeIndexWriter(
+        settings.resolved_index_dir, name, dimensions=settings.embedding_dimensions,
+        keep=settings.index_generations_kept,
+    )
+
+
+def qdrant_client_for(settings: Any) -> Any:
+    from qdrant_client import QdrantClient
+
+    api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
+    return QdrantClient(url=settings.qdrant_url, api_key=api_key, timeout=10)

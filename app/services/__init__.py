@@ -1,0 +1,1 @@
+"""The thin service layer between the routers and the RAG core / database."""

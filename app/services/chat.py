@@ -1,0 +1,286 @@
+"""Chat, streaming chat and search: retrieve, answer, persist, measure."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlmodel import Session, select
+
+from app.db import session_scope
+from app.errors import NotFound
+from app.metrics import (
+    ANSWERS,
+    EMBEDDING_LATENCY,
+    GENERATION_LATENCY,
+    QUERY_DURATION,
+    QUERY_ERRORS,
+    TOKENS_USED,
+    VECTOR_SEARCH_LATENCY,
+)
+from app.models import ChatSession, Message, QueryLog, utcnow
+from app.pricing import cost_usd
+from app.rag.answering import Answer, Answerer, Turn
+from app.rag.retrieval import Retrieval, RetrievedChunk, Retriever
+from app.schemas import ChatRequest, ChatResponse, Latency, SearchRequestBody, SearchResponse, SearchResult, Source, Usage
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+FOLLOW_UP_RE = re.compile(r"\b(it|its|this|that|these|those|they|them|their|he|she)\b|(\bوہ\b|\bیہ\b|\bاس\b|\bان\b)", re.I)
+SNIPPET_CHARS = 280
+
+
+@dataclass
+class QueryDeps:
+    settings: Settings
+    engine: Engine
+    retriever: Retriever
+    answerer: Answerer
+    embedding_model: str
+
+
+def snippet(text: str) -> str:
+    flat = re.sub(r"```[^\n]*\n?", "", text)
+    flat = re.sub(r"\s+", " ", flat).strip()
+    return flat if len(flat) <= SNIPPET_CHARS else flat[: SNIPPET_CHARS - 1].rsplit(" ", 1)[0] + "…"
+
+
+def to_source(chunk: RetrievedChunk) -> Source:
+    payload = chunk.payload
+    return Source(
+        title=str(payload.get("title", "")), url=chunk.url, heading=str(payload.get("heading", "")),
+        snippet=snippet(chunk.text), score=round(chunk.score, 6),
+    )
+
+
+def retrieval_query(question: str, history: list[Turn]) -> str:
+    """A follow-up ('what about its QoS?') is searched together with the previous question."""
+    previous = [t.content for t in history if t.role == "user"]
+    if not previous:
+        return question
+    short = len(question.split()) <= 6
+    if short or FOLLOW_UP_RE.search(question):
+        return f"{previous[-1]} {question}"
+    return question
+
+
+class ChatService:
+    def __init__(self, deps: QueryDeps) -> None:
+        self._deps = deps
+
+    # -- sessions ---------------------------------------------------------------------------------
+    def _load_history(self, session_id: uuid.UUID | None) -> tuple[ChatSession | None, list[Turn]]:
+        if session_id is None:
+            return None, []
+        with Session(self._deps.engine) as db:
+            chat_session = db.get(ChatSession, session_id)
+            if chat_session is None:
+                raise NotFound(f"session {session_id}")
+            rows = db.exec(
+                select(Message).where(Message.session_id == session_id).order_by(Message.id.desc()).limit(6)  # type: ignore[union-attr]
+            ).all()
+        return chat_session, [Turn(role=m.role, content=m.content) for m in reversed(rows)]
+
+    # -- chat -------------------------------------------------------------------------------------
+    def chat(self, body: ChatRequest, request_id: uuid.UUID) -> ChatResponse:
+        started = time.perf_counter()
+        endpoint = "chat"
+        with self._failures_logged(endpoint, body.locale, body.session_id, request_id, started):
+            chat_session, history = self._load_history(body.session_id)
+            retrieval = self._retrieve(body.question, history, body.locale, body.k)
+            answer = self._deps.answerer.answer(body.question, retrieval, history, body.locale)
+            return self._finish(endpoint, body, request_id, chat_session, retrieval, answer, started)
+
+    def chat_stream(self, body: ChatRequest, request_id: uuid.UUID) -> tuple[ChatSession | None, list[Turn], Retrieval]:
+        """The part of a streamed chat that can still fail with an HTTP status (before the stream starts)."""
+        started = time.perf_counter()
+        with self._failures_logged("chat_stream", body.locale, body.session_id, request_id, started):
+            chat_session, history = self._load_history(body.session_id)
+            retrieval = self._retrieve(body.question, history, body.locale, body.k)
+        return chat_session, history, retrieval
+
+    def stream_events(
+        self, body: ChatRequest, request_id: uuid.UUID, prepared: tuple[ChatSession | None, list[Turn], Retrieval],
+        started: float,
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        chat_session, history, retrieval = prepared
+        yield "start", {"request_id": str(request_id)}
+        answer: Answer | None = None
+        try:
+            for item in self._deps.answerer.stream(body.question, retrieval, history, body.locale):
+                if isinstance(item, Answer):
+                    answer = item
+                else:
+                    yield "delta", {"text": item}
+            assert answer is not None
+            response = self._finish("chat_stream", body, request_id, chat_session, retrieval, answer, started)
+        except Exception as exc:  # noqa: BLE001 - the stream has started: report the failure in-band
+            code = "database_unavailable" if "Operational" in exc.__class__.__name__ else "stream_failed"
+            log.warning("stream failed: %s", exc)
+            QUERY_ERRORS.labels(error_code=code).inc()
+            self._log_failure("chat_stream", body.locale, body.session_id, request_id, code, started)
+            yield "error", {"detail": "the answer could not be completed", "error_code": code}
+            return
+        final = response.model_dump(mode="json")
+        yield "final", final
+
+    def _retrieve(self, question: str, history: list[Turn], locale: str, k: int) -> Retrieval:
+        retrieval = self._deps.retriever.retrieve(retrieval_query(question, history), locale=locale, k=k)
+        EMBEDDING_LATENCY.observe(retrieval.embed_ms)
+        VECTOR_SEARCH_LATENCY.observe(retrieval.search_ms)
+        return retrieval
+
+    def _finish(
+        self, endpoint: str, body: ChatRequest, request_id: uuid.UUID, chat_session: ChatSession | None,
+        retrieval: Retrieval, answer: Answer, started: float,
+    ) -> ChatResponse:
+        GENERATION_LATENCY.labels(backend=answer.backend).observe(answer.generation_ms)
+        sources = [to_source(c) for c in retrieval.chunks] if answer.covered else []
+        today = date.today()
+        cost = cost_usd(answer.model, input_tokens=answer.prompt_tokens, output_tokens=answer.completion_tokens, day=today)
+        cost += cost_usd(self._deps.embedding_model, input_tokens=retrieval.embedding_tokens, day=today)
+        retrieval_ms = retrieval.embed_ms + retrieval.search_ms
+        status = "ok" if answer.covered else "not_covered"
+        if answer.is_fallback:
+            status = "fallback"
+        with session_scope(self._deps.engine) as db:
+            if chat_session is None:
+                chat_session = ChatSession(locale=body.locale)
+            chat_session = db.merge(chat_session)
+            chat_session.last_active_at = utcnow()
+            db.add(chat_session)
+            db.flush()
+            source_dicts = [s.model_dump() for s in sources]
+            db.add(Message(session_id=chat_session.id, request_id=request_id, role="user", content=body.question))
+            db.add(Message(session_id=chat_session.id, request_id=request_id, role="assistant", content=answer.text,
+                           sources=source_dicts))
+            total_ms = (time.perf_counter() - started) * 1000
+            db.add(QueryLog(
+                request_id=request_id, session_id=chat_session.id, endpoint=endpoint, locale=body.locale,
+                retrieval_ms=round(retrieval_ms, 3), generation_ms=round(answer.generation_ms, 3),
+                total_ms=round(total_ms, 3), prompt_tokens=answer.prompt_tokens,
+                completion_tokens=answer.completion_tokens, embedding_tokens=retrieval.embedding_tokens,
+                model=answer.model, embedding_model=self._deps.embedding_model, cost_usd=cost, status=status,
+                error_code="llm_fallback" if answer.is_fallback else None,
+            ))
+            session_id = chat_session.id
+        if answer.is_fallback:
+            QUERY_ERRORS.labels(error_code="llm_fallback").inc()
+        self._count_tokens(answer, retrieval)
+        ANSWERS.labels(backend=answer.backend, covered=str(answer.covered).lower()).inc()
+        total_ms = (time.perf_counter() - started) * 1000
+        QUERY_DURATION.labels(endpoint=endpoint, status=status).observe(total_ms / 1000)
+        return ChatResponse(
+            answer=answer.text, sources=sources, session_id=session_id, request_id=request_id,
+            usage=Usage(prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens,
+                        embedding_tokens=retrieval.embedding_tokens, cost_usd=float(cost)),
+            latency_ms=Latency(retrieval=round(retrieval_ms, 3), generation=round(answer.generation_ms, 3),
+                               total=round(total_ms, 3)),
+            covered=answer.covered, answer_backend=answer.backend,
+        )
+
+    def _count_tokens(self, answer: Answer, retrieval: Retrieval) -> None:
+        if answer.prompt_tokens:
+            TOKENS_USED.labels(kind="prompt", model=answer.model).inc(answer.prompt_tokens)
+        if answer.completion_tokens:
+            TOKENS_USED.labels(kind="completion", model=answer.model).inc(answer.completion_tokens)
+        if retrieval.embedding_tokens:
+            TOKENS_USED.labels(kind="embedding", model=self._deps.embedding_model).inc(retrieval.embedding_tokens)
+
+    # -- search -----------------------------------------------------------------------------------
+    def search(self, body: SearchRequestBody, request_id: uuid.UUID) -> SearchResponse:
+        started = time.perf_counter()
+        with self._failures_logged("search", body.locale, None, request_id, started):
+            retrieval = self._deps.retriever.retrieve(body.query, locale=body.locale, k=body.k)
+            EMBEDDING_LATENCY.observe(retrieval.embed_ms)
+            VECTOR_SEARCH_LATENCY.observe(retrieval.search_ms)
+            retrieval_ms = retrieval.embed_ms + retrieval.search_ms
+            cost = cost_usd(self._deps.embedding_model, input_tokens=retrieval.embedding_tokens)
+            with session_scope(self._deps.engine) as db:
+                db.add(QueryLog(
+                    request_id=request_id, endpoint="search", locale=body.locale, retrieval_ms=round(retrieval_ms, 3),
+                    generation_ms=0, total_ms=round((time.perf_counter() - started) * 1000, 3),
+                    embedding_tokens=retrieval.embedding_tokens, embedding_model=self._deps.embedding_model,
+                    cost_usd=cost, status="ok",
+                ))
+            if retrieval.embedding_tokens:
+                TOKENS_USED.labels(kind="embedding", model=self._deps.embedding_model).inc(retrieval.embedding_tokens)
+            total_ms = (time.perf_counter() - started) * 1000
+            QUERY_DURATION.labels(endpoint="search", status="ok").observe(total_ms / 1000)
+            results = [
+                SearchResult(
+                    id=c.id, title=str(c.payload.get("title", "")), url=c.url, heading=str(c.payload.get("heading", "")),
+                    locale=str(c.payload.get("locale", "")), snippet=snippet(c.text), text=c.text, score=round(c.score, 6),
+                )
+                for c in retrieval.chunks
+            ]
+            return SearchResponse(
+                results=results, request_id=request_id,
+                latency_ms=Latency(retrieval=round(retrieval_ms, 3), generation=0, total=round(total_ms, 3)),
+            )
+
+    # -- failures ---------------------------------------------------------------------------------
+    def _failures_logged(self, endpoint: str, locale: str | None, session_id: uuid.UUID | None,
+                         request_id: uuid.UUID, started: float) -> "_FailureLogger":
+        return _FailureLogger(self, endpoint, locale, session_id, request_id, started)
+
+    def _log_failure(self, endpoint: str, locale: str | None, session_id: uuid.UUID | None, request_id: uuid.UUID,
+                     error_code: str, started: float) -> None:
+        total_ms = (time.perf_counter() - started) * 1000
+        QUERY_DURATION.labels(endpoint=endpoint, status="error").observe(total_ms / 1000)
+        try:
+            with session_scope(self._deps.engine) as db:
+                known_session = session_id if session_id and db.get(ChatSession, session_id) else None
+                db.add(QueryLog(
+                    request_id=request_id, session_id=known_session, endpoint=endpoint, locale=locale,
+                    total_ms=round(total_ms, 3), cost_usd=Decimal(0), status="error", error_code=error_code,
+                ))
+        except Exception as exc:  # noqa: BLE001 - Postgres itself may be what failed
+            log.warning("could not write the query_log row of failed request %s: %s", request_id, exc.__class__.__name__)
+
+
+class _FailureLogger:
+    """Writes a query_log row with the error code when the block raises, then lets the error through."""
+
+    def __init__(self, service: ChatService, endpoint: str, locale: str | None, session_id: uuid.UUID | None,
+                 request_id: uuid.UUID, started: float) -> None:
+        self._args = (endpoint, locale, session_id, request_id)
+        self._service = service
+        self._started = started
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        if exc is None:
+            return False
+        code = error_code_for(exc)
+        if code != "database_unavailable":
+            self._service._log_failure(*self._args[:3], self._args[3], code, self._started)
+        return False
+
+
+def error_code_for(exc: BaseException) -> str:
+    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+    from app.rag.embeddings import EmbeddingError
+    from app.rag.vector_store import IndexUnavailable
+
+    if isinstance(exc, NotFound):
+        return "not_found"
+    if isinstance(exc, IndexUnavailable):
+        return "index_unavailable"
+    if isinstance(exc, EmbeddingError):
+        return "embedding_unavailable"
+    if isinstance(exc, (OperationalError, PoolTimeoutError)):
+        return "database_unavailable"
+    return "internal_error"

@@ -1,0 +1,170 @@
+"""The one settings class. This is the only module that reads the environment.
+
+Every variable is listed with its default in `.env.example`. Names are the upper-case field names
+(pydantic-settings is case-insensitive). A bad value stops startup with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+from urllib.parse import quote
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEV_DB_PASSWORD = "textbook-dev-password"  # noqa: S105 - development default, refused in production
+
+EMBEDDING_MODEL_DEFAULTS = {"local": "all-MiniLM-L6-v2", "openai": "text-embedding-3-small"}
+EMBEDDING_DIMENSIONS = {"all-MiniLM-L6-v2": 384, "text-embedding-3-small": 1536, "text-embedding-3-large": 3072}
+
+
+class SettingsError(RuntimeError):
+    """Raised when the environment holds a value the service cannot run with."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+    data_dir: Path = Field(default=PROJECT_ROOT / ".data", description="embedded data: Postgres, index, logs")
+    shared_dir: Path = Field(default=PROJECT_ROOT.parent / "shared", description="../shared (corpora)")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = False
+
+    # Postgres: DATABASE_URL wins; without it the embedded cluster under DATA_DIR/postgres is used.
+    database_url: str | None = None
+    embedded_pg_host: str = "127.0.0.1"
+    embedded_pg_port: int = Field(default=55432, ge=1024, le=65535)
+    db_name: str = "textbook"
+    db_user: str = "textbook_app"
+    db_password: SecretStr = SecretStr(DEV_DB_PASSWORD)
+    db_pool_size: int = Field(default=5, ge=1, le=100)
+    db_pool_timeout_s: float = Field(default=5.0, gt=0)
+    db_connect_timeout_s: int = Field(default=3, ge=1, le=60)
+
+    # Vector index: embedded Qdrant Edge (one process) or a Qdrant server / Qdrant Cloud.
+    vector_backend: Literal["edge", "qdrant"] = "edge"
+    qdrant_url: str | None = None
+    qdrant_api_key: SecretStr | None = None
+    index_dir: Path | None = None
+    collection: str = Field(default="textbook", pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    index_generations_kept: int = Field(default=2, ge=1, le=20)
+
+    # Embeddings and answers.
+    embedding_backend: Literal["local", "openai"] = "local"
+    embedding_model: str | None = None
+    embedding_batch_size: int = Field(default=32, ge=1, le=2048)
+    embedding_threads: int = Field(default=2, ge=1, le=64)
+    answer_backend: Literal["extractive", "openai"] = "extractive"
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str = "https://api.openai.com/v1"
+    openai_chat_model: str = "gpt-4o-mini"
+    openai_timeout_s: float = Field(default=20.0, gt=0, le=300)
+    openai_max_retries: int = Field(default=1, ge=0, le=10)
+
+    # Retrieval.
+    retrieval_k: int = Field(default=5, ge=1, le=20)
+    retrieval_prefetch: int = Field(default=40, ge=1, le=500)
+    rrf_k: int = Field(default=60, ge=1, le=1000)
+    dense_weight: float = Field(default=1.0, ge=0)
+    sparse_weight: float = Field(default=1.0, ge=0)
+    min_dense_score: float = Field(default=0.25, ge=-1, le=1, description="below: 'not covered'")
+
+    # HTTP service.
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    api_workers: int = Field(default=1, ge=1, le=64)
+    max_body_bytes: int = Field(default=65536, ge=1024)
+    metrics_multiproc_dir: Path | None = None
+    active_session_window_s: int = Field(default=1800, ge=60)
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not re.match(r"^postgres(ql)?(\+psycopg)?://[^/]+/[^/?]+", value):
+            raise ValueError("must look like postgresql://user:password@host:port/dbname[?sslmode=require]")
+        return re.sub(r"^postgres(ql)?(\+psycopg)?://", "postgresql+psycopg://", value)
+
+    @field_validator("qdrant_url", "openai_base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError("must be an http(s):// URL")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Settings":
+        if self.vector_backend == "qdrant" and not self.qdrant_url:
+            raise ValueError("VECTOR_BACKEND=qdrant needs QDRANT_URL")
+        if self.vector_backend == "edge" and self.api_workers > 1:
+            raise ValueError("API_WORKERS>1 needs VECTOR_BACKEND=qdrant (an embedded index opens in one process)")
+        uses_openai = self.embedding_backend == "openai" or self.answer_backend == "openai"
+        if uses_openai and self.openai_api_key is None:
+            raise ValueError("EMBEDDING_BACKEND/ANSWER_BACKEND=openai needs OPENAI_API_KEY")
+        if self.environment == "production":
+            if self.database_url is None:
+                raise ValueError("ENVIRONMENT=production needs DATABASE_URL")
+            if self.db_password.get_secret_value() == DEV_DB_PASSWORD and "textbook-dev" in self.database_url:
+                raise ValueError("DATABASE_URL uses the development password in production")
+        if self.resolved_embedding_model not in EMBEDDING_DIMENSIONS:
+            raise ValueError(
+                f"EMBEDDING_MODEL={self.resolved_embedding_model!r} is unknown; "
+                f"known: {', '.join(sorted(EMBEDDING_DIMENSIONS))}"
+            )
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        password = quote(self.db_password.get_secret_value(), safe="")
+        return (
+            f"postgresql+psycopg://{self.db_user}:{password}@{self.embedded_pg_host}:"
+            f"{self.embedded_pg_port}/{self.db_name}"
+        )
+
+    @property
+    def uses_embedded_postgres(self) -> bool:
+        return self.database_url is None
+
+    @property
+    def resolved_index_dir(self) -> Path:
+        return self.index_dir or self.data_dir / "index"
+
+    @property
+    def resolved_embedding_model(self) -> str:
+        return self.embedding_model or EMBEDDING_MODEL_DEFAULTS[self.embedding_backend]
+
+    @property
+    def embedding_dimensions(self) -> int:
+        return EMBEDDING_DIMENSIONS[self.resolved_embedding_model]
+
+    def collection_name(self, base: str | None = None) -> str:
+        """Collection names carry the embedding model so switching models never mixes vectors."""
+        model_slug = re.sub(r"[^a-z0-9]+", "-", self.resolved_embedding_model.lower()).strip("-")
+        return f"{base or self.collection}--{model_slug}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment (and overrides), turning validation errors into one message."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = "_".join(str(part) for part in error["loc"]).upper() or "settings"
+            problems.append(f"{name}: {error['msg']}")
+        raise SettingsError("invalid configuration: " + "; ".join(problems)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

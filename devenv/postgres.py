@@ -1,0 +1,215 @@
+"""An embedded PostgreSQL cluster that the project starts itself (initdb / pg_ctl).
+
+Used by `make up` (the development cluster under `.data/postgres`) and by the test suite (a throwaway
+cluster in a temporary folder). `initdb` refuses to run as root, so when we are root every server
+command runs as the unprivileged `postgres` system user through `runuser`.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import pwd
+import secrets
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+log = logging.getLogger(__name__)
+
+SERVER_USER = "postgres"
+
+
+class PostgresSetupError(RuntimeError):
+    """The embedded cluster could not be created or started."""
+
+
+def find_pg_binary(name: str) -> str:
+    """Find a server binary: on PATH, else in the newest /usr/lib/postgresql/<major>/bin (Debian)."""
+    candidates = sorted(
+        glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
+        key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0,
+        reverse=True,
+    )
+    if candidates:
+        return candidates[0]
+    found = shutil.which(name)
+    if found:
+        return found
+    raise PostgresSetupError(
+        f"PostgreSQL server binary {name!r} not found; install the server package "
+        "(Debian: apt-get install postgresql-15) or run `make up`, which installs it"
+    )
+
+
+def _running_as_root() -> bool:
+    return os.geteuid() == 0
+
+
+def _as_server_user(args: list[str]) -> list[str]:
+    if _running_as_root():
+        return ["runuser", "-u", SERVER_USER, "--", *args]
+    return args
+
+
+def _chown_to_server_user(path: Path) -> None:
+    if _running_as_root():
+        entry = pwd.getpwnam(SERVER_USER)
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
+@dataclass
+class PostgresCluster:
+    """One cluster: a data directory, a port on 127.0.0.1 and a superuser password file."""
+
+    root: Path
+    port: int
+    host: str = "127.0.0.1"
+    fast_unsafe: bool = False  # fsync off: for throwaway test clusters only
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def log_file(self) -> Path:
+        return self.root / "server.log"
+
+    @property
+    def superuser_password_file(self) -> Path:
+        return self.root / "superuser.password"
+
+    def superuser_password(self) -> str:
+        return self.superuser_password_file.read_text().strip()
+
+    def is_initialized(self) -> bool:
+        return (self.data_dir / "PG_VERSION").exists()
+
+    def initialize(self) -> None:
+        """Create the cluster (idempotent: an existing cluster is left alone)."""
+        if self.is_initialized():
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.chmod(0o755)
+        _chown_to_server_user(self.root)
+        self._check_server_user_can_reach_root()
+        password = secrets.token_urlsafe(24)
+        self.superuser_password_file.write_text(password + "\n")
+        self.superuser_password_file.chmod(0o600)
+        # The server user reads the password once, from a file only it can read.
+        pwfile = self.root / ".initdb-pwfile"
+        pwfile.write_text(password + "\n")
+        pwfile.chmod(0o600)
+        _chown_to_server_user(pwfile)
+        try:
+            args = [
+                find_pg_binary("initdb"), "-D", str(self.data_dir), "--username=postgres",
+                f"--pwfile={pwfile}", "--auth-host=scram-sha-256", "--auth-local=scram-sha-256",
+                "--encoding=UTF8", "--locale=C.UTF-8",
+            ]
+            if self.fast_unsafe:
+                args.append("--no-sync")
+            result = subprocess.run(_as_server_user(args), capture_output=True, text=True)
+            if result.returncode != 0:
+                raise PostgresSetupError(f"initdb failed: {result.stderr.strip() or result.stdout.strip()}")
+        finally:
+            pwfile.unlink(missing_ok=True)
+        settings = [
+            f"listen_addresses = '{self.host}'",
+            f"port = {self.port}",
+            f"unix_socket_directories = '{self.root}'",
+            "max_connections = 100",
+            "shared_buffers = 128MB",
+        ]
+        if self.fast_unsafe:
+            settings += ["fsync = off", "synchronous_commit = off", "full_page_writes = off"]
+        with open(self.data_dir / "postgresql.conf", "a", encoding="utf-8") as conf:
+            conf.write("\n# textbook-ops embedded cluster\n" + "\n".join(settings) + "\n")
+
+    def _check_server_user_can_reach_root(self) -> None:
+        if not _running_as_root():
+            return
+        reachable = subprocess.run(_as_server_user(["test", "-w", str(self.root)]), check=False).returncode == 0
+        if not reachable:
+            raise PostgresSetupError(
+                f"the {SERVER_USER!r} user cannot reach {self.root}: a parent folder is not "
+                "world-executable (chmod o+x it, or choose another DATA_DIR)"
+            )
+
+    def is_running(self) -> bool:
+        if not self.is_initialized():
+            return False
+        result = subprocess.run(
+            _as_server_user([find_pg_binary("pg_ctl"), "status", "-D", str(self.data_dir)]),
+            capture_output=True, text=True,
+        )
+        return result.returncode == 0
+
+    def start(self, timeout_s: int = 30) -> None:
+        if self.is_running():
+            return
+        if not self.log_file.exists():
+            self.log_file.touch()
+        _chown_to_server_user(self.log_file)
+        result = subprocess.run(
+            _as_server_user([
+                find_pg_binary("pg_ctl"), "start", "-D", str(self.data_dir), "-l", str(self.log_file),
+                "-w", "-t", str(timeout_s), "-o", f"-p {self.port}",
+            ]),
+            capture_output=True, text=True,
+        )
+        if result.returncode != 0:
+            tail = self.log_file.read_text(errors="replace")[-2000:]
+            raise PostgresSetupError(f"pg_ctl start failed (port {self.port} in use?): {tail.strip()}")
+        self.wait_until_ready(timeout_s)
+
+    def stop(self, mode: str = "fast") -> None:
+        if not self.is_running():
+            return
+        subprocess.run(
+            _as_server_user([find_pg_binary("pg_ctl"), "stop", "-D", str(self.data_dir), "-m", mode, "-w"]),
+            capture_output=True, text=True, check=False,
+        )
+
+    def superuser_dsn(self, dbname: str = "postgres") -> str:
+        return (
+            f"host={self.host} port={self.port} dbname={dbname} user=postgres "
+            f"password={self.superuser_password()} connect_timeout=3"
+        )
+
+    def wait_until_ready(self, timeout_s: float = 30) -> None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                with psycopg.connect(self.superuser_dsn()) as conn:
+                    conn.execute("SELECT 1")
+                return
+            except psycopg.OperationalError as exc:
+                if time.monotonic() > deadline:
+                    raise PostgresSetupError(f"Postgres on port {self.port} not ready: {exc}") from exc
+                time.sleep(0.1)
+
+    def ensure_database(self, *, dbname: str, app_user: str, app_password: str) -> None:
+        """Create (or update) a non-superuser application role owning `dbname`."""
+        with psycopg.connect(self.superuser_dsn(), autocommit=True) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (app_user,)).fetchone()
+            verb = sql.SQL("ALTER") if exists else sql.SQL("CREATE")
+            conn.execute(
+                sql.SQL("{} ROLE {} LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB PASSWORD {}").format(
+                    verb, sql.Identifier(app_user), sql.Literal(app_password)
+                )
+            )
+            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone():
+                conn.execute(
+                    sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(dbname), sql.Identifier(app_user))
+                )
+
+    def drop_database(self, dbname: str) -> None:
+        with psycopg.connect(self.superuser_dsn(), autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))

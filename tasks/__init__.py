@@ -1,0 +1,1 @@
+"""Prefect tasks shared by the flows, grouped by the system they touch."""

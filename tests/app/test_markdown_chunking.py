@@ -1,0 +1,131 @@
+import pytest
+
+from app.rag.chunking import Slugger, chunk_document, page_url_for
+from app.rag.markdown import MalformedDocument, parse_document
+
+MDX_CHAPTER = b"""---
+title: Simulation
+description: Worlds and robots.
+sidebar_position: 3
+---
+import Tabs from '@theme/Tabs';
+import TabItem from '@theme/TabItem';
+
+Intro paragraph about simulators and why robots are trained in them.
+
+## Launching
+
+<Tabs>
+<TabItem value="gz" label="Gazebo">
+
+```bash
+gz sim shapes.sdf
+```
+
+</TabItem>
+</Tabs>
+
+:::tip Use a fixed step
+Physics engines are deterministic only with a fixed time step.
+:::
+
+{{#include ../listings/ch01/main.rs}}
+
+<!-- a comment nobody should read -->
+
+## Launching
+
+A second section with the same heading gets a de-duplicated anchor.
+"""
+
+
+def chunks_of(raw: bytes, path: str = "simulation.mdx", locale: str = "en"):
+    doc = parse_document(raw, fallback_title="fallback")
+    return doc, chunk_document(doc, source_path=path, locale=locale, page_url=page_url_for(path, locale=locale))
+
+
+def test_mdx_imports_and_jsx_are_dropped_but_their_content_stays():
+    doc, chunks = chunks_of(MDX_CHAPTER)
+    text = "\n".join(c.text for c in chunks)
+    assert doc.title == "Simulation" and doc.description == "Worlds and robots."
+    assert "import Tabs" not in text and "<Tabs>" not in text and "</TabItem>" not in text
+    assert "```bash\ngz sim shapes.sdf\n```" in text
+
+
+def test_admonitions_are_kept_as_text_and_directives_and_comments_dropped():
+    _, chunks = chunks_of(MDX_CHAPTER)
+    text = "\n".join(c.text for c in chunks)
+    assert "**Tip: Use a fixed step**" in text
+    assert "deterministic only with a fixed time step" in text
+    assert "{{#include" not in text and "nobody should read" not in text and ":::" not in text
+
+
+def test_chunks_carry_heading_path_anchor_locale_and_site_url():
+    _, chunks = chunks_of(MDX_CHAPTER)
+    intro, launching, again = chunks[0], chunks[1], chunks[-1]
+    assert intro.anchor == "" and intro.url == "/docs/simulation"
+    assert launching.heading_path == ("Launching",) and launching.url == "/docs/simulation#launching"
+    assert again.url == "/docs/simulation#launching-1"
+    assert {c.locale for c in chunks} == {"en"}
+    assert len({c.id for c in chunks}) == len(chunks)
+
+
+def test_urdu_urls_and_anchors_follow_docusaurus():
+    raw = "---\ntitle: تعارف\n---\n\n## ROS 2 گراف کیا ہے؟\n\nمتن یہاں ہے اور کافی طویل ہے۔\n".encode()
+    _, chunks = chunks_of(raw, path="ros2-fundamentals.md", locale="ur")
+    assert chunks[0].url == "/ur/docs/ros2-fundamentals#ros-2-گراف-کیا-ہے"
+
+
+@pytest.mark.parametrize(
+    ("heading", "anchor"),
+    [("The Zero Moment Point", "the-zero-moment-point"), ("`rclpy` Publishers & Subscribers", "rclpy-publishers--subscribers"),
+     ("Force/Torque Sensors", "forcetorque-sensors"), ("What is `Vec<T>`?", "what-is-vect")],
+)
+def test_slugs_match_github_slugger(heading, anchor):
+    assert Slugger.slug(heading) == anchor
+
+
+def test_page_urls_drop_number_prefixes_extensions_and_index():
+    assert page_url_for("01-intro/02-basics.md", locale="en") == "/docs/intro/basics"
+    assert page_url_for("guide/index.mdx", locale="ur") == "/ur/docs/guide"
+    assert page_url_for("x.md", locale="en", front_matter_slug="/custom/place") == "/docs/custom/place"
+
+
+def test_explicit_heading_ids_win():
+    _, chunks = chunks_of(b"## Setup {#install}\n\nInstall the things you need first.\n", path="a.md")
+    assert chunks[0].anchor == "install" and chunks[0].heading_path == ("Setup",)
+
+
+def test_code_fences_are_never_cut_at_headings_inside_them():
+    raw = b"## Real\n\n```python\n# not a heading\nprint('x')\n```\n"
+    _, chunks = chunks_of(raw, path="a.md")
+    assert len(chunks) == 1 and "# not a heading" in chunks[0].text
+
+
+def test_long_sections_are_split_into_bounded_chunks():
+    paragraph = "Balance control keeps the centre of mass above the support polygon. " * 12
+    raw = ("## Balance\n\n" + "\n\n".join([paragraph] * 6)).encode()
+    _, chunks = chunks_of(raw, path="a.md")
+    assert len(chunks) >= 4
+    assert all(len(c.text) <= 1000 * 1.25 for c in chunks)
+    assert len({c.id for c in chunks}) == len(chunks)
+
+
+def test_bad_utf8_is_a_malformed_document():
+    with pytest.raises(MalformedDocument, match="not valid UTF-8"):
+        parse_document(b"## Title\n\n\xff\xfe broken", fallback_title="x")
+
+
+@pytest.mark.parametrize("raw", [b"---\ntitle: [unclosed\n---\nbody", b"---\ntitle: x\nno end marker", b"---\n- a\n- b\n---\nbody"])
+def test_broken_front_matter_is_a_malformed_document(raw):
+    with pytest.raises(MalformedDocument, match="front matter"):
+        parse_document(raw, fallback_title="x")
+
+
+def test_content_hash_changes_with_text_and_not_otherwise():
+    _, first = chunks_of(b"## A\n\nSome text that stays.\n\n## B\n\nOther text.\n", path="a.md")
+    _, same = chunks_of(b"## A\n\nSome text that stays.\n\n## B\n\nOther text.\n", path="a.md")
+    _, edited = chunks_of(b"## A\n\nSome text that stays.\n\n## B\n\nOther text, edited.\n", path="a.md")
+    assert [c.content_hash for c in first] == [c.content_hash for c in same]
+    assert first[0].content_hash == edited[0].content_hash and first[1].content_hash != edited[1].content_hash
+    assert first[1].id == edited[1].id

@@ -1,0 +1,113 @@
+"""Session fixtures: a throwaway Postgres cluster, Prefect's test harness, the ingested textbook.
+
+Never touches the development environment: the cluster, data folder and Prefect home are temporary.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+_TEST_ROOT = Path(tempfile.mkdtemp(prefix="textbook-ops-tests-"))
+_TEST_ROOT.chmod(0o755)
+# Before anything imports prefect or app.settings: an isolated home, no server, no analytics.
+os.environ["PREFECT_HOME"] = str(_TEST_ROOT / "prefect")
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
+os.environ.pop("PREFECT_API_URL", None)
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+for _name in list(os.environ):  # a developer's configuration must not leak into the tests
+    if _name in {"DATABASE_URL", "VECTOR_BACKEND", "QDRANT_URL", "EMBEDDING_BACKEND", "ANSWER_BACKEND",
+                 "OPENAI_API_KEY", "INDEX_DIR", "COLLECTION"}:
+        del os.environ[_name]
+os.environ["ENVIRONMENT"] = "test"
+os.environ["DATA_DIR"] = str(_TEST_ROOT / "data")
+
+import pytest  # noqa: E402
+
+from app.db import migrate  # noqa: E402
+from app.settings import PROJECT_ROOT, Settings, get_settings  # noqa: E402
+from devenv.postgres import PostgresCluster  # noqa: E402
+
+APP_PASSWORD = "test-app-password"  # noqa: S105
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_cluster(name: str) -> PostgresCluster:
+    cluster = PostgresCluster(root=_TEST_ROOT / name, port=free_port(), fast_unsafe=True)
+    cluster.initialize()
+    cluster.start()
+    return cluster
+
+
+def database_url(cluster: PostgresCluster, dbname: str) -> str:
+    return f"postgresql+psycopg://textbook_app:{APP_PASSWORD}@127.0.0.1:{cluster.port}/{dbname}"
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PostgresCluster]:
+    cluster = start_cluster("postgres")
+    yield cluster
+    cluster.stop(mode="immediate")
+
+
+@pytest.fixture(scope="session")
+def settings(pg_cluster: PostgresCluster) -> Iterator[Settings]:
+    """The test session's settings, also in the environment so flows (get_settings()) agree."""
+    pg_cluster.ensure_database(dbname="textbook", app_user="textbook_app", app_password=APP_PASSWORD)
+    url = database_url(pg_cluster, "textbook")
+    migrate(url)
+    os.environ["DATABASE_URL"] = url
+    get_settings.cache_clear()
+    yield get_settings()
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="session")
+def ingested_textbook(settings: Settings, prefect_harness: None) -> dict:
+    """The site's own textbook, both locales, in the default collection."""
+    from flows.ingest_textbook import ingest_textbook
+
+    result = ingest_textbook(source=str(PROJECT_ROOT / "website"))
+    assert result["status"] == "completed", result
+    return result
+
+
+@pytest.fixture(scope="session")
+def client(ingested_textbook: dict, settings: Settings) -> Iterator:
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    path = Settings(_env_file=None).shared_dir  # SHARED_DIR, default ../shared
+    if not (path / "corpora" / "rust-book").is_dir():
+        pytest.fail(f"the shared material is missing: expected {path}/corpora/rust-book (set SHARED_DIR)")
+    return path
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    shutil.rmtree(_TEST_ROOT, ignore_errors=True)

@@ -1,0 +1,138 @@
+"""A small local server that speaks the parts of OpenAI's HTTP API the project uses.
+
+Follows the documented shapes of `POST /v1/chat/completions` (JSON and `stream: true` Server-Sent
+Events with `stream_options.include_usage`), `POST /v1/embeddings` and `GET /v1/models`, with
+Bearer-key authentication. Tests script it: `mode` = "ok" | "error" | "slow", and `replies`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+class FakeOpenAI:
+    def __init__(self, accepted_keys: set[str] | None = None) -> None:
+        self.accepted_keys = accepted_keys or {"sk-test"}
+        self.mode = "ok"
+        self.slow_seconds = 5.0
+        self.reply: str | None = None
+        self.requests: list[dict[str, Any]] = []
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    def start(self) -> "FakeOpenAI":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _json(self, status: int, body: dict[str, Any]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _authorized(self) -> bool:
+                header = self.headers.get("authorization", "")
+                if header.removeprefix("Bearer ") in fake.accepted_keys:
+                    return True
+                self._json(401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error",
+                                           "code": "invalid_api_key"}})
+                return False
+
+            def do_GET(self) -> None:  # noqa: N802
+                if not self._authorized():
+                    return
+                if self.path.rstrip("/") == "/v1/models":
+                    self._json(200, {"object": "list", "data": [
+                        {"id": "gpt-4o-mini", "object": "model", "created": 0, "owned_by": "openai"},
+                        {"id": "text-embedding-3-small", "object": "model", "created": 0, "owned_by": "openai"},
+                    ]})
+                else:
+                    self._json(404, {"error": {"message": "not found", "type": "invalid_request_error"}})
+
+            def do_POST(self) -> None:  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
+                fake.requests.append({"path": self.path, "body": body})
+                if not self._authorized():
+                    return
+                if fake.mode == "error":
+                    self._json(500, {"error": {"message": "The server had an error", "type": "server_error"}})
+                    return
+                if fake.mode == "slow":
+                    time.sleep(fake.slow_seconds)
+                if self.path == "/v1/embeddings":
+                    self._embeddings(body)
+                elif self.path == "/v1/chat/completions":
+                    self._chat(body)
+                else:
+                    self._json(404, {"error": {"message": "not found", "type": "invalid_request_error"}})
+
+            def _embeddings(self, body: dict[str, Any]) -> None:
+                inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+                data = [{"object": "embedding", "index": i, "embedding": _vector(text, 1536)} for i, text in enumerate(inputs)]
+                tokens = sum(len(str(t).split()) for t in inputs)
+                self._json(200, {"object": "list", "data": data, "model": body["model"],
+                                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+
+            def _chat(self, body: dict[str, Any]) -> None:
+                prompt = " ".join(str(m.get("content", "")) for m in body["messages"])
+                text = fake.reply or "According to the book, this is explained in the first source [1]."
+                prompt_tokens, completion_tokens = len(prompt.split()), len(text.split())
+                usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                         "total_tokens": prompt_tokens + completion_tokens}
+                base = {"id": "chatcmpl-test", "created": int(time.time()), "model": body["model"]}
+                if not body.get("stream"):
+                    self._json(200, {**base, "object": "chat.completion", "choices": [{
+                        "index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop",
+                    }], "usage": usage})
+                    return
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream")
+                self.end_headers()
+                pieces = [w + " " for w in text.split(" ")]
+                for i, piece in enumerate(pieces):
+                    delta = {"content": piece.rstrip() if i == len(pieces) - 1 else piece}
+                    if i == 0:
+                        delta["role"] = "assistant"
+                    chunk = {**base, "object": "chat.completion.chunk",
+                             "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                final = {**base, "object": "chat.completion.chunk",
+                         "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+                self.wfile.write(f"data: {json.dumps(final)}\n\n".encode())
+                if (body.get("stream_options") or {}).get("include_usage"):
+                    self.wfile.write(f"data: {json.dumps({**base, 'object': 'chat.completion.chunk', 'choices': [], 'usage': usage})}\n\n".encode())
+                self.wfile.write(b"data: [DONE]\n\n")
+                self.wfile.flush()
+
+        return Handler
+
+
+def _vector(text: str, dims: int) -> list[float]:
+    seed = hashlib.sha256(str(text).encode()).digest()
+    values = [((seed[i % 32] + i * 31) % 255) / 255.0 - 0.5 for i in range(dims)]
+    norm = math.sqrt(sum(v * v for v in values)) or 1.0
+    return [v / norm for v in values]
