@@ -19,6 +19,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from app.rag.index_plan import plan_index_changes
+from app.rag.vector_store import check_same_source
 from app.settings import PROJECT_ROOT, get_settings
 from tasks.embeddings import embed_chunks
 from tasks.postgres import IngestSummary, record_ingest_run
@@ -63,6 +64,8 @@ def ingest_textbook(
 
         # 2. Compare with what the live index holds.
         state = read_index_state(settings, collection)
+        check_same_source(state, source_identity=source_identity(source_path),
+                          embedding_model=settings.resolved_embedding_model, full_rebuild=full_rebuild)
         plan = plan_index_changes(
             batch.chunks, state.records,
             locales_in_scope={f.locale for f in files},

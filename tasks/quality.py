@@ -9,7 +9,7 @@ from prefect.cache_policies import NO_CACHE
 
 from app.rag.chunking import Chunk
 
-URL_PATTERN = r"^(/[a-z]{2})?/docs(/[^\s#]*)?(#\S*)?$"
+URL_PATTERN = r"^(?:/[a-z]{2})?/docs(?:/[^\s#]*)?(?:#\S*)?$"
 MAX_CHUNK_CHARS = 4000
 
 

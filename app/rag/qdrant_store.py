@@ -108,7 +108,7 @@ class QdrantVectorIndex:
 
     def count(self) -> int:
         if not self._exists():
-            raise IndexUnavailable(f"no index for collection {self._collection!r} yet")
+            raise IndexUnavailable(f"no index for collection {self._collection!r} yet: run the ingest-textbook flow")
         return self._client.count(self._collection, exact=True).count
 
     def close(self) -> None:

@@ -1,0 +1,63 @@
+"""Dependencies going away: Postgres stopped mid-session, an index that is not there."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.main import create_app
+from app.settings import load_settings
+from tests.conftest import APP_PASSWORD, database_url, start_cluster
+
+
+@pytest.fixture
+def own_postgres(ingested_textbook):
+    from app.db import migrate
+
+    cluster = start_cluster("postgres-outage")
+    cluster.ensure_database(dbname="textbook", app_user="textbook_app", app_password=APP_PASSWORD)
+    url = database_url(cluster, "textbook")
+    migrate(url)
+    yield cluster, url
+    cluster.stop(mode="immediate")
+
+
+def wait_for(predicate, timeout_s: float = 20) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.2)
+
+
+def test_postgres_down_gives_503_then_the_service_recovers_by_itself(own_postgres):
+    cluster, url = own_postgres
+    settings = load_settings(_env_file=None, database_url=url)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        assert client.get("/ready").status_code == 200
+        assert client.post("/v1/chat", json={"question": "What is ROS 2?"}).status_code == 200
+
+        cluster.stop(mode="immediate")
+        ready = client.get("/ready")
+        assert ready.status_code == 503 and ready.json()["down"] == ["postgres"]
+        response = client.post("/v1/chat", json={"question": "What is ROS 2?"})
+        assert response.status_code == 503 and response.headers["retry-after"]
+        assert response.json()["error_code"] == "database_unavailable" and "Traceback" not in response.text
+        assert client.post("/v1/search", json={"query": "ROS 2"}).status_code == 503
+        assert client.get("/health").status_code == 200
+
+        cluster.start()
+        wait_for(lambda: client.get("/ready").status_code == 200)
+        assert client.post("/v1/chat", json={"question": "What is ROS 2?"}).status_code == 200
+
+
+def test_missing_index_gives_503_naming_the_vector_index(settings, ingested_textbook):
+    missing = load_settings(_env_file=None, database_url=settings.database_url, collection="never-ingested")
+    with TestClient(create_app(missing), raise_server_exceptions=False) as client:
+        ready = client.get("/ready")
+        assert ready.status_code == 503 and ready.json()["down"] == ["vector_index"]
+        response = client.post("/v1/chat", json={"question": "What is ROS 2?"})
+        assert response.status_code == 503 and response.json()["error_code"] == "index_unavailable"
+        assert "ingest" in response.json()["detail"]

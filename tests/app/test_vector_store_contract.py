@@ -1,0 +1,151 @@
+"""One contract, two adapters: Qdrant Edge (embedded) and qdrant-client (local mode, server API)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from qdrant_client import QdrantClient
+
+from app.rag.edge_store import EdgeIndexWriter, EdgeVectorIndex
+from app.rag.qdrant_store import QdrantIndexWriter, QdrantVectorIndex
+from app.rag.sparse import document_vector, query_vector
+from app.rag.vector_store import IndexConflict, IndexedChunk, IndexUnavailable, SearchRequest, check_same_source
+
+DIMS = 4
+
+
+@pytest.fixture(params=["edge", "qdrant-local"])
+def store(request, tmp_path):
+    """(writer, reader) for one collection."""
+    if request.param == "edge":
+        writer = EdgeIndexWriter(tmp_path, "contract", dimensions=DIMS, keep=2)
+        reader = EdgeVectorIndex(tmp_path, "contract")
+        yield writer, reader
+        reader.close()
+    else:
+        client = QdrantClient(path=str(tmp_path / "qdrant"))
+        yield QdrantIndexWriter(client, "contract", dimensions=DIMS, keep=2), QdrantVectorIndex(client, "contract")
+        client.close()
+
+
+def chunk(text: str, dense: list[float], locale: str = "en", source: str = "a.md") -> IndexedChunk:
+    chunk_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{locale}{source}{text}"))
+    return IndexedChunk(id=chunk_id, dense=dense, sparse=document_vector(text), payload={
+        "text": text, "locale": locale, "source_path": source, "content_hash": f"h-{text}", "url": f"/docs/{source}",
+    })
+
+
+CHUNKS = [
+    chunk("kalman filter predict update covariance", [1, 0, 0, 0]),
+    chunk("zero moment point support polygon walking", [0, 1, 0, 0]),
+    chunk("ros publisher subscriber topic", [0, 0, 1, 0], source="b.md"),
+    chunk("کالمن فلٹر پیش گوئی", [1, 0, 0.1, 0], locale="ur"),
+]
+
+
+def publish(writer, chunks, *, full_rebuild=False, deletes=()):
+    generation = writer.begin(full_rebuild=full_rebuild, source_identity="test", embedding_model="m")
+    generation.upsert(chunks)
+    generation.delete(list(deletes))
+    generation.publish()
+    return generation.name
+
+
+def search(reader, text, dense, mode="hybrid", locale=None, limit=3):
+    return reader.search(SearchRequest(dense=dense, sparse=query_vector(text), limit=limit, locale=locale, mode=mode))
+
+
+def test_reader_without_any_generation_is_unavailable(store):
+    _, reader = store
+    with pytest.raises(IndexUnavailable, match="ingest"):
+        reader.count()
+
+
+def test_published_chunks_are_searchable_in_every_mode(store):
+    writer, reader = store
+    publish(writer, CHUNKS)
+    assert reader.count() == 4
+    for mode in ("hybrid", "dense", "sparse"):
+        hits = search(reader, "kalman filter", [1, 0, 0, 0], mode=mode, locale="en")
+        assert hits[0].payload["text"].startswith("kalman"), mode
+    hits = search(reader, "zero moment point", [0, 0.9, 0.1, 0], locale="en")
+    assert hits[0].payload["source_path"] == "a.md" and "moment" in hits[0].payload["text"]
+
+
+def test_locale_filter_keeps_other_locales_out(store):
+    writer, reader = store
+    publish(writer, CHUNKS)
+    hits = search(reader, "کالمن فلٹر", [1, 0, 0, 0], locale="ur", limit=10)
+    assert [h.payload["locale"] for h in hits] == ["ur"]
+
+
+def test_sparse_search_with_no_known_terms_finds_nothing(store):
+    writer, reader = store
+    publish(writer, CHUNKS)
+    assert search(reader, "xylophone", None, mode="sparse") == []
+
+
+def test_state_lists_records_with_hashes(store):
+    writer, _ = store
+    publish(writer, CHUNKS)
+    state = writer.state()
+    assert state.generation is not None and state.source_identity == "test" and state.embedding_model == "m"
+    assert {r.content_hash for r in state.records.values()} == {c.payload["content_hash"] for c in CHUNKS}
+
+
+def test_incremental_generation_keeps_unchanged_chunks_and_applies_deletes(store):
+    writer, reader = store
+    publish(writer, CHUNKS)
+    extra = chunk("tf2 frames transform tree", [0, 0, 0, 1], source="b.md")
+    publish(writer, [extra], deletes=[CHUNKS[2].id])
+    assert reader.count() == 4
+    assert set(writer.state().records) == {CHUNKS[0].id, CHUNKS[1].id, CHUNKS[3].id, extra.id}
+    assert search(reader, "transform frames", [0, 0, 0, 1])[0].id == extra.id
+
+
+def test_discarded_generation_leaves_the_live_one_untouched(store):
+    writer, reader = store
+    publish(writer, CHUNKS[:2])
+    generation = writer.begin(full_rebuild=True, source_identity="test", embedding_model="m")
+    generation.upsert(CHUNKS)
+    generation.discard()
+    assert reader.count() == 2 and len(writer.state().records) == 2
+
+
+def test_full_rebuild_switches_atomically_and_keeps_the_previous_generation(store):
+    writer, reader = store
+    first = publish(writer, CHUNKS)
+    second = publish(writer, CHUNKS[:1], full_rebuild=True)
+    assert reader.count() == 1
+    assert writer.generations()[-2:] == [first, second]
+    writer.activate(first)  # roll back
+    assert reader.count() == 4
+
+
+def test_old_generations_are_pruned_beyond_the_kept_number(store):
+    writer, _ = store
+    names = [publish(writer, CHUNKS[:1], full_rebuild=True) for _ in range(3)]
+    assert writer.generations() == names[-2:]
+
+
+def test_a_different_source_or_model_needs_a_full_rebuild(store):
+    writer, _ = store
+    publish(writer, CHUNKS)
+    state = writer.state()
+    with pytest.raises(IndexConflict, match="--collection"):
+        check_same_source(state, source_identity="other", embedding_model="m", full_rebuild=False)
+    with pytest.raises(IndexConflict, match="--full-rebuild"):
+        check_same_source(state, source_identity="test", embedding_model="other", full_rebuild=False)
+    check_same_source(state, source_identity="other", embedding_model="other", full_rebuild=True)
+
+
+def test_edge_reader_follows_the_pointer_while_open(tmp_path):
+    """The service keeps its index open while the flow publishes the next generation."""
+    writer = EdgeIndexWriter(tmp_path, "live", dimensions=DIMS)
+    reader = EdgeVectorIndex(tmp_path, "live")
+    publish(writer, CHUNKS[:1])
+    assert reader.count() == 1
+    publish(writer, CHUNKS[1:2])  # the reader holds generation 1 open during this write
+    assert reader.count() == 2
+    reader.close()
