@@ -15,12 +15,18 @@ def serve(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     workers = args.workers or settings.api_workers
+    if workers > 1 and settings.vector_backend == "edge":
+        print("error: several workers need VECTOR_BACKEND=qdrant (the embedded index opens in one process)",
+              file=sys.stderr)
+        return 2
     if workers > 1 or settings.metrics_multiproc_dir:
         folder = settings.metrics_multiproc_dir or settings.data_dir / "metrics"
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True, exist_ok=True)
-        # prometheus_client reads this itself, in every worker, before its metrics are created.
+        # prometheus_client reads PROMETHEUS_MULTIPROC_DIR itself, in every worker, before its metrics exist;
+        # METRICS_MULTIPROC_DIR tells each worker's settings to aggregate at scrape time.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+        os.environ["METRICS_MULTIPROC_DIR"] = str(folder)
     uvicorn.run(
         "app.main:create_app", factory=True, host=args.host or settings.api_host, port=args.port or settings.api_port,
         workers=workers, log_level=settings.log_level.lower(), proxy_headers=True, timeout_graceful_shutdown=20,

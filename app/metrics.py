@@ -3,11 +3,17 @@ multiprocess mode aggregates every worker's values at scrape time."""
 
 from __future__ import annotations
 
-import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -24,6 +30,8 @@ EMBEDDING_LATENCY = Histogram("rag_query_embedding_latency_ms", "Query embedding
 GENERATION_LATENCY = Histogram(
     "rag_llm_generation_latency_ms", "Answer generation latency (ms)", ["backend"], buckets=MS_BUCKETS
 )
+DB_LATENCY = Histogram("rag_db_write_latency_ms", "Time spent writing a query's rows to Postgres (ms)",
+                       buckets=MS_BUCKETS)
 ANSWERS = Counter("rag_answers_total", "Answers by backend and coverage", ["backend", "covered"])
 
 
@@ -40,7 +48,7 @@ class ActiveSessionsCollector:
         from app.models import ChatSession
 
         gauge = GaugeMetricFamily("rag_active_sessions", "Chat sessions active in the last 30 minutes")
-        since = datetime.now(timezone.utc) - timedelta(seconds=self._window_s)
+        since = datetime.now(UTC) - timedelta(seconds=self._window_s)
         try:
             with self._engine.connect() as conn:
                 value = conn.execute(
@@ -52,8 +60,8 @@ class ActiveSessionsCollector:
         yield gauge
 
 
-def render_metrics(engine: Any, window_s: int) -> tuple[bytes, str]:
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+def render_metrics(engine: Any, window_s: int, multiprocess: bool) -> tuple[bytes, str]:
+    if multiprocess:
         registry = CollectorRegistry()
         MultiProcessCollector(registry)
     else:

@@ -16,7 +16,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEV_DB_PASSWORD = "textbook-dev-password"  # noqa: S105 - development default, refused in production
+DEV_DB_PASSWORD = "textbook-dev-password"
 
 EMBEDDING_MODEL_DEFAULTS = {"local": "all-MiniLM-L6-v2", "openai": "text-embedding-3-small"}
 EMBEDDING_DIMENSIONS = {"all-MiniLM-L6-v2": 384, "text-embedding-3-small": 1536, "text-embedding-3-large": 3072}
@@ -69,9 +69,13 @@ class Settings(BaseSettings):
     # Retrieval.
     retrieval_k: int = Field(default=5, ge=1, le=20)
     retrieval_prefetch: int = Field(default=40, ge=1, le=500)
-    rrf_k: int = Field(default=60, ge=1, le=1000)
+    rrf_k: int = Field(default=10, ge=1, le=1000, description="RRF constant; tuned on bench/eval (see bench/RESULTS.md)")
     dense_weight: float = Field(default=1.0, ge=0)
     sparse_weight: float = Field(default=1.0, ge=0)
+    dense_weight_non_english: float | None = Field(
+        default=None, ge=0,
+        description="dense weight for other locales; default 0.1 with the English-only local model, else DENSE_WEIGHT",
+    )
     min_dense_score: float = Field(default=0.25, ge=-1, le=1, description="below: 'not covered'")
 
     # HTTP service.
@@ -134,6 +138,14 @@ class Settings(BaseSettings):
     @property
     def uses_embedded_postgres(self) -> bool:
         return self.database_url is None
+
+    def dense_weight_for(self, locale: str | None) -> float:
+        """MiniLM is an English model: its vectors for Urdu text are mostly noise, so sparse leads there."""
+        if locale in (None, "en"):
+            return self.dense_weight
+        if self.dense_weight_non_english is not None:
+            return self.dense_weight_non_english
+        return 0.1 if self.embedding_backend == "local" else self.dense_weight
 
     @property
     def resolved_index_dir(self) -> Path:

@@ -78,7 +78,8 @@ def start_api(settings: Settings, timeout_s: float = 120) -> None:
         log_file = settings.data_dir / "logs" / "api.log"
         log_file.parent.mkdir(parents=True, exist_ok=True)
         pid_file.parent.mkdir(parents=True, exist_ok=True)
-        say(f"starting the API on {base} (log: {log_file.relative_to(PROJECT_ROOT) if log_file.is_relative_to(PROJECT_ROOT) else log_file})")
+        shown = log_file.relative_to(PROJECT_ROOT) if log_file.is_relative_to(PROJECT_ROOT) else log_file
+        say(f"starting the API on {base} (log: {shown})")
         with open(log_file, "ab") as log:
             process = subprocess.Popen([sys.executable, "-m", "app", "serve"], cwd=PROJECT_ROOT, stdout=log,
                                        stderr=subprocess.STDOUT, start_new_session=True)

@@ -13,6 +13,7 @@ from app.rag.sparse import document_vector
 from app.rag.vector_store import IndexedChunk
 from app.settings import Settings
 
+
 def embedder_for(settings: Settings) -> Embedder:
     return create_embedder(settings)
 

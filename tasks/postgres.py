@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from prefect import task
@@ -33,7 +33,7 @@ class IngestSummary:
     seconds: float = 0.0
     error: str | None = None
     files: list[dict[str, Any]] = field(default_factory=list)
-    started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 @task(name="record-ingest-run", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[1, 5, 15])
@@ -51,7 +51,7 @@ def record_ingest_run(settings: Settings, summary: IngestSummary, flow_run_id: s
                 embeddings_computed=summary.embeddings_computed, seconds=round(summary.seconds, 3),
                 error=summary.error,
                 details={k: v for k, v in asdict(summary).items() if k in ("files", "chunks_total", "embedding_tokens")},
-                started_at=summary.started_at, finished_at=datetime.now(timezone.utc),
+                started_at=summary.started_at, finished_at=datetime.now(UTC),
             )
             db.add(row)
             db.flush()

@@ -34,7 +34,7 @@ from app.db import migrate  # noqa: E402
 from app.settings import PROJECT_ROOT, Settings, get_settings  # noqa: E402
 from devenv.postgres import PostgresCluster  # noqa: E402
 
-APP_PASSWORD = "test-app-password"  # noqa: S105
+APP_PASSWORD = "test-app-password"
 
 
 def free_port() -> int:

@@ -47,6 +47,7 @@ async def ready(request: Request) -> JSONResponse:
 async def metrics(request: Request) -> Response:
     settings = request.app.state.settings
     body, content_type = await run_in_threadpool(
-        render_metrics, request.app.state.engine, settings.active_session_window_s
+        render_metrics, request.app.state.engine, settings.active_session_window_s,
+        settings.metrics_multiproc_dir is not None,
     )
     return Response(content=body, media_type=content_type)

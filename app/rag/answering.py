@@ -115,8 +115,7 @@ class ExtractiveAnswerer:
 
 
 def _word_deltas(text: str) -> Iterator[str]:
-    for piece in re.findall(r"\S+\s*", text):
-        yield piece
+    yield from re.findall(r"\S+\s*", text)
 
 
 def compose_extractive(question: str, chunks: list[RetrievedChunk]) -> str | None:

@@ -7,7 +7,7 @@ import json
 import re
 import unicodedata
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 
 from app.rag.markdown import FENCE_RE, ParsedDocument
@@ -270,6 +270,4 @@ def chunk_document(
 
 
 def _with_hash(chunk: Chunk) -> Chunk:
-    from dataclasses import replace
-
     return replace(chunk, content_hash=content_hash(chunk))

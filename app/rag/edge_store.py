@@ -19,7 +19,7 @@ import shutil
 import threading
 import time
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -155,7 +155,7 @@ class EdgeCollection:
         tmp = self.root / f".{POINTER}.{os.getpid()}.tmp"
         tmp.write_text(json.dumps({
             "generation": generation,
-            "published_at": datetime.now(timezone.utc).isoformat(),
+            "published_at": datetime.now(UTC).isoformat(),
         }))
         os.replace(tmp, self.pointer_path)
 
@@ -343,7 +343,7 @@ class EdgeIndexWriter:
         )
 
     def begin(self, *, full_rebuild: bool, source_identity: str, embedding_model: str) -> EdgeGenerationWriter:
-        name = datetime.now(timezone.utc).strftime("g%Y%m%dT%H%M%S%fZ")
+        name = datetime.now(UTC).strftime("g%Y%m%dT%H%M%S%fZ")
         folder = self._collection.generation_dir(name)
         folder.mkdir(parents=True)
         pointer = self._collection.read_pointer()

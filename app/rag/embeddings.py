@@ -64,10 +64,8 @@ class LocalEmbedder:
         if not texts:
             return EmbeddingResult(vectors=[], tokens=0)
         tokenizer = self._model.tokenizer
-        tokens = sum(
-            min(len(ids), self._model.max_seq_length)
-            for ids in tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]
-        )
+        encoded = tokenizer(texts, add_special_tokens=True, truncation=True, max_length=self._model.max_seq_length)
+        tokens = sum(len(ids) for ids in encoded["input_ids"])
         vectors = self._model.encode(
             texts, batch_size=self._batch_size, normalize_embeddings=True, convert_to_numpy=True,
             show_progress_bar=False,

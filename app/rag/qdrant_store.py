@@ -8,7 +8,7 @@ alias only after it is written and validated. Tests run this adapter on qdrant-c
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from qdrant_client import QdrantClient, models
@@ -200,7 +200,7 @@ class QdrantIndexWriter:
         live = self._live()
         if live is not None and not full_rebuild:
             return QdrantGenerationWriter(self._client, self._alias, live, is_new=False, keep=self._keep)
-        name = f"{self._alias}{GENERATION_SEPARATOR}{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S%fZ')}"
+        name = f"{self._alias}{GENERATION_SEPARATOR}{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%fZ')}"
         self._client.create_collection(
             name,
             vectors_config={DENSE: models.VectorParams(size=self._dimensions, distance=models.Distance.COSINE)},

@@ -65,7 +65,7 @@ class Retriever:
         def search(search_locale: str | None, search_mode: SearchMode, limit: int) -> list[Any]:
             return self._index.search(SearchRequest(
                 dense=dense, sparse=sparse, limit=limit, prefetch_limit=settings.retrieval_prefetch,
-                locale=search_locale, mode=search_mode, dense_weight=settings.dense_weight,
+                locale=search_locale, mode=search_mode, dense_weight=settings.dense_weight_for(search_locale),
                 sparse_weight=settings.sparse_weight, rrf_k=settings.rrf_k,
             ))
 

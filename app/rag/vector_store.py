@@ -61,7 +61,7 @@ class SearchRequest:
     mode: SearchMode = "hybrid"
     dense_weight: float = 1.0
     sparse_weight: float = 1.0
-    rrf_k: int = 60
+    rrf_k: int = 10
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from app.db import session_scope
 from app.errors import NotFound
 from app.metrics import (
     ANSWERS,
+    DB_LATENCY,
     EMBEDDING_LATENCY,
     GENERATION_LATENCY,
     QUERY_DURATION,
@@ -30,7 +31,16 @@ from app.models import ChatSession, Message, QueryLog, utcnow
 from app.pricing import cost_usd
 from app.rag.answering import Answer, Answerer, Turn
 from app.rag.retrieval import Retrieval, RetrievedChunk, Retriever
-from app.schemas import ChatRequest, ChatResponse, Latency, SearchRequestBody, SearchResponse, SearchResult, Source, Usage
+from app.schemas import (
+    ChatRequest,
+    ChatResponse,
+    Latency,
+    SearchRequestBody,
+    SearchResponse,
+    SearchResult,
+    Source,
+    Usage,
+)
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -151,6 +161,7 @@ class ChatService:
         status = "ok" if answer.covered else "not_covered"
         if answer.is_fallback:
             status = "fallback"
+        db_started = time.perf_counter()
         with session_scope(self._deps.engine) as db:
             if chat_session is None:
                 chat_session = ChatSession(locale=body.locale)
@@ -172,6 +183,7 @@ class ChatService:
                 error_code="llm_fallback" if answer.is_fallback else None,
             ))
             session_id = chat_session.id
+        DB_LATENCY.observe((time.perf_counter() - db_started) * 1000)
         if answer.is_fallback:
             QUERY_ERRORS.labels(error_code="llm_fallback").inc()
         self._count_tokens(answer, retrieval)
@@ -204,6 +216,7 @@ class ChatService:
             VECTOR_SEARCH_LATENCY.observe(retrieval.search_ms)
             retrieval_ms = retrieval.embed_ms + retrieval.search_ms
             cost = cost_usd(self._deps.embedding_model, input_tokens=retrieval.embedding_tokens)
+            db_started = time.perf_counter()
             with session_scope(self._deps.engine) as db:
                 db.add(QueryLog(
                     request_id=request_id, endpoint="search", locale=body.locale, retrieval_ms=round(retrieval_ms, 3),
@@ -211,6 +224,7 @@ class ChatService:
                     embedding_tokens=retrieval.embedding_tokens, embedding_model=self._deps.embedding_model,
                     cost_usd=cost, status="ok",
                 ))
+            DB_LATENCY.observe((time.perf_counter() - db_started) * 1000)
             if retrieval.embedding_tokens:
                 TOKENS_USED.labels(kind="embedding", model=self._deps.embedding_model).inc(retrieval.embedding_tokens)
             total_ms = (time.perf_counter() - started) * 1000

@@ -116,7 +116,9 @@ def test_bad_utf8_is_a_malformed_document():
         parse_document(b"## Title\n\n\xff\xfe broken", fallback_title="x")
 
 
-@pytest.mark.parametrize("raw", [b"---\ntitle: [unclosed\n---\nbody", b"---\ntitle: x\nno end marker", b"---\n- a\n- b\n---\nbody"])
+@pytest.mark.parametrize(
+    "raw", [b"---\ntitle: [unclosed\n---\nbody", b"---\ntitle: x\nno end marker", b"---\n- a\n- b\n---\nbody"]
+)
 def test_broken_front_matter_is_a_malformed_document(raw):
     with pytest.raises(MalformedDocument, match="front matter"):
         parse_document(raw, fallback_title="x")

@@ -10,7 +10,13 @@ from qdrant_client import QdrantClient
 from app.rag.edge_store import EdgeIndexWriter, EdgeVectorIndex
 from app.rag.qdrant_store import QdrantIndexWriter, QdrantVectorIndex
 from app.rag.sparse import document_vector, query_vector
-from app.rag.vector_store import IndexConflict, IndexedChunk, IndexUnavailable, SearchRequest, check_same_source
+from app.rag.vector_store import (
+    IndexConflict,
+    IndexedChunk,
+    IndexUnavailable,
+    SearchRequest,
+    check_same_source,
+)
 
 DIMS = 4
 

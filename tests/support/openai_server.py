@@ -62,7 +62,7 @@ class FakeOpenAI:
                                            "code": "invalid_api_key"}})
                 return False
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 if not self._authorized():
                     return
                 if self.path.rstrip("/") == "/v1/models":
@@ -73,7 +73,7 @@ class FakeOpenAI:
                 else:
                     self._json(404, {"error": {"message": "not found", "type": "invalid_request_error"}})
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
                 fake.requests.append({"path": self.path, "body": body})
                 if not self._authorized():
@@ -124,7 +124,8 @@ class FakeOpenAI:
                          "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
                 self.wfile.write(f"data: {json.dumps(final)}\n\n".encode())
                 if (body.get("stream_options") or {}).get("include_usage"):
-                    self.wfile.write(f"data: {json.dumps({**base, 'object': 'chat.completion.chunk', 'choices': [], 'usage': usage})}\n\n".encode())
+                    usage_chunk = {**base, "object": "chat.completion.chunk", "choices": [], "usage": usage}
+                    self.wfile.write(f"data: {json.dumps(usage_chunk)}\n\n".encode())
                 self.wfile.write(b"data: [DONE]\n\n")
                 self.wfile.flush()
 

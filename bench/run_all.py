@@ -1,0 +1,20 @@
+"""Run every benchmark and update bench/RESULTS.md (`make bench`)."""
+
+from __future__ import annotations
+
+import sys
+
+from bench import ingest_rust_book, retrieval_quality, service_load
+
+
+def main() -> int:
+    failures = 0
+    runs = (("ingest", ingest_rust_book, []), ("retrieval", retrieval_quality, ["--grid"]), ("load", service_load, []))
+    for name, bench, args in runs:
+        print(f"\n=== {name} ===", flush=True)
+        failures += bench.main(args) != 0
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""Several uvicorn workers (a Qdrant server configured): /metrics aggregates every worker's counters."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from app.settings import PROJECT_ROOT
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.slow
+
+
+def test_counters_from_all_workers_are_summed_at_scrape_time(settings, tmp_path):
+    port = free_port()
+    dead_qdrant = f"http://127.0.0.1:{free_port()}"  # nothing listens: every chat is a 503 index_unavailable
+    env = {**os.environ, "DATABASE_URL": settings.database_url, "VECTOR_BACKEND": "qdrant", "QDRANT_URL": dead_qdrant,
+           "DATA_DIR": str(tmp_path), "API_PORT": str(port), "LOG_LEVEL": "WARNING"}
+    server = subprocess.Popen([sys.executable, "-m", "app", "serve", "--workers", "2"], cwd=PROJECT_ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline and server.poll() is None, "the service did not start"
+            time.sleep(0.3)
+        time.sleep(8)  # let the second worker finish loading the model too
+        requests = 24
+        for _ in range(requests):
+            with httpx.Client(base_url=base, timeout=30) as client:  # a new connection each time: both workers serve
+                response = client.post("/v1/chat", json={"question": "What is ROS 2?"})
+            assert response.status_code == 503 and response.json()["error_code"] == "index_unavailable"
+        pids = {re.search(r"_(\d+)\.db$", p.name).group(1) for p in (tmp_path / "metrics").glob("counter_*.db")}
+        assert len(pids) == 2, f"requests were served by {len(pids)} worker(s)"
+        for _ in range(4):  # whichever worker answers the scrape, it reports the sum
+            with httpx.Client(base_url=base, timeout=30) as client:
+                text = client.get("/metrics").text
+            match = re.search(r'^rag_query_errors_total\{error_code="index_unavailable"\} (\S+)$', text, re.M)
+            assert match and float(match.group(1)) == requests
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_several_workers_with_the_embedded_index_are_refused(settings):
+    result = subprocess.run([sys.executable, "-m", "app", "serve", "--workers", "2"], cwd=PROJECT_ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "VECTOR_BACKEND=qdrant" in result.stderr
