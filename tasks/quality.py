@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from prefect import get_run_logger, task
@@ -46,6 +47,7 @@ def run_chunk_expectations(chunks: list[Chunk], accepted_files: list[str], known
     import pandas as pd
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
     frame = pd.DataFrame({
         "id": [c.id for c in chunks],
         "text_length": [len(c.text.strip()) for c in chunks],

