@@ -114,3 +114,31 @@ class IngestRun(SQLModel, table=True):
     details: dict[str, Any] = Field(default_factory=dict, sa_type=JSONB)
     started_at: datetime = _timestamp()
     finished_at: datetime | None = _timestamp(nullable=True)
+
+
+class BackupCatalog(SQLModel, table=True):
+    """One row per backup attempt. A backup that is not `completed` or `verified` here does not exist."""
+
+    __tablename__ = "backup_catalog"
+
+    id: int | None = Field(default=None, primary_key=True)
+    backup_id: str = Field(max_length=64, unique=True)
+    status: str = Field(max_length=16, index=True,
+                        sa_column_kwargs={"comment": "in_progress | completed | verified | failed | pruned"})
+    storage: str = Field(max_length=16, sa_column_kwargs={"comment": "local | s3"})
+    location: str | None = Field(default=None, sa_type=sa.Text)
+    sha256: str | None = Field(default=None, max_length=64)
+    bytes: int | None = Field(default=None, sa_type=sa.BigInteger)
+    database_name: str = Field(max_length=200)
+    server_version: str | None = Field(default=None, max_length=100)
+    pg_dump_version: str | None = Field(default=None, max_length=100)
+    flow_run_id: uuid.UUID | None = None
+    started_at: datetime = _timestamp()
+    finished_at: datetime | None = _timestamp(nullable=True)
+    dump_seconds: float | None = None
+    verified_at: datetime | None = _timestamp(nullable=True)
+    restore_seconds: float | None = Field(default=None, sa_column_kwargs={"comment": "RTO measured by the last drill"})
+    drill_in_progress: bool = False
+    failure_reason: str | None = Field(default=None, sa_type=sa.Text)
+    pruned_at: datetime | None = _timestamp(nullable=True)
+    manifest: dict[str, Any] = Field(default_factory=dict, sa_type=JSONB)

@@ -78,6 +78,28 @@ class Settings(BaseSettings):
     )
     min_dense_score: float = Field(default=0.25, ge=-1, le=1, description="below: 'not covered'")
 
+    # Backups and restore drills.
+    maintenance_database_url: str | None = Field(
+        default=None, description="a role that may CREATE DATABASE (drills, restores); default: embedded ops role",
+    )
+    ops_db_user: str = "textbook_ops"
+    ops_db_password: SecretStr = SecretStr(DEV_DB_PASSWORD)
+    pg_bin_dir: Path | None = Field(default=None, description="folder with pg_dump / pg_restore; default: newest found")
+    backup_storage: Literal["local", "s3"] = "local"
+    backup_dir: Path | None = None
+    backup_s3_bucket: str | None = None
+    backup_s3_prefix: str = "textbook-ops/backups"
+    aws_endpoint_url: str | None = None
+    aws_region: str = "us-east-1"
+    aws_access_key_id: SecretStr | None = None
+    aws_secret_access_key: SecretStr | None = None
+    backup_keep_daily: int = Field(default=30, ge=1, le=3650)
+    backup_keep_weekly: int = Field(default=8, ge=0, le=520)
+    backup_keep_monthly: int = Field(default=6, ge=0, le=120)
+    restore_jobs: int = Field(default=2, ge=1, le=32)
+    pushgateway_url: str | None = None
+    task_retry_delay_s: float = Field(default=10.0, ge=0, le=3600)
+
     # HTTP service.
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
@@ -85,6 +107,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=65536, ge=1024)
     metrics_multiproc_dir: Path | None = None
     active_session_window_s: int = Field(default=1800, ge=60)
+
+    @field_validator("maintenance_database_url")
+    @classmethod
+    def _maintenance_url(cls, value: str | None) -> str | None:
+        return cls._postgres_url(value)
 
     @field_validator("database_url")
     @classmethod
@@ -95,7 +122,7 @@ class Settings(BaseSettings):
             raise ValueError("must look like postgresql://user:password@host:port/dbname[?sslmode=require]")
         return re.sub(r"^postgres(ql)?(\+psycopg)?://", "postgresql+psycopg://", value)
 
-    @field_validator("qdrant_url", "openai_base_url")
+    @field_validator("qdrant_url", "openai_base_url", "aws_endpoint_url", "pushgateway_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value in (None, ""):
@@ -118,6 +145,8 @@ class Settings(BaseSettings):
                 raise ValueError("ENVIRONMENT=production needs DATABASE_URL")
             if self.db_password.get_secret_value() == DEV_DB_PASSWORD and "textbook-dev" in self.database_url:
                 raise ValueError("DATABASE_URL uses the development password in production")
+        if self.backup_storage == "s3" and not self.backup_s3_bucket:
+            raise ValueError("BACKUP_STORAGE=s3 needs BACKUP_S3_BUCKET")
         if self.resolved_embedding_model not in EMBEDDING_DIMENSIONS:
             raise ValueError(
                 f"EMBEDDING_MODEL={self.resolved_embedding_model!r} is unknown; "
@@ -134,6 +163,23 @@ class Settings(BaseSettings):
             f"postgresql+psycopg://{self.db_user}:{password}@{self.embedded_pg_host}:"
             f"{self.embedded_pg_port}/{self.db_name}"
         )
+
+    @property
+    def resolved_maintenance_database_url(self) -> str:
+        """A role that may create databases, connected to the maintenance database `postgres`."""
+        if self.maintenance_database_url:
+            return self.maintenance_database_url
+        if self.database_url:
+            return re.sub(r"/[^/?]+(\?|$)", r"/postgres\1", self.database_url, count=1)
+        password = quote(self.ops_db_password.get_secret_value(), safe="")
+        return (
+            f"postgresql+psycopg://{self.ops_db_user}:{password}@{self.embedded_pg_host}:"
+            f"{self.embedded_pg_port}/postgres"
+        )
+
+    @property
+    def resolved_backup_dir(self) -> Path:
+        return self.backup_dir or self.data_dir / "backups"
 
     @property
     def uses_embedded_postgres(self) -> bool:

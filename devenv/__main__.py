@@ -53,6 +53,8 @@ def start_postgres(settings: Settings) -> None:
     cluster.start()
     cluster.ensure_database(dbname=settings.db_name, app_user=settings.db_user,
                             app_password=settings.db_password.get_secret_value())
+    cluster.ensure_ops_role(ops_user=settings.ops_db_user, ops_password=settings.ops_db_password.get_secret_value(),
+                            member_of=settings.db_user)
 
 
 def migrate(settings: Settings) -> None:

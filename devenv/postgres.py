@@ -7,12 +7,10 @@ command runs as the unprivileged `postgres` system user through `runuser`.
 
 from __future__ import annotations
 
-import glob
 import logging
 import os
 import pwd
 import secrets
-import shutil
 import subprocess
 import time
 from dataclasses import dataclass
@@ -20,6 +18,9 @@ from pathlib import Path
 
 import psycopg
 from psycopg import sql
+
+from app.pg_binaries import PgBinaryNotFound
+from app.pg_binaries import find_pg_binary as _find
 
 log = logging.getLogger(__name__)
 
@@ -31,21 +32,10 @@ class PostgresSetupError(RuntimeError):
 
 
 def find_pg_binary(name: str) -> str:
-    """Find a server binary: on PATH, else in the newest /usr/lib/postgresql/<major>/bin (Debian)."""
-    candidates = sorted(
-        glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
-        key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0,
-        reverse=True,
-    )
-    if candidates:
-        return candidates[0]
-    found = shutil.which(name)
-    if found:
-        return found
-    raise PostgresSetupError(
-        f"PostgreSQL server binary {name!r} not found; install the server package "
-        "(Debian: apt-get install postgresql-15) or run `make up`, which installs it"
-    )
+    try:
+        return _find(name)
+    except PgBinaryNotFound as exc:
+        raise PostgresSetupError(f"{exc}; `make up` installs it") from None
 
 
 def _running_as_root() -> bool:
@@ -209,6 +199,15 @@ class PostgresCluster:
                 conn.execute(
                     sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(dbname), sql.Identifier(app_user))
                 )
+
+    def ensure_ops_role(self, *, ops_user: str, ops_password: str, member_of: str) -> None:
+        """A role for drills and restores: may create databases and act as the application role."""
+        with psycopg.connect(self.superuser_dsn(), autocommit=True) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (ops_user,)).fetchone()
+            verb = sql.SQL("ALTER") if exists else sql.SQL("CREATE")
+            conn.execute(sql.SQL("{} ROLE {} LOGIN NOSUPERUSER NOCREATEROLE CREATEDB PASSWORD {}").format(
+                verb, sql.Identifier(ops_user), sql.Literal(ops_password)))
+            conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(member_of), sql.Identifier(ops_user)))
 
     def drop_database(self, dbname: str) -> None:
         with psycopg.connect(self.superuser_dsn(), autocommit=True) as conn:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -83,4 +84,80 @@ def run_chunk_expectations(chunks: list[Chunk], accepted_files: list[str], known
             missing = sorted(set(accepted_files) - set(observed or [])) if config.type.endswith("contain_set") else []
             text = f"files without chunks: {missing[:5]}" if missing else "ok"
         outcomes.append(ExpectationOutcome(config.type, str(config.kwargs.get("column", "")), bool(item.success), text))
+    return outcomes
+
+
+class RestoreValidationFailed(ValueError):
+    """The restored database is not the database the manifest describes."""
+
+
+@task(name="validate-restore", cache_policy=NO_CACHE)
+def validate_restore(manifest: dict, facts: Any, key_tables: list[str]) -> list[ExpectationOutcome]:
+    """Great Expectations over the restored tables against the manifest: every table present, exact row
+    counts equal, primary-key constraints present, key tables not empty; plus the schema fingerprint."""
+    logger = get_run_logger()
+    outcomes = run_restore_expectations(manifest, facts, key_tables)
+    for outcome in outcomes:
+        logger.info("%s %s(%s) %s", "PASS" if outcome.success else "FAIL", outcome.expectation, outcome.column,
+                    outcome.details)
+    failed = [o for o in outcomes if not o.success]
+    if failed:
+        raise RestoreValidationFailed("; ".join(f"{o.expectation}({o.column}): {o.details}" for o in failed))
+    return outcomes
+
+
+def run_restore_expectations(manifest: dict, facts: Any, key_tables: list[str]) -> list[ExpectationOutcome]:
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+    import pandas as pd
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    expected: dict[str, int] = manifest["row_counts"]
+    tables = sorted(set(expected) | set(facts.row_counts))
+    frame = pd.DataFrame({
+        "table": tables,
+        "present": [t in facts.row_counts for t in tables],
+        "expected_rows": [expected.get(t, -1) for t in tables],
+        "restored_rows": [facts.row_counts.get(t, -1) for t in tables],
+        "primary_key_ok": [(t not in manifest["tables_with_primary_key"]) or (t in facts.tables_with_primary_key)
+                           for t in tables],
+        "is_key_table": [t in key_tables for t in tables],
+    })
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    batch_definition = (context.data_sources.add_pandas("restore").add_dataframe_asset("tables")
+                        .add_batch_definition_whole_dataframe("batch"))
+    suite = gx.ExpectationSuite(name="restored-database")
+    for expectation in (
+        gxe.ExpectColumnValuesToBeInSet(column="present", value_set=[True]),
+        gxe.ExpectColumnPairValuesToBeEqual(column_A="expected_rows", column_B="restored_rows"),
+        gxe.ExpectColumnValuesToBeInSet(column="primary_key_ok", value_set=[True]),
+        gxe.ExpectColumnValuesToBeBetween(column="restored_rows", min_value=1,
+                                          row_condition='is_key_table == True', condition_parser="pandas"),
+    ):
+        suite.add_expectation(expectation)
+    result = batch_definition.get_batch(batch_parameters={"dataframe": frame}).validate(suite)
+    outcomes = []
+    for item in result.results:
+        config = item.expectation_config
+        details = item.result or {}
+        column = str(config.kwargs.get("column") or f"{config.kwargs.get('column_A')}={config.kwargs.get('column_B')}")
+        if item.success:
+            text = "ok"
+        else:
+            if column == "present":
+                bad = frame[~frame["present"]]
+            elif column.startswith("expected_rows"):
+                bad = frame[frame["expected_rows"] != frame["restored_rows"]]
+            elif column == "primary_key_ok":
+                bad = frame[~frame["primary_key_ok"]]
+            else:
+                bad = frame[frame["is_key_table"] & (frame["restored_rows"] < 1)]
+            text = f"{details.get('unexpected_count', len(bad))} table(s): " + ", ".join(
+                f"{r.table} (expected {r.expected_rows}, restored {r.restored_rows})" for r in bad.head(5).itertuples())
+        outcomes.append(ExpectationOutcome(config.type, column, bool(item.success), text))
+    fingerprint_ok = manifest["schema_fingerprint"] == facts.schema_fingerprint
+    outcomes.append(ExpectationOutcome("schema_fingerprint_equal", "schema", fingerprint_ok,
+                                       "ok" if fingerprint_ok else "the restored schema differs from the manifest's"))
     return outcomes

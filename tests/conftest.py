@@ -23,7 +23,8 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 for _name in list(os.environ):  # a developer's configuration must not leak into the tests
     if _name in {"DATABASE_URL", "VECTOR_BACKEND", "QDRANT_URL", "EMBEDDING_BACKEND", "ANSWER_BACKEND",
-                 "OPENAI_API_KEY", "INDEX_DIR", "COLLECTION"}:
+                 "OPENAI_API_KEY", "INDEX_DIR", "COLLECTION", "MAINTENANCE_DATABASE_URL", "BACKUP_STORAGE",
+                 "BACKUP_DIR", "PUSHGATEWAY_URL", "PG_BIN_DIR"}:
         del os.environ[_name]
 os.environ["ENVIRONMENT"] = "test"
 os.environ["DATA_DIR"] = str(_TEST_ROOT / "data")
@@ -35,6 +36,7 @@ from app.settings import PROJECT_ROOT, Settings, get_settings  # noqa: E402
 from devenv.postgres import PostgresCluster  # noqa: E402
 
 APP_PASSWORD = "test-app-password"
+OPS_PASSWORD = "test-ops-password"
 
 
 def free_port() -> int:
@@ -65,9 +67,13 @@ def pg_cluster() -> Iterator[PostgresCluster]:
 def settings(pg_cluster: PostgresCluster) -> Iterator[Settings]:
     """The test session's settings, also in the environment so flows (get_settings()) agree."""
     pg_cluster.ensure_database(dbname="textbook", app_user="textbook_app", app_password=APP_PASSWORD)
+    pg_cluster.ensure_ops_role(ops_user="textbook_ops", ops_password=OPS_PASSWORD, member_of="textbook_app")
     url = database_url(pg_cluster, "textbook")
     migrate(url)
     os.environ["DATABASE_URL"] = url
+    os.environ["MAINTENANCE_DATABASE_URL"] = (
+        f"postgresql+psycopg://textbook_ops:{OPS_PASSWORD}@127.0.0.1:{pg_cluster.port}/postgres"
+    )
     get_settings.cache_clear()
     yield get_settings()
     get_settings.cache_clear()

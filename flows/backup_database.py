@@ -1,0 +1,134 @@
+"""backup-database: a checksummed, catalogued pg_dump of the service's database, then retention.
+
+When it runs: nightly at 02:00 UTC (prefect.yaml), or on demand from the Prefect UI / CLI.
+What it does, in order: check pg_dump is not older than the server -> catalogue the attempt as
+in_progress -> pg_dump -Fc in an exported snapshot, streamed to storage under a temporary name with
+its sha256 computed on the way (row counts and a schema fingerprint read in the same snapshot) -> read
+the object back and give it its final name only if the checksum matches -> store the manifest -> mark
+the catalog row completed -> apply grandfather-father-son retention -> publish the catalog as an artifact.
+A failed run leaves no completed catalog row and no finalized object. Two backups never run at once.
+
+When it fails: runbooks/backup-and-restore.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_table_artifact
+from prefect.runtime import flow_run
+
+from app.backups import BackupManifest, CatalogEntry, retention_plan
+from app.settings import get_settings
+from tasks.catalog import catalog_begin, catalog_complete, catalog_fail, catalog_mark_pruned, read_catalog
+from tasks.concurrency import exclusive
+from tasks.notify import push_backup_metrics
+from tasks.postgres import check_pg_dump_version, database_identity, dump_database
+from tasks.storage import (
+    backup_storage_for,
+    delete_backup_objects,
+    dump_name,
+    incoming_name,
+    store_manifest,
+    verify_and_finalize,
+)
+
+CATALOG_COLUMNS = ["backup_id", "status", "storage", "bytes", "sha256", "started_at", "finished_at", "verified_at",
+                   "restore_seconds", "failure_reason"]
+
+
+def new_backup_id(now: datetime | None = None) -> str:
+    return f"{(now or datetime.now(UTC)):%Y%m%dT%H%M%S%fZ}"
+
+
+@flow(name="backup-database", log_prints=True)
+def backup_database(database_url: str | None = None, storage: str | None = None) -> dict:
+    """Back up the service's database (default DATABASE_URL) to the configured storage (local | s3)."""
+    logger = get_run_logger()
+    settings = get_settings()
+    if storage:
+        settings = settings.model_copy(update={"backup_storage": storage})
+    url = database_url or settings.resolved_database_url
+    store = backup_storage_for(settings)
+    retry_delay = settings.task_retry_delay_s
+    backup_id = new_backup_id()
+    temp = incoming_name(dump_name(backup_id))
+
+    with exclusive("backup-database"):
+        versions = check_pg_dump_version.with_options(retry_delay_seconds=retry_delay)(settings, url)
+        catalog_begin(settings, backup_id=backup_id, storage=store.kind,
+                      database_name=str(database_identity(url)["dbname"]),
+                      flow_run_id=str(flow_run.id) if flow_run.id else None)
+        started = datetime.now(UTC)
+        try:
+            # A dump that fails half-way (an upload error) is retried from the start into the same temporary name.
+            dump = dump_database.with_options(retries=2, retry_delay_seconds=retry_delay)(
+                settings, url, store, temp, versions)
+            location = verify_and_finalize(store, temp, dump_name(backup_id), dump.sha256, dump.bytes)
+            manifest = BackupManifest(
+                backup_id=backup_id, database=database_identity(url), server_version=dump.server_version,
+                pg_dump_version=dump.pg_dump_version, started_at=started, finished_at=datetime.now(UTC),
+                bytes=dump.bytes, sha256=dump.sha256, object_name=dump_name(backup_id),
+                row_counts=dump.facts.row_counts, tables_with_primary_key=dump.facts.tables_with_primary_key,
+                schema_fingerprint=dump.facts.schema_fingerprint,
+            )
+            store_manifest(store, backup_id, manifest.model_dump_json(indent=2).encode())
+            catalog_complete(settings, backup_id=backup_id, location=location, sha256=dump.sha256, size=dump.bytes,
+                             manifest=manifest.model_dump(mode="json"), server_version=dump.server_version,
+                             pg_dump_version=dump.pg_dump_version, dump_seconds=dump.seconds)
+        except BaseException as exc:
+            logger.error("backup %s failed: %s", backup_id, exc)
+            delete_backup_objects(store, backup_id)
+            catalog_fail(settings, backup_id=backup_id, reason=f"{exc.__class__.__name__}: {exc}")
+            raise
+
+    push_backup_metrics(settings, "backup_database", {
+        "backup_last_success_timestamp_seconds": datetime.now(UTC).timestamp(), "backup_size_bytes": float(dump.bytes)})
+    pruned = apply_retention(settings)
+    publish_catalog(settings)
+    logger.info("backup %s completed: %d bytes at %s; pruned %d old backups", backup_id, dump.bytes, location,
+                len(pruned))
+    return {"backup_id": backup_id, "location": location, "sha256": dump.sha256, "bytes": dump.bytes,
+            "pruned": pruned}
+
+
+def apply_retention(settings, now: datetime | None = None) -> list[str]:
+    """Grandfather-father-son; never the newest verified backup, never one a drill is reading."""
+    with exclusive("backup-catalog"):
+        rows = read_catalog(settings)
+        plan = retention_plan(
+            [CatalogEntry(r["backup_id"], r["status"], datetime.fromisoformat(r["finished_at"]) if r["finished_at"]
+                          else None, r["drill_in_progress"]) for r in rows],
+            now=now or datetime.now(UTC), daily=settings.backup_keep_daily, weekly=settings.backup_keep_weekly,
+            monthly=settings.backup_keep_monthly,
+        )
+        store = backup_storage_for(settings)
+        for backup_id in plan.prune:
+            delete_backup_objects(store, backup_id)
+        catalog_mark_pruned(settings, plan.prune)
+    return plan.prune
+
+
+def publish_catalog(settings) -> None:
+    rows = read_catalog(settings)[:60]
+    create_table_artifact(
+        key="backup-catalog",
+        table=[{k: r.get(k) for k in CATALOG_COLUMNS} for r in rows] or [{"backup_id": "-", "status": "empty"}],
+        description="the newest backups and their status",
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m flows.backup_database", description=__doc__.split("\n")[0])
+    parser.add_argument("--storage", choices=["local", "s3"], help="default: BACKUP_STORAGE")
+    args = parser.parse_args(argv)
+    result = backup_database(storage=args.storage)
+    print(f"backup {result['backup_id']}: {result['bytes']} bytes at {result['location']} (sha256 {result['sha256']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

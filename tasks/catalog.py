@@ -1,0 +1,121 @@
+"""Tasks on the backup catalog (`backup_catalog`): a backup not catalogued as completed does not exist."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from sqlalchemy import update
+from sqlmodel import Session, col, select
+
+from app.db import create_db_engine, session_scope
+from app.models import BackupCatalog
+from app.settings import Settings
+
+
+class NoBackupToDrill(LookupError):
+    """No completed backup is waiting for a drill (or the given id is not usable)."""
+
+
+def _engine(settings: Settings):
+    return create_db_engine(settings)
+
+
+def as_dict(row: BackupCatalog) -> dict[str, Any]:
+    return row.model_dump(mode="json")
+
+
+@task(name="catalog-begin", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=5)
+def catalog_begin(settings: Settings, *, backup_id: str, storage: str, database_name: str,
+                  flow_run_id: str | None) -> None:
+    engine = _engine(settings)
+    with session_scope(engine) as db:
+        db.add(BackupCatalog(backup_id=backup_id, status="in_progress", storage=storage, database_name=database_name,
+                             flow_run_id=flow_run_id))
+    engine.dispose()
+
+
+@task(name="catalog-complete", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=5)
+def catalog_complete(settings: Settings, *, backup_id: str, location: str, sha256: str, size: int,
+                     manifest: dict[str, Any], server_version: str, pg_dump_version: str, dump_seconds: float) -> None:
+    engine = _engine(settings)
+    with session_scope(engine) as db:
+        row = db.exec(select(BackupCatalog).where(BackupCatalog.backup_id == backup_id)).one()
+        row.status, row.location, row.sha256, row.bytes = "completed", location, sha256, size
+        row.manifest, row.server_version, row.pg_dump_version = manifest, server_version, pg_dump_version
+        row.dump_seconds, row.finished_at = round(dump_seconds, 3), datetime.now(UTC)
+        db.add(row)
+    engine.dispose()
+
+
+@task(name="catalog-fail", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=5)
+def catalog_fail(settings: Settings, *, backup_id: str, reason: str) -> None:
+    engine = _engine(settings)
+    with session_scope(engine) as db:
+        db.exec(update(BackupCatalog).where(col(BackupCatalog.backup_id) == backup_id).values(  # type: ignore[call-overload]
+            status="failed", failure_reason=reason[:4000], finished_at=datetime.now(UTC), drill_in_progress=False))
+    engine.dispose()
+
+
+@task(name="claim-backup-for-drill", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=5)
+def claim_backup_for_drill(settings: Settings, backup_id: str | None) -> dict[str, Any]:
+    """The newest completed backup not yet verified (or the given one), marked as being read by a drill."""
+    engine = _engine(settings)
+    try:
+        with session_scope(engine) as db:
+            query = select(BackupCatalog).with_for_update()
+            if backup_id:
+                query = query.where(BackupCatalog.backup_id == backup_id,
+                                    col(BackupCatalog.status).in_(["completed", "verified"]))
+            else:
+                query = query.where(BackupCatalog.status == "completed").order_by(
+                    col(BackupCatalog.finished_at).desc())
+            row = db.exec(query.limit(1)).first()
+            if row is None:
+                what = f"backup {backup_id!r} is not completed or verified" if backup_id else \
+                    "no completed backup is waiting for a drill"
+                raise NoBackupToDrill(what)
+            row.drill_in_progress = True
+            db.add(row)
+            db.flush()
+            return as_dict(row)
+    finally:
+        engine.dispose()
+
+
+@task(name="catalog-drill-result", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=5)
+def catalog_drill_result(settings: Settings, *, backup_id: str, verified: bool, reason: str | None,
+                         restore_seconds: float | None) -> None:
+    engine = _engine(settings)
+    with session_scope(engine) as db:
+        row = db.exec(select(BackupCatalog).where(BackupCatalog.backup_id == backup_id)).one()
+        row.drill_in_progress = False
+        if verified:
+            row.status, row.verified_at, row.failure_reason = "verified", datetime.now(UTC), None
+            row.restore_seconds = round(restore_seconds or 0, 3)
+        else:
+            row.status, row.failure_reason = "failed", (reason or "restore drill failed")[:4000]
+        db.add(row)
+    engine.dispose()
+
+
+@task(name="read-catalog", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=5)
+def read_catalog(settings: Settings) -> list[dict[str, Any]]:
+    engine = _engine(settings)
+    with Session(engine) as db:
+        rows = [as_dict(r) for r in db.exec(select(BackupCatalog).order_by(col(BackupCatalog.started_at).desc()))]
+    engine.dispose()
+    return rows
+
+
+@task(name="catalog-mark-pruned", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=5)
+def catalog_mark_pruned(settings: Settings, backup_ids: list[str]) -> None:
+    if not backup_ids:
+        return
+    engine = _engine(settings)
+    with session_scope(engine) as db:
+        db.exec(update(BackupCatalog).where(col(BackupCatalog.backup_id).in_(backup_ids)).values(  # type: ignore[call-overload]
+            status="pruned", pruned_at=datetime.now(UTC)))
+    engine.dispose()

@@ -1,0 +1,199 @@
+"""Backups and restore drills on real parts: Postgres, pg_dump/pg_restore, local folders, moto's S3."""
+
+from __future__ import annotations
+
+import os
+import stat
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import boto3
+import psycopg
+import pytest
+from sqlmodel import Session, select
+
+from app.db import create_db_engine
+from app.models import BackupCatalog, ChatSession
+from app.settings import get_settings
+from flows.backup_database import apply_retention, backup_database
+from flows.restore_drill import restore_drill
+from tasks import storage as storage_module
+from tasks.catalog import NoBackupToDrill
+from tasks.postgres import DatabaseUnreachable, PgDumpTooOld
+from tests.conftest import free_port
+from tests.support.moto import MotoServer
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+
+@pytest.fixture
+def backup_env(settings, tmp_path, monkeypatch):
+    """Fresh backup folder and catalog for each test; fast retries."""
+    monkeypatch.setenv("BACKUP_DIR", str(tmp_path / "backups"))
+    monkeypatch.setenv("TASK_RETRY_DELAY_S", "0")
+    get_settings.cache_clear()
+    engine = create_db_engine(settings)
+    with Session(engine) as db:
+        for row in db.exec(select(BackupCatalog)).all():
+            db.delete(row)
+        db.add(ChatSession(locale="en"))  # the dump has real rows to count
+        db.commit()
+    yield tmp_path / "backups"
+    engine.dispose()
+    get_settings.cache_clear()
+
+
+def catalog(settings) -> dict[str, BackupCatalog]:
+    engine = create_db_engine(settings)
+    with Session(engine) as db:
+        rows = {r.backup_id: r for r in db.exec(select(BackupCatalog)).all()}
+    engine.dispose()
+    return rows
+
+
+def scratch_databases(pg_cluster) -> list[str]:
+    with psycopg.connect(pg_cluster.superuser_dsn()) as conn:
+        return [r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'restore_drill_%'")]
+
+
+def test_backup_then_drill_verifies_it(settings, backup_env, pg_cluster):
+    result = backup_database()
+    files = sorted(p.name for p in backup_env.iterdir() if p.is_file())
+    assert files == [f"{result['backup_id']}.dump", f"{result['backup_id']}.manifest.json"]
+    row = catalog(settings)[result["backup_id"]]
+    assert row.status == "completed" and row.sha256 == result["sha256"] and row.bytes == result["bytes"]
+    assert row.manifest["row_counts"]["public.chat_session"] >= 1
+    assert "password" not in str(row.manifest).lower() and "test-app-password" not in str(row.manifest)
+
+    drill = restore_drill()
+    row = catalog(settings)[result["backup_id"]]
+    assert drill["backup_id"] == result["backup_id"] and row.status == "verified"
+    assert row.restore_seconds and row.restore_seconds > 0 and not row.drill_in_progress
+    assert scratch_databases(pg_cluster) == []
+    with pytest.raises(NoBackupToDrill):
+        restore_drill()  # nothing left to verify
+
+
+def test_corrupted_dump_fails_the_drill_with_checksum_mismatch(settings, backup_env, pg_cluster):
+    result = backup_database()
+    dump = backup_env / f"{result['backup_id']}.dump"
+    data = bytearray(dump.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    dump.write_bytes(bytes(data))
+    with pytest.raises(Exception, match="checksum mismatch"):
+        restore_drill()
+    row = catalog(settings)[result["backup_id"]]
+    assert row.status == "failed" and "checksum mismatch" in row.failure_reason
+    assert scratch_databases(pg_cluster) == []
+
+
+def test_interrupted_upload_is_never_catalogued_as_completed(settings, backup_env, monkeypatch):
+    real_write = storage_module.LocalBackupStorage.write_stream
+
+    def write_half_then_fail(self, name, stream):
+        class Interrupted:
+            def __init__(self):
+                self.sent = 0
+
+            def read(self, size=-1):
+                data = stream.read(size)
+                self.sent += len(data)
+                if self.sent > 1000:
+                    raise ConnectionResetError("upload interrupted")
+                return data
+
+        return real_write(self, name, Interrupted())
+
+    monkeypatch.setattr(storage_module.LocalBackupStorage, "write_stream", write_half_then_fail)
+    with pytest.raises(ConnectionResetError):
+        backup_database()
+    rows = list(catalog(settings).values())
+    assert [r.status for r in rows] == ["failed"] and "upload interrupted" in rows[0].failure_reason
+    assert [p for p in backup_env.rglob("*") if p.is_file()] == []
+
+
+def test_unreachable_postgres_is_retried_then_fails_clearly(settings, backup_env):
+    dead = f"postgresql+psycopg://textbook_app:x@127.0.0.1:{free_port()}/textbook"
+    with pytest.raises(DatabaseUnreachable, match="cannot connect to Postgres at 127.0.0.1"):
+        backup_database(database_url=dead)
+    assert catalog(settings) == {}
+
+
+def test_pg_dump_older_than_the_server_is_refused_with_a_clear_message(settings, backup_env, tmp_path, monkeypatch):
+    fake = tmp_path / "old-pg" / "pg_dump"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho 'pg_dump (PostgreSQL) 12.4'\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PG_BIN_DIR", str(fake.parent))
+    get_settings.cache_clear()
+    with pytest.raises(PgDumpTooOld, match=r"pg_dump 12.4 .* older than the server \(15"):
+        backup_database()
+    assert catalog(settings) == {}
+
+
+@pytest.fixture
+def moto_s3(monkeypatch):
+    server = MotoServer(free_port()).start()
+    monkeypatch.setenv("BACKUP_STORAGE", "s3")
+    monkeypatch.setenv("BACKUP_S3_BUCKET", "textbook-backups")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", server.endpoint_url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    get_settings.cache_clear()
+    client = boto3.client("s3", endpoint_url=server.endpoint_url, region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    client.create_bucket(Bucket="textbook-backups")
+    yield client
+    server.stop()
+    get_settings.cache_clear()
+
+
+def test_s3_upload_that_fails_once_is_retried_and_leaves_exactly_one_object(settings, backup_env, moto_s3, monkeypatch):
+    real_write = storage_module.S3BackupStorage.write_stream
+    calls = {"n": 0}
+
+    def fail_first(self, name, stream):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            stream.read(4096)
+            raise ConnectionResetError("S3 connection reset")
+        return real_write(self, name, stream)
+
+    monkeypatch.setattr(storage_module.S3BackupStorage, "write_stream", fail_first)
+    result = backup_database()
+    keys = sorted(o["Key"] for o in moto_s3.list_objects_v2(Bucket="textbook-backups").get("Contents", []))
+    prefix = "textbook-ops/backups/"
+    assert keys == [f"{prefix}{result['backup_id']}.dump", f"{prefix}{result['backup_id']}.manifest.json"]
+    assert result["location"] == f"s3://textbook-backups/{prefix}{result['backup_id']}.dump"
+    assert calls["n"] == 3  # the failed dump upload, its retry, the manifest
+    drill = restore_drill()
+    assert catalog(settings)[drill["backup_id"]].status == "verified"
+
+
+def test_retention_keeps_the_last_verified_backup_when_the_newest_failed(settings, backup_env, monkeypatch):
+    verified = backup_database()
+    restore_drill()
+    unverified = backup_database()
+    monkeypatch.setattr(storage_module.LocalBackupStorage, "write_stream",
+                        lambda self, name, stream: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError, match="disk full"):
+        backup_database()
+    monkeypatch.undo()
+    monkeypatch.setenv("BACKUP_DIR", str(backup_env))
+    for name, value in (("BACKUP_KEEP_DAILY", "1"), ("BACKUP_KEEP_WEEKLY", "0"), ("BACKUP_KEEP_MONTHLY", "0")):
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    pruned = apply_retention(get_settings(), now=datetime.now(UTC) + timedelta(days=10))
+    rows = catalog(settings)
+    assert pruned == [unverified["backup_id"]] and rows[unverified["backup_id"]].status == "pruned"
+    assert rows[verified["backup_id"]].status == "verified"
+    assert sorted(r.status for r in rows.values()) == ["failed", "pruned", "verified"]
+    assert sorted(p.name for p in backup_env.iterdir() if p.is_file()) == [
+        f"{verified['backup_id']}.dump", f"{verified['backup_id']}.manifest.json"]
+
+
+def test_backup_files_do_not_leak_credentials(settings, backup_env):
+    result = backup_database()
+    manifest = (backup_env / f"{result['backup_id']}.manifest.json").read_text()
+    assert "test-app-password" not in manifest and os.environ["DATABASE_URL"] not in manifest
+    assert Path(result["location"]).exists()
