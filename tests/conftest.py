@@ -45,8 +45,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_cluster(name: str) -> PostgresCluster:
-    cluster = PostgresCluster(root=_TEST_ROOT / name, port=free_port(), fast_unsafe=True)
+def start_cluster(name: str, *, durable: bool = False) -> PostgresCluster:
+    """A throwaway cluster; `durable` keeps fsync and synchronous commit on (for crash tests)."""
+    cluster = PostgresCluster(root=_TEST_ROOT / name, port=free_port(), fast_unsafe=not durable)
     cluster.initialize()
     cluster.start()
     return cluster

@@ -16,7 +16,7 @@ from tests.conftest import APP_PASSWORD, database_url, start_cluster
 def own_postgres(ingested_textbook):
     from app.db import migrate
 
-    cluster = start_cluster("postgres-outage")
+    cluster = start_cluster("postgres-outage", durable=True)  # it is crashed on purpose: keep its commits
     cluster.ensure_database(dbname="textbook", app_user="textbook_app", app_password=APP_PASSWORD)
     url = database_url(cluster, "textbook")
     migrate(url)
