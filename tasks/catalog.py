@@ -15,8 +15,8 @@ from app.models import BackupCatalog
 from app.settings import Settings
 
 
-class NoBackupToDrill(LookupError):
-    """No completed backup is waiting for a drill (or the given id is not usable)."""
+class NoUsableBackup(LookupError):
+    """No backup fits: none waiting for a drill, none verified to restore, or the given id is not usable."""
 
 
 def _engine(settings: Settings):
@@ -76,7 +76,7 @@ def claim_backup_for_drill(settings: Settings, backup_id: str | None) -> dict[st
             if row is None:
                 what = f"backup {backup_id!r} is not completed or verified" if backup_id else \
                     "no completed backup is waiting for a drill"
-                raise NoBackupToDrill(what)
+                raise NoUsableBackup(what)
             row.drill_in_progress = True
             db.add(row)
             db.flush()
@@ -119,3 +119,24 @@ def catalog_mark_pruned(settings: Settings, backup_ids: list[str]) -> None:
         db.exec(update(BackupCatalog).where(col(BackupCatalog.backup_id).in_(backup_ids)).values(  # type: ignore[call-overload]
             status="pruned", pruned_at=datetime.now(UTC)))
     engine.dispose()
+
+
+@task(name="find-backup-to-restore", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=5)
+def find_backup_to_restore(settings: Settings, backup_id: str | None) -> dict[str, Any]:
+    """The given backup (completed or verified), or the newest verified one."""
+    engine = _engine(settings)
+    try:
+        with Session(engine) as db:
+            query = select(BackupCatalog)
+            if backup_id:
+                query = query.where(BackupCatalog.backup_id == backup_id,
+                                    col(BackupCatalog.status).in_(["completed", "verified"]))
+            else:
+                query = query.where(BackupCatalog.status == "verified").order_by(col(BackupCatalog.finished_at).desc())
+            row = db.exec(query.limit(1)).first()
+            if row is None:
+                raise NoUsableBackup(f"backup {backup_id!r} is not completed or verified" if backup_id
+                                      else "there is no verified backup to restore")
+            return as_dict(row)
+    finally:
+        engine.dispose()

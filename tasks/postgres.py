@@ -268,3 +268,26 @@ def restore_dump(settings: Settings, dump_path: Path, dbname: str, *, jobs: int,
 def inspect_database(settings: Settings, dbname: str) -> DatabaseFacts:
     with connect(settings.resolved_maintenance_database_url, dbname) as conn:
         return read_database_facts(conn)
+
+
+class RefusingToOverwrite(RuntimeError):
+    """The restore target holds data and the operator did not confirm replacing it."""
+
+
+def database_has_tables(settings: Settings, name: str) -> bool:
+    with connect(settings.resolved_maintenance_database_url, name) as conn:
+        return bool(conn.execute(TABLES_SQL).fetchall())
+
+
+@task(name="switch-databases", cache_policy=NO_CACHE)
+def switch_databases(settings: Settings, *, staging: str, target: str, keep_previous_as: str | None) -> None:
+    """Rename target -> keep_previous_as (if it exists), then staging -> target, closing connections first."""
+    with connect(settings.resolved_maintenance_database_url, autocommit=True) as conn:
+        def rename(old: str, new: str) -> None:
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
+                         "AND pid <> pg_backend_pid()", (old,))
+            conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(old), sql.Identifier(new)))
+
+        if keep_previous_as:
+            rename(target, keep_previous_as)
+        rename(staging, target)

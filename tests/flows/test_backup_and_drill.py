@@ -18,7 +18,7 @@ from app.settings import get_settings
 from flows.backup_database import apply_retention, backup_database
 from flows.restore_drill import restore_drill
 from tasks import storage as storage_module
-from tasks.catalog import NoBackupToDrill
+from tasks.catalog import NoUsableBackup
 from tasks.postgres import DatabaseUnreachable, PgDumpTooOld
 from tests.conftest import free_port
 from tests.support.moto import MotoServer
@@ -70,7 +70,7 @@ def test_backup_then_drill_verifies_it(settings, backup_env, pg_cluster):
     assert drill["backup_id"] == result["backup_id"] and row.status == "verified"
     assert row.restore_seconds and row.restore_seconds > 0 and not row.drill_in_progress
     assert scratch_databases(pg_cluster) == []
-    with pytest.raises(NoBackupToDrill):
+    with pytest.raises(NoUsableBackup):
         restore_drill()  # nothing left to verify
 
 
@@ -197,3 +197,43 @@ def test_backup_files_do_not_leak_credentials(settings, backup_env):
     manifest = (backup_env / f"{result['backup_id']}.manifest.json").read_text()
     assert "test-app-password" not in manifest and os.environ["DATABASE_URL"] not in manifest
     assert Path(result["location"]).exists()
+
+
+def test_restore_database_into_a_new_target_then_replace_it_only_with_confirmation(settings, backup_env, pg_cluster):
+    from flows.restore_database import restore_database
+    from tasks.postgres import RefusingToOverwrite
+
+    backup = backup_database()
+    restore_drill()
+    first = restore_database(target="textbook_recovered")
+    assert first["previous"] is None
+    with psycopg.connect(pg_cluster.superuser_dsn("textbook_recovered")) as conn:
+        owner = conn.execute("SELECT tableowner FROM pg_tables WHERE tablename = 'chat_session'").fetchone()[0]
+        restored_sessions = conn.execute("SELECT count(*) FROM chat_session").fetchone()[0]
+    assert owner == "textbook_app"
+    assert restored_sessions == catalog(settings)[backup["backup_id"]].manifest["row_counts"]["public.chat_session"]
+
+    with pytest.raises(RefusingToOverwrite, match="confirm='textbook_recovered'"):
+        restore_database(target="textbook_recovered")
+    second = restore_database(target="textbook_recovered", confirm="textbook_recovered")
+    assert second["previous"].startswith("textbook_recovered__before_")
+    with psycopg.connect(pg_cluster.superuser_dsn()) as conn:
+        names = {r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'textbook_recovered%'")}
+    assert names == {"textbook_recovered", second["previous"]}
+    for name in names:
+        pg_cluster.drop_database(name)
+
+
+def test_failed_restore_leaves_the_target_untouched(settings, backup_env, pg_cluster):
+    from flows.restore_database import restore_database
+
+    backup = backup_database()
+    restore_database(target="textbook_untouched", backup_id=backup["backup_id"])
+    dump = backup_env / f"{backup['backup_id']}.dump"
+    dump.write_bytes(dump.read_bytes()[:-100])  # truncated
+    with pytest.raises(Exception, match="checksum mismatch"):
+        restore_database(target="textbook_untouched", backup_id=backup["backup_id"], confirm="textbook_untouched")
+    with psycopg.connect(pg_cluster.superuser_dsn()) as conn:
+        names = {r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'textbook_untouched%'")}
+    assert names == {"textbook_untouched"}
+    pg_cluster.drop_database("textbook_untouched")
