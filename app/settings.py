@@ -100,6 +100,10 @@ class Settings(BaseSettings):
     pushgateway_url: str | None = None
     task_retry_delay_s: float = Field(default=10.0, ge=0, le=3600)
 
+    # Local Prefect server (make up).
+    prefect_host: str = "127.0.0.1"
+    prefect_port: int = Field(default=4200, ge=1, le=65535)
+
     # HTTP service.
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)

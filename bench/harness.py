@@ -31,7 +31,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def bench_environment(prefect: bool = True) -> Iterator[BenchEnvironment]:
+def bench_environment(prefect: bool = True, durable: bool = True) -> Iterator[BenchEnvironment]:
     root = Path(tempfile.mkdtemp(prefix="textbook-ops-bench-"))
     root.chmod(0o755)
     os.environ["PREFECT_HOME"] = str(root / "prefect")
@@ -44,13 +44,17 @@ def bench_environment(prefect: bool = True) -> Iterator[BenchEnvironment]:
     from app.settings import get_settings
     from devenv.postgres import PostgresCluster
 
-    cluster = PostgresCluster(root=root / "postgres", port=free_port(), fast_unsafe=False)
+    cluster = PostgresCluster(root=root / "postgres", port=free_port(), fast_unsafe=not durable)
     cluster.initialize()
     cluster.start()
     cluster.ensure_database(dbname="textbook", app_user="textbook_app", app_password="bench-password")
+    cluster.ensure_ops_role(ops_user="textbook_ops", ops_password="bench-ops-password", member_of="textbook_app")
     url = f"postgresql+psycopg://textbook_app:bench-password@127.0.0.1:{cluster.port}/textbook"
     migrate(url)
     os.environ["DATABASE_URL"] = url
+    os.environ["MAINTENANCE_DATABASE_URL"] = (
+        f"postgresql+psycopg://textbook_ops:bench-ops-password@127.0.0.1:{cluster.port}/postgres")
+    os.environ["BACKUP_DIR"] = str(root / "backups")
     get_settings.cache_clear()
     try:
         if prefect:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from app.settings import PROJECT_ROOT, Settings, SettingsError, get_settings
 from devenv.postgres import PostgresCluster, PostgresSetupError
+from devenv.prefect_stack import PrefectStack, PrefectStackError
 
 
 def say(message: str) -> None:
@@ -57,6 +58,21 @@ def start_postgres(settings: Settings) -> None:
                             member_of=settings.db_user)
 
 
+def prefect_stack(settings: Settings) -> PrefectStack:
+    return PrefectStack(home=settings.data_dir / "prefect", host=settings.prefect_host, port=settings.prefect_port,
+                        log_dir=settings.data_dir / "logs")
+
+
+def start_prefect(settings: Settings) -> None:
+    stack = prefect_stack(settings)
+    say(f"starting the Prefect server on {stack.ui_url} (state: .data/prefect)")
+    stack.start_server()
+    say("registering the deployments of prefect.yaml on the work pool 'ops'")
+    stack.register_deployments()
+    say("starting a process worker for the work pool 'ops'")
+    stack.start_worker()
+
+
 def migrate(settings: Settings) -> None:
     from app.db import migrate as run_migrations
 
@@ -66,7 +82,8 @@ def migrate(settings: Settings) -> None:
 
 def ingest(settings: Settings) -> None:
     say("ingesting the textbook (incremental: unchanged chapters are not re-embedded)")
-    result = subprocess.run([sys.executable, "-m", "flows.ingest_textbook"], cwd=PROJECT_ROOT)
+    result = subprocess.run([sys.executable, "-m", "flows.ingest_textbook"], cwd=PROJECT_ROOT,
+                            env=prefect_stack(settings).env())
     if result.returncode != 0:
         raise SystemExit("the ingest flow failed; see its output above and runbooks/ingest-textbook.md")
 
@@ -103,6 +120,7 @@ textbook-ops is up.
   API:      {base}
   Docs:     {base}/docs   (OpenAPI)
   Health:   {base}/health   Ready: {base}/ready   Metrics: {base}/metrics
+  Prefect:  {prefect_stack(settings).ui_url}   (deployments, runs, artifacts)
 Try:
   curl -s {base}/v1/chat -H 'content-type: application/json' -d '{question}'
 Stop everything with `make down` (data stays in .data/).
@@ -129,6 +147,8 @@ def up(args: argparse.Namespace) -> None:
     settings = get_settings()
     start_postgres(settings)
     migrate(settings)
+    if not args.no_prefect:
+        start_prefect(settings)
     if not args.no_ingest:
         ingest(settings)
     if not args.no_api:
@@ -138,6 +158,9 @@ def up(args: argparse.Namespace) -> None:
 def down(args: argparse.Namespace) -> None:
     settings = get_settings()
     stop_api(settings)
+    stack = prefect_stack(settings)
+    say("stopping the Prefect worker and server")
+    stack.stop()
     if settings.uses_embedded_postgres:
         cluster = cluster_for(settings)
         if cluster.is_running():
@@ -151,7 +174,9 @@ def status(args: argparse.Namespace) -> None:
     pid_file = api_pid_file(settings)
     api = pid_file.exists() and _pid_alive(int(pid_file.read_text()))
     postgres = cluster_for(settings).is_running() if settings.uses_embedded_postgres else "external"
-    print(f"postgres: {postgres}\napi: {'running' if api else 'stopped'}")
+    stack = prefect_stack(settings)
+    print(f"postgres: {postgres}\napi: {'running' if api else 'stopped'}\n"
+          f"prefect server: {'running' if stack.healthy() else 'stopped'} ({stack.ui_url})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -160,13 +185,14 @@ def main(argv: list[str] | None = None) -> int:
     up_parser = commands.add_parser("up", help="start Postgres, migrate, ingest, start the API")
     up_parser.add_argument("--no-ingest", action="store_true", help="skip the ingest flow")
     up_parser.add_argument("--no-api", action="store_true", help="do not start the API")
+    up_parser.add_argument("--no-prefect", action="store_true", help="do not start the Prefect server and worker")
     up_parser.set_defaults(run=up)
     commands.add_parser("down", help="stop what `up` started (data stays)").set_defaults(run=down)
     commands.add_parser("status", help="what is running").set_defaults(run=status)
     args = parser.parse_args(argv)
     try:
         args.run(args)
-    except (SettingsError, PostgresSetupError) as exc:
+    except (SettingsError, PostgresSetupError, PrefectStackError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -57,7 +57,8 @@ def backup_database(database_url: str | None = None, storage: str | None = None)
     backup_id = new_backup_id()
     temp = incoming_name(dump_name(backup_id))
 
-    with exclusive("backup-database"):
+    # One acquisition for the whole run: no second backup, and no drill claims the catalog during retention.
+    with exclusive("backup-database", "backup-catalog"):
         versions = check_pg_dump_version.with_options(retry_delay_seconds=retry_delay)(settings, url)
         catalog_begin(settings, backup_id=backup_id, storage=store.kind,
                       database_name=str(database_identity(url)["dbname"]),
@@ -84,31 +85,35 @@ def backup_database(database_url: str | None = None, storage: str | None = None)
             delete_backup_objects(store, backup_id)
             catalog_fail(settings, backup_id=backup_id, reason=f"{exc.__class__.__name__}: {exc}")
             raise
+        pruned = apply_retention(settings)
 
-    push_backup_metrics(settings, "backup_database", {
-        "backup_last_success_timestamp_seconds": datetime.now(UTC).timestamp(), "backup_size_bytes": float(dump.bytes)})
-    pruned = apply_retention(settings)
+    if settings.pushgateway_url:
+        push_backup_metrics(settings, "backup_database", {
+            "backup_last_success_timestamp_seconds": datetime.now(UTC).timestamp(),
+            "backup_size_bytes": float(dump.bytes)})
     publish_catalog(settings)
     logger.info("backup %s completed: %d bytes at %s; pruned %d old backups", backup_id, dump.bytes, location,
                 len(pruned))
     return {"backup_id": backup_id, "location": location, "sha256": dump.sha256, "bytes": dump.bytes,
-            "pruned": pruned}
+            "dump_seconds": dump.seconds, "pruned": pruned}
 
 
 def apply_retention(settings, now: datetime | None = None) -> list[str]:
-    """Grandfather-father-son; never the newest verified backup, never one a drill is reading."""
-    with exclusive("backup-catalog"):
-        rows = read_catalog(settings)
-        plan = retention_plan(
-            [CatalogEntry(r["backup_id"], r["status"], datetime.fromisoformat(r["finished_at"]) if r["finished_at"]
-                          else None, r["drill_in_progress"]) for r in rows],
-            now=now or datetime.now(UTC), daily=settings.backup_keep_daily, weekly=settings.backup_keep_weekly,
-            monthly=settings.backup_keep_monthly,
-        )
-        store = backup_storage_for(settings)
-        for backup_id in plan.prune:
-            delete_backup_objects(store, backup_id)
-        catalog_mark_pruned(settings, plan.prune)
+    """Grandfather-father-son; never the newest verified backup, never one a drill is reading.
+    Callers hold the `backup-catalog` limit (drills claim backups under it)."""
+    rows = read_catalog(settings)
+    plan = retention_plan(
+        [CatalogEntry(r["backup_id"], r["status"], datetime.fromisoformat(r["finished_at"]) if r["finished_at"]
+                      else None, r["drill_in_progress"]) for r in rows],
+        now=now or datetime.now(UTC), daily=settings.backup_keep_daily, weekly=settings.backup_keep_weekly,
+        monthly=settings.backup_keep_monthly,
+    )
+    if not plan.prune:
+        return []
+    catalog_mark_pruned(settings, plan.prune)  # first: a pruned row can no longer be claimed by a drill
+    store = backup_storage_for(settings)
+    for backup_id in plan.prune:
+        delete_backup_objects(store, backup_id)
     return plan.prune
 
 

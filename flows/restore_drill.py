@@ -21,6 +21,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+# Great Expectations takes ~2 s to import: load it with the flow's module (worker start), not inside the drill.
+import great_expectations  # noqa: F401
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 

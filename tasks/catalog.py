@@ -28,16 +28,19 @@ def as_dict(row: BackupCatalog) -> dict[str, Any]:
 
 
 @task(name="catalog-begin", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=5)
+
+
 def catalog_begin(settings: Settings, *, backup_id: str, storage: str, database_name: str,
                   flow_run_id: str | None) -> None:
     engine = _engine(settings)
     with session_scope(engine) as db:
         db.add(BackupCatalog(backup_id=backup_id, status="in_progress", storage=storage, database_name=database_name,
                              flow_run_id=flow_run_id))
-    engine.dispose()
 
 
 @task(name="catalog-complete", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=5)
+
+
 def catalog_complete(settings: Settings, *, backup_id: str, location: str, sha256: str, size: int,
                      manifest: dict[str, Any], server_version: str, pg_dump_version: str, dump_seconds: float) -> None:
     engine = _engine(settings)
@@ -47,45 +50,46 @@ def catalog_complete(settings: Settings, *, backup_id: str, location: str, sha25
         row.manifest, row.server_version, row.pg_dump_version = manifest, server_version, pg_dump_version
         row.dump_seconds, row.finished_at = round(dump_seconds, 3), datetime.now(UTC)
         db.add(row)
-    engine.dispose()
 
 
 @task(name="catalog-fail", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=5)
+
+
 def catalog_fail(settings: Settings, *, backup_id: str, reason: str) -> None:
     engine = _engine(settings)
     with session_scope(engine) as db:
         db.exec(update(BackupCatalog).where(col(BackupCatalog.backup_id) == backup_id).values(  # type: ignore[call-overload]
             status="failed", failure_reason=reason[:4000], finished_at=datetime.now(UTC), drill_in_progress=False))
-    engine.dispose()
 
 
 @task(name="claim-backup-for-drill", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=5)
+
+
 def claim_backup_for_drill(settings: Settings, backup_id: str | None) -> dict[str, Any]:
     """The newest completed backup not yet verified (or the given one), marked as being read by a drill."""
     engine = _engine(settings)
-    try:
-        with session_scope(engine) as db:
-            query = select(BackupCatalog).with_for_update()
-            if backup_id:
-                query = query.where(BackupCatalog.backup_id == backup_id,
-                                    col(BackupCatalog.status).in_(["completed", "verified"]))
-            else:
-                query = query.where(BackupCatalog.status == "completed").order_by(
-                    col(BackupCatalog.finished_at).desc())
-            row = db.exec(query.limit(1)).first()
-            if row is None:
-                what = f"backup {backup_id!r} is not completed or verified" if backup_id else \
-                    "no completed backup is waiting for a drill"
-                raise NoUsableBackup(what)
-            row.drill_in_progress = True
-            db.add(row)
-            db.flush()
-            return as_dict(row)
-    finally:
-        engine.dispose()
+    with session_scope(engine) as db:
+        query = select(BackupCatalog).with_for_update()
+        if backup_id:
+            query = query.where(BackupCatalog.backup_id == backup_id,
+                                col(BackupCatalog.status).in_(["completed", "verified"]))
+        else:
+            query = query.where(BackupCatalog.status == "completed").order_by(
+                col(BackupCatalog.finished_at).desc())
+        row = db.exec(query.limit(1)).first()
+        if row is None:
+            what = f"backup {backup_id!r} is not completed or verified" if backup_id else \
+                "no completed backup is waiting for a drill"
+            raise NoUsableBackup(what)
+        row.drill_in_progress = True
+        db.add(row)
+        db.flush()
+        return as_dict(row)
 
 
 @task(name="catalog-drill-result", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=5)
+
+
 def catalog_drill_result(settings: Settings, *, backup_id: str, verified: bool, reason: str | None,
                          restore_seconds: float | None) -> None:
     engine = _engine(settings)
@@ -98,45 +102,47 @@ def catalog_drill_result(settings: Settings, *, backup_id: str, verified: bool, 
         else:
             row.status, row.failure_reason = "failed", (reason or "restore drill failed")[:4000]
         db.add(row)
-    engine.dispose()
 
 
 @task(name="read-catalog", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=5)
+
+
 def read_catalog(settings: Settings) -> list[dict[str, Any]]:
     engine = _engine(settings)
     with Session(engine) as db:
         rows = [as_dict(r) for r in db.exec(select(BackupCatalog).order_by(col(BackupCatalog.started_at).desc()))]
-    engine.dispose()
     return rows
 
 
 @task(name="catalog-mark-pruned", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=5)
+
+
 def catalog_mark_pruned(settings: Settings, backup_ids: list[str]) -> None:
     if not backup_ids:
         return
     engine = _engine(settings)
     with session_scope(engine) as db:
-        db.exec(update(BackupCatalog).where(col(BackupCatalog.backup_id).in_(backup_ids)).values(  # type: ignore[call-overload]
-            status="pruned", pruned_at=datetime.now(UTC)))
-    engine.dispose()
+        db.exec(update(BackupCatalog).where(  # type: ignore[call-overload]
+            col(BackupCatalog.backup_id).in_(backup_ids), col(BackupCatalog.drill_in_progress).is_(False),
+            col(BackupCatalog.status).in_(["completed", "verified"]),
+        ).values(status="pruned", pruned_at=datetime.now(UTC)))
 
 
 @task(name="find-backup-to-restore", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=5)
+
+
 def find_backup_to_restore(settings: Settings, backup_id: str | None) -> dict[str, Any]:
     """The given backup (completed or verified), or the newest verified one."""
     engine = _engine(settings)
-    try:
-        with Session(engine) as db:
-            query = select(BackupCatalog)
-            if backup_id:
-                query = query.where(BackupCatalog.backup_id == backup_id,
-                                    col(BackupCatalog.status).in_(["completed", "verified"]))
-            else:
-                query = query.where(BackupCatalog.status == "verified").order_by(col(BackupCatalog.finished_at).desc())
-            row = db.exec(query.limit(1)).first()
-            if row is None:
-                raise NoUsableBackup(f"backup {backup_id!r} is not completed or verified" if backup_id
-                                      else "there is no verified backup to restore")
-            return as_dict(row)
-    finally:
-        engine.dispose()
+    with Session(engine) as db:
+        query = select(BackupCatalog)
+        if backup_id:
+            query = query.where(BackupCatalog.backup_id == backup_id,
+                                col(BackupCatalog.status).in_(["completed", "verified"]))
+        else:
+            query = query.where(BackupCatalog.status == "verified").order_by(col(BackupCatalog.finished_at).desc())
+        row = db.exec(query.limit(1)).first()
+        if row is None:
+            raise NoUsableBackup(f"backup {backup_id!r} is not completed or verified" if backup_id
+                                  else "there is no verified backup to restore")
+        return as_dict(row)

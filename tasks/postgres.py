@@ -200,6 +200,7 @@ def dump_database(settings: Settings, database_url: str, storage: Any, temp_name
                  "--no-password", f"--dbname={conninfo}"],
                 stdout=subprocess.PIPE, stderr=stderr, env={**_base_env(), **env},
             )
+            _widen_pipe(process.stdout)
             counter = threading.Thread(target=read_facts, name="row-counts")
             counter.start()
             reader = HashingReader(process.stdout)  # type: ignore[arg-type]
@@ -222,6 +223,16 @@ def dump_database(settings: Settings, database_url: str, storage: Any, temp_name
                 reader.bytes, seconds, reader.bytes / 1e6 / max(seconds, 1e-9), reader.sha256)
     return DumpResult(sha256=reader.sha256, bytes=reader.bytes, facts=facts["value"], server_version=versions[0],
                       pg_dump_version=versions[1], seconds=seconds)
+
+
+def _widen_pipe(stream: Any) -> None:
+    """A 1 MiB pipe (Linux) instead of 64 KiB: pg_dump stalls less while we hash and store."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(stream.fileno(), 1031, 1 << 20)  # F_SETPIPE_SZ
+    except (ImportError, OSError):
+        pass
 
 
 def _base_env() -> dict[str, str]:

@@ -59,3 +59,10 @@ def test_collection_name_carries_the_embedding_model(monkeypatch):
     assert local.collection_name() == "textbook--all-minilm-l6-v2"
     assert remote.collection_name() == "textbook--text-embedding-3-small"
     assert remote.embedding_dimensions == 1536
+
+
+def test_env_example_lists_every_variable_with_its_default():
+    from app.settings import PROJECT_ROOT
+    from devenv.env_example import render
+
+    assert (PROJECT_ROOT / ".env.example").read_text() == render(), "run `python -m devenv.env_example`"

@@ -183,7 +183,10 @@ def test_retention_keeps_the_last_verified_backup_when_the_newest_failed(setting
     for name, value in (("BACKUP_KEEP_DAILY", "1"), ("BACKUP_KEEP_WEEKLY", "0"), ("BACKUP_KEEP_MONTHLY", "0")):
         monkeypatch.setenv(name, value)
     get_settings.cache_clear()
-    pruned = apply_retention(get_settings(), now=datetime.now(UTC) + timedelta(days=10))
+    from tasks.concurrency import exclusive
+
+    with exclusive("backup-catalog"):
+        pruned = apply_retention(get_settings(), now=datetime.now(UTC) + timedelta(days=10))
     rows = catalog(settings)
     assert pruned == [unverified["backup_id"]] and rows[unverified["backup_id"]].status == "pruned"
     assert rows[verified["backup_id"]].status == "verified"
@@ -237,3 +240,55 @@ def test_failed_restore_leaves_the_target_untouched(settings, backup_env, pg_clu
         names = {r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'textbook_untouched%'")}
     assert names == {"textbook_untouched"}
     pg_cluster.drop_database("textbook_untouched")
+
+
+def test_two_backups_never_overlap(settings, backup_env):
+    import threading
+
+    results, errors = [], []
+
+    def run():
+        try:
+            results.append(backup_database())
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert errors == [] and len(results) == 2
+    first, second = sorted(catalog(settings).values(), key=lambda r: r.started_at)
+    assert first.finished_at <= second.started_at, "the second backup started before the first one finished"
+
+
+def test_drill_pushes_its_metrics_to_a_pushgateway(settings, backup_env, monkeypatch):
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    pushes = []
+
+    class Pushgateway(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_PUT(self):  # the Pushgateway API: PUT /metrics/job/<job> with the text exposition format
+            pushes.append((self.path, self.rfile.read(int(self.headers["content-length"])).decode()))
+            self.send_response(200)
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Pushgateway)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("PUSHGATEWAY_URL", f"http://127.0.0.1:{server.server_address[1]}")
+    get_settings.cache_clear()
+    try:
+        backup_database()
+        restore_drill()
+    finally:
+        server.shutdown()
+    jobs = {path: body for path, body in pushes}
+    assert "backup_last_success_timestamp_seconds" in jobs["/metrics/job/backup_database"]
+    drill = jobs["/metrics/job/restore_drill"]
+    for name in ("restore_drill_success 1.0", "restore_drill_duration_seconds", "backup_last_verified_timestamp_seconds"):
+        assert name in drill
