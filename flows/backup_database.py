@@ -82,25 +82,25 @@ def backup_database(database_url: str | None = None, storage: str | None = None)
                              pg_dump_version=dump.pg_dump_version, dump_seconds=dump.seconds)
         except BaseException as exc:
             logger.error("backup %s failed: %s", backup_id, exc)
-            delete_backup_objects(store, backup_id)
+            delete_backup_objects(store, [backup_id])
             catalog_fail(settings, backup_id=backup_id, reason=f"{exc.__class__.__name__}: {exc}")
             raise
-        pruned = apply_retention(settings)
+        pruned, catalog_rows = apply_retention(settings)
 
     if settings.pushgateway_url:
         push_backup_metrics(settings, "backup_database", {
             "backup_last_success_timestamp_seconds": datetime.now(UTC).timestamp(),
             "backup_size_bytes": float(dump.bytes)})
-    publish_catalog(settings)
+    publish_catalog(catalog_rows, pruned)
     logger.info("backup %s completed: %d bytes at %s; pruned %d old backups", backup_id, dump.bytes, location,
                 len(pruned))
     return {"backup_id": backup_id, "location": location, "sha256": dump.sha256, "bytes": dump.bytes,
             "dump_seconds": dump.seconds, "pruned": pruned}
 
 
-def apply_retention(settings, now: datetime | None = None) -> list[str]:
+def apply_retention(settings, now: datetime | None = None) -> tuple[list[str], list[dict]]:
     """Grandfather-father-son; never the newest verified backup, never one a drill is reading.
-    Callers hold the `backup-catalog` limit (drills claim backups under it)."""
+    Callers hold the `backup-catalog` limit (drills claim backups under it). Returns (pruned ids, catalog)."""
     rows = read_catalog(settings)
     plan = retention_plan(
         [CatalogEntry(r["backup_id"], r["status"], datetime.fromisoformat(r["finished_at"]) if r["finished_at"]
@@ -108,20 +108,17 @@ def apply_retention(settings, now: datetime | None = None) -> list[str]:
         now=now or datetime.now(UTC), daily=settings.backup_keep_daily, weekly=settings.backup_keep_weekly,
         monthly=settings.backup_keep_monthly,
     )
-    if not plan.prune:
-        return []
-    catalog_mark_pruned(settings, plan.prune)  # first: a pruned row can no longer be claimed by a drill
-    store = backup_storage_for(settings)
-    for backup_id in plan.prune:
-        delete_backup_objects(store, backup_id)
-    return plan.prune
+    if plan.prune:
+        catalog_mark_pruned(settings, plan.prune)  # first: a pruned row can no longer be claimed by a drill
+        delete_backup_objects(backup_storage_for(settings), plan.prune)
+    return plan.prune, rows
 
 
-def publish_catalog(settings) -> None:
-    rows = read_catalog(settings)[:60]
+def publish_catalog(rows: list[dict], pruned: list[str]) -> None:
+    shown = [{**r, "status": "pruned" if r["backup_id"] in pruned else r["status"]} for r in rows[:60]]
     create_table_artifact(
         key="backup-catalog",
-        table=[{k: r.get(k) for k in CATALOG_COLUMNS} for r in rows] or [{"backup_id": "-", "status": "empty"}],
+        table=[{k: r.get(k) for k in CATALOG_COLUMNS} for r in shown] or [{"backup_id": "-", "status": "empty"}],
         description="the newest backups and their status",
     )
 

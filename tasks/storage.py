@@ -191,11 +191,12 @@ def store_manifest(storage: BackupStorage, backup_id: str, manifest_json: bytes)
 
 
 @task(name="delete-backup-objects", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
-def delete_backup_objects(storage: BackupStorage, backup_id: str) -> None:
-    """Remove a backup's dump and manifest, final or temporary (idempotent)."""
-    for name in (dump_name(backup_id), manifest_name(backup_id)):
-        storage.delete(name)
-        storage.delete(incoming_name(name))
+def delete_backup_objects(storage: BackupStorage, backup_ids: list[str]) -> None:
+    """Remove backups' dumps and manifests, final or temporary (idempotent)."""
+    for backup_id in backup_ids:
+        for name in (dump_name(backup_id), manifest_name(backup_id)):
+            storage.delete(name)
+            storage.delete(incoming_name(name))
 
 
 @task(name="download-backup", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5, timeout_seconds=3600)

@@ -186,7 +186,7 @@ def test_retention_keeps_the_last_verified_backup_when_the_newest_failed(setting
     from tasks.concurrency import exclusive
 
     with exclusive("backup-catalog"):
-        pruned = apply_retention(get_settings(), now=datetime.now(UTC) + timedelta(days=10))
+        pruned, _ = apply_retention(get_settings(), now=datetime.now(UTC) + timedelta(days=10))
     rows = catalog(settings)
     assert pruned == [unverified["backup_id"]] and rows[unverified["backup_id"]].status == "pruned"
     assert rows[verified["backup_id"]].status == "verified"
