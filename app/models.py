@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -142,3 +142,19 @@ class BackupCatalog(SQLModel, table=True):
     failure_reason: str | None = Field(default=None, sa_type=sa.Text)
     pruned_at: datetime | None = _timestamp(nullable=True)
     manifest: dict[str, Any] = Field(default_factory=dict, sa_type=JSONB)
+
+
+class CostDaily(SQLModel, table=True):
+    """One row per day, written by the cost-report flow (running it twice gives the same row)."""
+
+    __tablename__ = "cost_daily"
+
+    day: date = Field(primary_key=True, sa_type=sa.Date)
+    queries: int = 0
+    prompt_tokens: int = Field(default=0, sa_type=sa.BigInteger)
+    completion_tokens: int = Field(default=0, sa_type=sa.BigInteger)
+    embedding_tokens: int = Field(default=0, sa_type=sa.BigInteger)
+    variable_cost_usd: Decimal = Field(default=Decimal("0"), max_digits=14, decimal_places=8)
+    fixed_cost_usd: Decimal = Field(default=Decimal("0"), max_digits=14, decimal_places=8)
+    total_cost_usd: Decimal = Field(default=Decimal("0"), max_digits=14, decimal_places=8)
+    computed_at: datetime = _timestamp()

@@ -100,6 +100,14 @@ class Settings(BaseSettings):
     pushgateway_url: str | None = None
     task_retry_delay_s: float = Field(default=10.0, ge=0, le=3600)
 
+    # Cost reporting.
+    cost_monthly_budget_usd: float = Field(default=100.0, gt=0)
+    cost_per_query_target_usd: float = Field(default=0.01, gt=0)
+    cost_fixed_render_usd: float = Field(default=7.0, ge=0, description="monthly: Render web service (Starter)")
+    cost_fixed_neon_usd: float = Field(default=19.0, ge=0, description="monthly: Neon (Launch)")
+    cost_fixed_qdrant_usd: float = Field(default=0.0, ge=0, description="monthly: Qdrant Cloud (free tier)")
+    cost_alert_webhook_url: str | None = Field(default=None, description="a webhook notified on a projected overrun")
+
     # Local Prefect server (make up).
     prefect_host: str = "127.0.0.1"
     prefect_port: int = Field(default=4200, ge=1, le=65535)
@@ -126,7 +134,7 @@ class Settings(BaseSettings):
             raise ValueError("must look like postgresql://user:password@host:port/dbname[?sslmode=require]")
         return re.sub(r"^postgres(ql)?(\+psycopg)?://", "postgresql+psycopg://", value)
 
-    @field_validator("qdrant_url", "openai_base_url", "aws_endpoint_url", "pushgateway_url")
+    @field_validator("qdrant_url", "openai_base_url", "aws_endpoint_url", "pushgateway_url", "cost_alert_webhook_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value in (None, ""):

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import sys
 
-from bench import backup_restore, ingest_rust_book, retrieval_quality, service_load
+from bench import backup_restore, cost_report, ingest_rust_book, retrieval_quality, service_load
 
 
 def main() -> int:
     failures = 0
     runs = (("ingest", ingest_rust_book, []), ("retrieval", retrieval_quality, ["--grid"]), ("load", service_load, []),
-            ("backups", backup_restore, []))
+            ("backups", backup_restore, []), ("costs", cost_report, []))
     for name, bench, args in runs:
         print(f"\n=== {name} ===", flush=True)
         failures += bench.main(args) != 0

@@ -25,7 +25,7 @@ from app.backups import BackupManifest, CatalogEntry, retention_plan
 from app.settings import get_settings
 from tasks.catalog import catalog_begin, catalog_complete, catalog_fail, catalog_mark_pruned, read_catalog
 from tasks.concurrency import exclusive
-from tasks.notify import push_backup_metrics
+from tasks.notify import push_metrics
 from tasks.postgres import check_pg_dump_version, database_identity, dump_database
 from tasks.storage import (
     backup_storage_for,
@@ -88,7 +88,7 @@ def backup_database(database_url: str | None = None, storage: str | None = None)
         pruned, catalog_rows = apply_retention(settings)
 
     if settings.pushgateway_url:
-        push_backup_metrics(settings, "backup_database", {
+        push_metrics(settings, "backup_database", {
             "backup_last_success_timestamp_seconds": datetime.now(UTC).timestamp(),
             "backup_size_bytes": float(dump.bytes)})
     publish_catalog(catalog_rows, pruned)

@@ -29,7 +29,7 @@ from prefect.artifacts import create_markdown_artifact
 from app.settings import get_settings
 from tasks.catalog import catalog_drill_result, claim_backup_for_drill
 from tasks.concurrency import exclusive
-from tasks.notify import push_backup_metrics
+from tasks.notify import push_metrics
 from tasks.postgres import create_database, drop_database, inspect_database, restore_dump
 from tasks.quality import validate_restore
 from tasks.storage import backup_storage_for, download_backup, verify_backup_checksum
@@ -82,7 +82,7 @@ def report(settings, backup: dict, verified: bool, reason: str | None, rto: floa
     if verified:
         values["backup_last_verified_timestamp_seconds"] = now
     try:
-        push_backup_metrics(settings, "restore_drill", values)
+        push_metrics(settings, "restore_drill", values)
     except Exception as exc:  # noqa: BLE001 - a metrics outage must not hide the drill's own result
         get_run_logger().warning("could not push drill metrics: %s", exc)
     lines = [

@@ -9,8 +9,8 @@ from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
 from app.settings import Settings
 
 
-@task(name="push-backup-metrics", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
-def push_backup_metrics(settings: Settings, job: str, values: dict[str, float]) -> bool:
+@task(name="push-metrics", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+def push_metrics(settings: Settings, job: str, values: dict[str, float]) -> bool:
     """Push gauges (name -> value) under `job`. Returns False (and logs) when no Pushgateway is configured."""
     if not settings.pushgateway_url:
         get_run_logger().info("PUSHGATEWAY_URL not set: metrics %s not pushed", sorted(values))
@@ -20,3 +20,15 @@ def push_backup_metrics(settings: Settings, job: str, values: dict[str, float]) 
         Gauge(name, name.replace("_", " "), registry=registry).set(value)
     push_to_gateway(settings.pushgateway_url, job=job, registry=registry, timeout=10)
     return True
+
+
+@task(name="send-notification", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+def send_notification(url: str, subject: str, body: str) -> None:
+    """Through a Prefect notification block (a generic webhook): POST {"subject", "body"} as JSON."""
+    from prefect.blocks.notifications import CustomWebhookNotificationBlock
+
+    block = CustomWebhookNotificationBlock(
+        name="textbook-ops-alerts", url=url, method="POST",
+        json_data={"subject": "{{subject}}", "body": "{{body}}"}, allow_private_urls=True,
+    )
+    block.notify(body=body, subject=subject)

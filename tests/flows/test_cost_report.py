@@ -1,0 +1,119 @@
+"""cost-report against a fixture priced by hand, on a real Postgres."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import psycopg
+import pytest
+
+from app.db import migrate
+from app.settings import get_settings
+from flows.cost_report import cost_report
+from tasks.costs import UnpricedModel
+from tests.conftest import APP_PASSWORD, database_url
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+SESSION_A, SESSION_B = uuid.uuid4(), uuid.uuid4()
+# (created_at, session, model, prompt, completion, embedding_model, embedding_tokens)
+FIXTURE = [
+    ("2024-09-30 23:00", None, "gpt-4o", 1_000_000, 0, None, 0),  # previous month: not counted
+    ("2024-10-01 10:00", SESSION_A, "gpt-4o", 1000, 500, "text-embedding-3-small", 100),  # old gpt-4o price
+    ("2024-10-02 12:00", None, "extractive", 0, 0, "all-MiniLM-L6-v2", 30),
+    ("2024-10-03 09:00", SESSION_A, "gpt-4o", 2000, 1000, "text-embedding-3-small", 200),  # new price (2 Oct)
+    ("2024-10-03 11:00", SESSION_B, "gpt-4o-mini", 4000, 1000, "text-embedding-3-small", 50),
+    ("2024-10-04 08:00", SESSION_B, "gpt-4o-mini", 9999, 9999, None, 0),  # after as_of: not counted
+]
+# By hand: 1 Oct (1000*5.00 + 500*15.00)/1e6 + 100*0.02/1e6 = 0.012502
+#          3 Oct (2000*2.50 + 1000*10.00)/1e6 + 200*0.02/1e6 = 0.015004 and (4000*0.15 + 1000*0.60)/1e6 + 50*0.02/1e6
+#                = 0.001201
+# variable month to date 0.028707 over 4 queries; fixed 7 + 19 + 0 = 26 a month; October has 31 days.
+EXPECTED = {"today_usd": "0.85", "month_to_date_usd": "2.54", "projected_month_usd": "26.30",
+            "cost_per_query_mean_usd": "0.007177", "queries": 4}
+
+
+@pytest.fixture
+def cost_db(pg_cluster, monkeypatch):
+    pg_cluster.drop_database("costs")
+    pg_cluster.ensure_database(dbname="costs", app_user="textbook_app", app_password=APP_PASSWORD)
+    url = database_url(pg_cluster, "costs")
+    migrate(url)
+    with psycopg.connect(url.replace("+psycopg", "")) as conn:
+        for created, session, model, prompt, completion, embedding_model, embedding in FIXTURE:
+            conn.execute(
+                "INSERT INTO query_log (request_id, session_id, endpoint, prompt_tokens, completion_tokens, "
+                "embedding_tokens, model, embedding_model, cost_usd, status, created_at) "
+                "VALUES (%s, %s, 'chat', %s, %s, %s, %s, %s, 0, 'ok', %s)",
+                (uuid.uuid4(), session, prompt, completion, embedding, model, embedding_model,
+                 datetime.fromisoformat(created).replace(tzinfo=UTC)),
+            )
+    monkeypatch.setenv("DATABASE_URL", url)
+    get_settings.cache_clear()
+    yield url
+    get_settings.cache_clear()
+
+
+def cost_daily(url: str) -> list[tuple]:
+    with psycopg.connect(url.replace("+psycopg", "")) as conn:
+        return conn.execute("SELECT day::text, queries, prompt_tokens, completion_tokens, embedding_tokens, "
+                            "variable_cost_usd, fixed_cost_usd FROM cost_daily ORDER BY day").fetchall()
+
+
+def test_report_matches_the_hand_computed_fixture_to_the_cent(cost_db):
+    result = cost_report(as_of="2024-10-03")
+    assert {k: result[k] for k in EXPECTED} == EXPECTED and result["alerts"] == []
+    rows = cost_daily(cost_db)
+    assert [(r[0], r[1], r[5]) for r in rows] == [
+        ("2024-10-01", 1, Decimal("0.01250200")), ("2024-10-02", 1, Decimal("0E-8")),
+        ("2024-10-03", 2, Decimal("0.01620500"))]
+    assert all(r[6] == Decimal("0.83870968") for r in rows)  # 26 / 31
+
+
+def test_running_the_same_day_twice_gives_the_same_rows(cost_db):
+    cost_report(as_of="2024-10-03")
+    first = cost_daily(cost_db)
+    cost_report(as_of="2024-10-03")
+    assert cost_daily(cost_db) == first
+
+
+def test_unpriced_model_fails_the_run_with_its_name_and_writes_nothing(cost_db):
+    with psycopg.connect(cost_db.replace("+psycopg", "")) as conn:
+        conn.execute("INSERT INTO query_log (request_id, endpoint, model, prompt_tokens, completion_tokens, "
+                     "embedding_tokens, cost_usd, status, created_at) "
+                     "VALUES (%s, 'chat', 'gpt-9-preview', 10, 0, 0, 0, 'ok', '2024-10-02 10:00+00')", (uuid.uuid4(),))
+    with pytest.raises(UnpricedModel, match=r"app/pricing.py for 'gpt-9-preview' \(1 rows\)"):
+        cost_report(as_of="2024-10-03")
+    assert cost_daily(cost_db) == []
+
+
+def test_projected_overrun_notifies_the_webhook(cost_db, monkeypatch):
+    received = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            received.append(json.loads(self.rfile.read(int(self.headers["content-length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("COST_ALERT_WEBHOOK_URL", f"http://127.0.0.1:{server.server_address[1]}/hook")
+    monkeypatch.setenv("COST_MONTHLY_BUDGET_USD", "20")
+    monkeypatch.setenv("COST_PER_QUERY_TARGET_USD", "0.005")
+    get_settings.cache_clear()
+    try:
+        result = cost_report(as_of="2024-10-03")
+    finally:
+        server.shutdown()
+    assert len(result["alerts"]) == 2
+    assert received[0]["subject"] == "textbook-ops cost alert for 2024-10-03"
+    assert "projected month end $26.30 is over the budget $20.00" in received[0]["body"]
+    assert "over the target" in received[0]["body"]
