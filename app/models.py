@@ -158,3 +158,20 @@ class CostDaily(SQLModel, table=True):
     fixed_cost_usd: Decimal = Field(default=Decimal("0"), max_digits=14, decimal_places=8)
     total_cost_usd: Decimal = Field(default=Decimal("0"), max_digits=14, decimal_places=8)
     computed_at: datetime = _timestamp()
+
+
+class SecretRotation(SQLModel, table=True):
+    """The audit trail of secret rotations: names and version ids, never a value."""
+
+    __tablename__ = "secret_rotation"
+
+    id: int | None = Field(default=None, primary_key=True)
+    secret_name: str = Field(max_length=200, index=True)
+    backend: str = Field(max_length=32, sa_column_kwargs={"comment": "prefect | aws"})
+    old_version_id: str | None = Field(default=None, max_length=100)
+    new_version_id: str | None = Field(default=None, max_length=100)
+    flow_run_id: uuid.UUID | None = None
+    status: str = Field(max_length=16, sa_column_kwargs={"comment": "started | completed | failed | rolled_back"})
+    error: str | None = Field(default=None, sa_type=sa.Text)
+    started_at: datetime = _timestamp()
+    finished_at: datetime | None = _timestamp(nullable=True)

@@ -108,6 +108,10 @@ class Settings(BaseSettings):
     cost_fixed_qdrant_usd: float = Field(default=0.0, ge=0, description="monthly: Qdrant Cloud (free tier)")
     cost_alert_webhook_url: str | None = Field(default=None, description="a webhook notified on a projected overrun")
 
+    # Secret rotation.
+    secret_backend: Literal["prefect", "aws"] = "prefect"
+    secret_name_prefix: str = Field(default="textbook-ops", pattern=r"^[a-z0-9][a-z0-9-]{0,40}$")
+
     # Local Prefect server (make up).
     prefect_host: str = "127.0.0.1"
     prefect_port: int = Field(default=4200, ge=1, le=65535)

@@ -302,3 +302,41 @@ def switch_databases(settings: Settings, *, staging: str, target: str, keep_prev
         if keep_previous_as:
             rename(target, keep_previous_as)
         rename(staging, target)
+
+
+# -- secret rotation audit -----------------------------------------------------------------------------------
+
+
+@task(name="audit-rotation-start", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=2)
+def audit_rotation_start(settings: Settings, *, secret_name: str, backend: str, old_version_id: str | None,
+                         flow_run_id: str | None) -> int:
+    from app.models import SecretRotation
+
+    engine = create_db_engine(settings)
+    try:
+        with session_scope(engine) as db:
+            row = SecretRotation(secret_name=secret_name, backend=backend, old_version_id=old_version_id,
+                                 flow_run_id=flow_run_id, status="started")
+            db.add(row)
+            db.flush()
+            assert row.id is not None
+            return row.id
+    finally:
+        engine.dispose()
+
+
+@task(name="audit-rotation-finish", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=2)
+def audit_rotation_finish(settings: Settings, audit_id: int, *, status: str, new_version_id: str | None,
+                          error: str | None = None) -> None:
+    from app.models import SecretRotation
+
+    engine = create_db_engine(settings)
+    try:
+        with session_scope(engine) as db:
+            row = db.get(SecretRotation, audit_id)
+            assert row is not None
+            row.status, row.new_version_id, row.error = status, new_version_id, error
+            row.finished_at = datetime.now(UTC)
+            db.add(row)
+    finally:
+        engine.dispose()

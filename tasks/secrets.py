@@ -1,0 +1,191 @@
+"""Where secrets live: Prefect Secret blocks (default) or AWS Secrets Manager (through prefect-aws).
+
+Both follow AWS's rotation steps: stage a pending version, test it, then promote it to current while the
+previous one stays readable. Version ids identify values in logs and the audit table; values never leave here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Protocol
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from pydantic import SecretStr
+
+from app.settings import Settings
+
+
+class SecretStoreError(RuntimeError):
+    """The secret store is unreachable, or the secret is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class SecretVersion:
+    version_id: str
+    value: SecretStr
+
+
+class SecretStore(Protocol):
+    backend: str
+
+    def current(self, name: str) -> SecretVersion: ...
+
+    def stage(self, name: str, value: SecretStr) -> str: ...
+
+    def pending(self, name: str) -> SecretVersion: ...
+
+    def promote(self, name: str, version_id: str) -> None: ...
+
+    def discard_pending(self, name: str) -> None: ...
+
+
+class PrefectSecretStore:
+    """One Secret block per stage: `<name>` (current), `<name>-pending`, `<name>-previous`."""
+
+    backend = "prefect"
+
+    def _load(self, block_name: str) -> SecretVersion:
+        from prefect.blocks.system import Secret
+
+        try:
+            raw = Secret.load(block_name).get()
+        except ValueError as exc:
+            raise SecretStoreError(f"secret {block_name!r} does not exist in Prefect's Secret blocks") from exc
+        document = raw if isinstance(raw, dict) else _json(raw, block_name)
+        if not isinstance(document, dict) or not {"value", "version_id"} <= set(document):
+            raise SecretStoreError(f"secret {block_name!r} is malformed: expected {{value, version_id}}")
+        return SecretVersion(version_id=str(document["version_id"]), value=SecretStr(str(document["value"])))
+
+    def _save(self, block_name: str, version: SecretVersion) -> None:
+        from prefect.blocks.system import Secret
+
+        Secret(value={"value": version.value.get_secret_value(), "version_id": version.version_id}).save(
+            block_name, overwrite=True)
+
+    def current(self, name: str) -> SecretVersion:
+        return self._load(name)
+
+    def stage(self, name: str, value: SecretStr) -> str:
+        version_id = str(uuid.uuid4())
+        self._save(f"{name}-pending", SecretVersion(version_id, value))
+        return version_id
+
+    def pending(self, name: str) -> SecretVersion:
+        return self._load(f"{name}-pending")
+
+    def promote(self, name: str, version_id: str) -> None:
+        pending = self.pending(name)
+        if pending.version_id != version_id:
+            raise SecretStoreError(f"the pending version of {name!r} is {pending.version_id}, not {version_id}")
+        try:
+            self._save(f"{name}-previous", self.current(name))
+        except SecretStoreError:
+            pass  # first value: nothing to keep
+        self._save(name, pending)
+        self.discard_pending(name)
+
+    def discard_pending(self, name: str) -> None:
+        from prefect.blocks.core import Block
+
+        try:
+            Block.delete(f"secret/{name}-pending")
+        except (ValueError, Exception):  # noqa: BLE001 - already gone is fine
+            pass
+
+
+def _json(raw: str, name: str) -> object:
+    try:
+        return json.loads(raw)
+    except (TypeError, json.JSONDecodeError):
+        raise SecretStoreError(f"secret {name!r} is malformed: not JSON") from None
+
+
+class AwsSecretsManagerStore:
+    """AWS Secrets Manager stages: AWSPENDING -> AWSCURRENT (the old one becomes AWSPREVIOUS)."""
+
+    backend = "aws"
+
+    def __init__(self, client: object) -> None:
+        self._client = client
+        # botocore's DEBUG logs carry request parameters and response bodies, i.e. secret values.
+        for noisy in ("botocore", "boto3", "urllib3"):
+            logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLogger(noisy).level))
+
+    def _get(self, name: str, stage: str) -> SecretVersion:
+        from botocore.exceptions import ClientError, EndpointConnectionError
+
+        try:
+            response = self._client.get_secret_value(SecretId=name, VersionStage=stage)  # type: ignore[attr-defined]
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            raise SecretStoreError(f"secret {name!r} ({stage}) is not readable in AWS Secrets Manager: {code}") from None
+        except EndpointConnectionError as exc:
+            raise SecretStoreError(f"AWS Secrets Manager is unreachable: {exc}") from None
+        if "SecretString" not in response:
+            raise SecretStoreError(f"secret {name!r} is malformed: no SecretString")
+        return SecretVersion(version_id=response["VersionId"], value=SecretStr(response["SecretString"]))
+
+    def current(self, name: str) -> SecretVersion:
+        return self._get(name, "AWSCURRENT")
+
+    def pending(self, name: str) -> SecretVersion:
+        return self._get(name, "AWSPENDING")
+
+    def stage(self, name: str, value: SecretStr) -> str:
+        token = str(uuid.uuid4())
+        self._client.put_secret_value(  # type: ignore[attr-defined]
+            SecretId=name, ClientRequestToken=token, SecretString=value.get_secret_value(), VersionStages=["AWSPENDING"])
+        return token
+
+    def promote(self, name: str, version_id: str) -> None:
+        current = self.current(name)
+        self._client.update_secret_version_stage(  # type: ignore[attr-defined]
+            SecretId=name, VersionStage="AWSCURRENT", MoveToVersionId=version_id, RemoveFromVersionId=current.version_id)
+        self._client.update_secret_version_stage(  # type: ignore[attr-defined]
+            SecretId=name, VersionStage="AWSPENDING", RemoveFromVersionId=version_id)
+
+    def discard_pending(self, name: str) -> None:
+        try:
+            pending = self.pending(name)
+        except SecretStoreError:
+            return
+        self._client.update_secret_version_stage(  # type: ignore[attr-defined]
+            SecretId=name, VersionStage="AWSPENDING", RemoveFromVersionId=pending.version_id)
+
+
+def secret_store_for(settings: Settings) -> SecretStore:
+    if settings.secret_backend == "aws":
+        from prefect_aws import AwsCredentials
+        from prefect_aws.client_parameters import AwsClientParameters
+
+        credentials = AwsCredentials(
+            aws_access_key_id=settings.aws_access_key_id.get_secret_value() if settings.aws_access_key_id else None,
+            aws_secret_access_key=settings.aws_secret_access_key, region_name=settings.aws_region,
+            aws_client_parameters=AwsClientParameters(endpoint_url=settings.aws_endpoint_url),
+        )
+        return AwsSecretsManagerStore(credentials.get_secrets_manager_client())
+    return PrefectSecretStore()
+
+
+@task(name="stage-secret", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+def stage_secret(store: SecretStore, name: str, value: SecretStr) -> str:
+    return store.stage(name, value)
+
+
+@task(name="read-current-secret-version", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+def current_version_id(store: SecretStore, name: str) -> str:
+    return store.current(name).version_id
+
+
+@task(name="promote-secret", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+def promote_secret(store: SecretStore, name: str, version_id: str) -> None:
+    store.promote(name, version_id)
+
+
+@task(name="discard-pending-secret", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+def discard_pending_secret(store: SecretStore, name: str) -> None:
+    store.discard_pending(name)

@@ -1,0 +1,118 @@
+"""OpenAI key rotation on both secret stores (Prefect blocks; AWS Secrets Manager on moto's server)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import boto3
+import pytest
+from pydantic import SecretStr
+from sqlmodel import Session, select
+
+from app.db import create_db_engine
+from app.models import SecretRotation
+from app.settings import get_settings
+from flows.rotate_secrets import openai_secret_name, rotate_openai_key
+from tasks.openai_api import CredentialRejected
+from tasks.secrets import AwsSecretsManagerStore, PrefectSecretStore, SecretStoreError, secret_store_for
+from tests.conftest import free_port
+from tests.support.moto import MotoServer
+from tests.support.openai_server import FakeOpenAI
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+OLD, NEW, BAD = "sk-old-0123456789abcdef", "sk-new-fedcba9876543210", "sk-bad-aaaaaaaaaaaaaaaa"
+
+
+@pytest.fixture
+def openai_server(monkeypatch):
+    server = FakeOpenAI(accepted_keys={OLD, NEW}).start()
+    monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+    get_settings.cache_clear()
+    yield server
+    server.stop()
+    get_settings.cache_clear()
+
+
+@pytest.fixture(params=["prefect", "aws"])
+def store(request, settings, openai_server, monkeypatch):
+    monkeypatch.setenv("SECRET_NAME_PREFIX", f"t{request.param}{free_port()}")
+    if request.param == "aws":
+        moto = MotoServer(free_port()).start()
+        for name, value in (("SECRET_BACKEND", "aws"), ("AWS_ENDPOINT_URL", moto.endpoint_url),
+                            ("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")):
+            monkeypatch.setenv(name, value)
+        get_settings.cache_clear()
+        client = boto3.client("secretsmanager", endpoint_url=moto.endpoint_url, region_name="us-east-1",
+                              aws_access_key_id="testing", aws_secret_access_key="testing")
+        client.create_secret(Name=openai_secret_name(get_settings()), SecretString=OLD)
+        yield secret_store_for(get_settings())
+        moto.stop()
+    else:
+        get_settings.cache_clear()
+        backend = secret_store_for(get_settings())
+        name = openai_secret_name(get_settings())
+        backend.stage(name, SecretStr(OLD))
+        backend.promote(name, backend.pending(name).version_id)
+        yield backend
+    get_settings.cache_clear()
+
+
+def audit_rows(settings, name: str) -> list[SecretRotation]:
+    engine = create_db_engine(settings)
+    with Session(engine) as db:
+        rows = db.exec(select(SecretRotation).where(SecretRotation.secret_name == name)).all()
+    engine.dispose()
+    return list(rows)
+
+
+def test_rotation_promotes_a_verified_key_and_keeps_the_old_one_readable(settings, store):
+    name = openai_secret_name(get_settings())
+    before = store.current(name).version_id
+    result = rotate_openai_key(new_key=SecretStr(NEW))
+    current = store.current(name)
+    assert current.value.get_secret_value() == NEW and current.version_id == result["new_version_id"]
+    assert result["old_version_id"] == before
+    if isinstance(store, AwsSecretsManagerStore):
+        previous = store._get(name, "AWSPREVIOUS")
+    else:
+        previous = store._load(f"{name}-previous")
+    assert previous.value.get_secret_value() == OLD
+    with pytest.raises(SecretStoreError):
+        store.pending(name)
+    [row] = audit_rows(settings, name)
+    assert (row.status, row.old_version_id, row.new_version_id) == ("completed", before, result["new_version_id"])
+
+
+def test_rejected_key_keeps_the_old_one_and_fails_clearly(settings, store):
+    name = openai_secret_name(get_settings())
+    with pytest.raises(CredentialRejected, match="rejected the new key \\(401\\); the old key stays current"):
+        rotate_openai_key(new_key=SecretStr(BAD))
+    assert store.current(name).value.get_secret_value() == OLD
+    with pytest.raises(SecretStoreError):
+        store.pending(name)
+    [row] = audit_rows(settings, name)
+    assert row.status == "failed" and "CredentialRejected" in row.error
+
+
+def test_no_secret_value_in_logs_artifacts_or_audit(settings, store, caplog):
+    caplog.set_level(logging.DEBUG)
+    rotate_openai_key(new_key=SecretStr(NEW))
+    with pytest.raises(CredentialRejected):
+        rotate_openai_key(new_key=SecretStr(BAD))
+
+    async def artifacts() -> list[str]:
+        from prefect.client.orchestration import get_client
+
+        async with get_client() as client:
+            return [str(a.data) for a in await client.read_artifacts()]
+
+    captured = caplog.text + "\n".join(asyncio.run(artifacts()))
+    captured += "\n".join(repr(r.model_dump()) for r in audit_rows(settings, openai_secret_name(get_settings())))
+    for value in (OLD, NEW, BAD):
+        assert value not in captured
+
+
+def test_missing_secret_block_is_a_clear_error(settings):
+    with pytest.raises(SecretStoreError, match="does not exist"):
+        PrefectSecretStore().current("no-such-secret-anywhere")
