@@ -10,17 +10,18 @@ from prefect.cache_policies import NO_CACHE
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from app.db import create_db_engine, session_scope
+from app.db import session_scope
 from app.models import BackupCatalog
 from app.settings import Settings
+from tasks.postgres import engine_for
 
 
 class NoUsableBackup(LookupError):
     """No backup fits: none waiting for a drill, none verified to restore, or the given id is not usable."""
 
 
-def _engine(settings: Settings):
-    return create_db_engine(settings)
+def _engine(settings: Settings) -> Any:
+    return engine_for(settings)
 
 
 def as_dict(row: BackupCatalog) -> dict[str, Any]:

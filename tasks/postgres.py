@@ -20,9 +20,19 @@ from sqlalchemy.engine import make_url
 
 from app.backups import HashingReader, schema_fingerprint
 from app.db import create_db_engine, session_scope
-from app.models import IngestRun
+from app.models import IngestRun, SecretRotation
 from app.pg_binaries import binary_version, find_pg_binary, major_version
 from app.settings import Settings
+
+_engines: dict[str, Any] = {}
+
+
+def engine_for(settings: Settings) -> Any:
+    """One small SQLAlchemy engine per database URL and process, shared by the flows' bookkeeping tasks."""
+    url = settings.resolved_database_url
+    if url not in _engines:
+        _engines[url] = create_db_engine(settings.model_copy(update={"db_pool_size": 1}))
+    return _engines[url]
 
 
 @dataclass
@@ -50,26 +60,22 @@ class IngestSummary:
 @task(name="record-ingest-run", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[1, 5, 15])
 def record_ingest_run(settings: Settings, summary: IngestSummary, flow_run_id: str | None) -> int:
     """One `ingest_run` row per flow run, whatever its outcome."""
-    engine = create_db_engine(settings)
-    try:
-        with session_scope(engine) as db:
-            row = IngestRun(
-                flow_run_id=flow_run_id, source=summary.source, collection=summary.collection,
-                generation=summary.generation, full_rebuild=summary.full_rebuild, status=summary.status,
-                files_seen=summary.files_seen, files_changed=summary.files_changed,
-                files_skipped=summary.files_skipped, chunks_added=summary.chunks_added,
-                chunks_updated=summary.chunks_updated, chunks_deleted=summary.chunks_deleted,
-                embeddings_computed=summary.embeddings_computed, seconds=round(summary.seconds, 3),
-                error=summary.error,
-                details={k: v for k, v in asdict(summary).items() if k in ("files", "chunks_total", "embedding_tokens")},
-                started_at=summary.started_at, finished_at=datetime.now(UTC),
-            )
-            db.add(row)
-            db.flush()
-            assert row.id is not None
-            return row.id
-    finally:
-        engine.dispose()
+    with session_scope(engine_for(settings)) as db:
+        row = IngestRun(
+            flow_run_id=flow_run_id, source=summary.source, collection=summary.collection,
+            generation=summary.generation, full_rebuild=summary.full_rebuild, status=summary.status,
+            files_seen=summary.files_seen, files_changed=summary.files_changed,
+            files_skipped=summary.files_skipped, chunks_added=summary.chunks_added,
+            chunks_updated=summary.chunks_updated, chunks_deleted=summary.chunks_deleted,
+            embeddings_computed=summary.embeddings_computed, seconds=round(summary.seconds, 3),
+            error=summary.error,
+            details={k: v for k, v in asdict(summary).items() if k in ("files", "chunks_total", "embedding_tokens")},
+            started_at=summary.started_at, finished_at=datetime.now(UTC),
+        )
+        db.add(row)
+        db.flush()
+        assert row.id is not None
+        return row.id
 
 
 # -- backups and restores ---------------------------------------------------------------------------------
@@ -310,33 +316,21 @@ def switch_databases(settings: Settings, *, staging: str, target: str, keep_prev
 @task(name="audit-rotation-start", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=2)
 def audit_rotation_start(settings: Settings, *, secret_name: str, backend: str, old_version_id: str | None,
                          flow_run_id: str | None) -> int:
-    from app.models import SecretRotation
-
-    engine = create_db_engine(settings)
-    try:
-        with session_scope(engine) as db:
-            row = SecretRotation(secret_name=secret_name, backend=backend, old_version_id=old_version_id,
-                                 flow_run_id=flow_run_id, status="started")
-            db.add(row)
-            db.flush()
-            assert row.id is not None
-            return row.id
-    finally:
-        engine.dispose()
+    with session_scope(engine_for(settings)) as db:
+        row = SecretRotation(secret_name=secret_name, backend=backend, old_version_id=old_version_id,
+                             flow_run_id=flow_run_id, status="started")
+        db.add(row)
+        db.flush()
+        assert row.id is not None
+        return row.id
 
 
 @task(name="audit-rotation-finish", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=2)
 def audit_rotation_finish(settings: Settings, audit_id: int, *, status: str, new_version_id: str | None,
                           error: str | None = None) -> None:
-    from app.models import SecretRotation
-
-    engine = create_db_engine(settings)
-    try:
-        with session_scope(engine) as db:
-            row = db.get(SecretRotation, audit_id)
-            assert row is not None
-            row.status, row.new_version_id, row.error = status, new_version_id, error
-            row.finished_at = datetime.now(UTC)
-            db.add(row)
-    finally:
-        engine.dispose()
+    with session_scope(engine_for(settings)) as db:
+        row = db.get(SecretRotation, audit_id)
+        assert row is not None
+        row.status, row.new_version_id, row.error = status, new_version_id, error
+        row.finished_at = datetime.now(UTC)
+        db.add(row)
