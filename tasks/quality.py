@@ -42,13 +42,26 @@ def validate_chunks(chunks: list[Chunk], accepted_files: list[str], known_locale
     return outcomes
 
 
-def run_chunk_expectations(chunks: list[Chunk], accepted_files: list[str], known_locales: set[str]) -> list[ExpectationOutcome]:
+def _validate_frame(frame: Any, suite_name: str, expectations: list[Any]) -> Any:
+    """Run expectations over a DataFrame in an ephemeral GX context (no files, no progress bars)."""
     import great_expectations as gx
-    import great_expectations.expectations as gxe
-    import pandas as pd
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    batch_definition = (context.data_sources.add_pandas(suite_name).add_dataframe_asset("frame")
+                        .add_batch_definition_whole_dataframe("batch"))
+    suite = gx.ExpectationSuite(name=suite_name)
+    for expectation in expectations:
+        suite.add_expectation(expectation)
+    return batch_definition.get_batch(batch_parameters={"dataframe": frame}).validate(suite)
+
+
+def run_chunk_expectations(chunks: list[Chunk], accepted_files: list[str], known_locales: set[str]) -> list[ExpectationOutcome]:
+    import great_expectations.expectations as gxe
+    import pandas as pd
+
     frame = pd.DataFrame({
         "id": [c.id for c in chunks],
         "text_length": [len(c.text.strip()) for c in chunks],
@@ -56,23 +69,13 @@ def run_chunk_expectations(chunks: list[Chunk], accepted_files: list[str], known
         "url": [c.url for c in chunks],
         "file": [f"{c.locale}:{c.source_path}" for c in chunks],
     })
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    batch_definition = (
-        context.data_sources.add_pandas("ingest")
-        .add_dataframe_asset("chunks")
-        .add_batch_definition_whole_dataframe("batch")
-    )
-    suite = gx.ExpectationSuite(name="textbook-chunks")
-    for expectation in (
+    result = _validate_frame(frame, "textbook-chunks", [
         gxe.ExpectColumnValuesToBeBetween(column="text_length", min_value=1, max_value=MAX_CHUNK_CHARS),
         gxe.ExpectColumnValuesToBeUnique(column="id"),
         gxe.ExpectColumnValuesToBeInSet(column="locale", value_set=sorted(known_locales)),
         gxe.ExpectColumnValuesToMatchRegex(column="url", regex=URL_PATTERN),
         gxe.ExpectColumnDistinctValuesToContainSet(column="file", value_set=sorted(accepted_files)),
-    ):
-        suite.add_expectation(expectation)
-    result = batch_definition.get_batch(batch_parameters={"dataframe": frame}).validate(suite)
+    ])
     outcomes = []
     for item in result.results:
         config = item.expectation_config
@@ -107,12 +110,9 @@ def validate_restore(manifest: dict, facts: Any, key_tables: list[str]) -> list[
 
 
 def run_restore_expectations(manifest: dict, facts: Any, key_tables: list[str]) -> list[ExpectationOutcome]:
-    import great_expectations as gx
     import great_expectations.expectations as gxe
     import pandas as pd
-    from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)
     expected: dict[str, int] = manifest["row_counts"]
     tables = sorted(set(expected) | set(facts.row_counts))
     frame = pd.DataFrame({
@@ -124,20 +124,13 @@ def run_restore_expectations(manifest: dict, facts: Any, key_tables: list[str]) 
                            for t in tables],
         "is_key_table": [t in key_tables for t in tables],
     })
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    batch_definition = (context.data_sources.add_pandas("restore").add_dataframe_asset("tables")
-                        .add_batch_definition_whole_dataframe("batch"))
-    suite = gx.ExpectationSuite(name="restored-database")
-    for expectation in (
+    result = _validate_frame(frame, "restored-database", [
         gxe.ExpectColumnValuesToBeInSet(column="present", value_set=[True]),
         gxe.ExpectColumnPairValuesToBeEqual(column_A="expected_rows", column_B="restored_rows"),
         gxe.ExpectColumnValuesToBeInSet(column="primary_key_ok", value_set=[True]),
         gxe.ExpectColumnValuesToBeBetween(column="restored_rows", min_value=1,
                                           row_condition='is_key_table == True', condition_parser="pandas"),
-    ):
-        suite.add_expectation(expectation)
-    result = batch_definition.get_batch(batch_parameters={"dataframe": frame}).validate(suite)
+    ])
     outcomes = []
     for item in result.results:
         config = item.expectation_config

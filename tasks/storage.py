@@ -6,6 +6,8 @@ name. A reader never sees a final object that is not complete.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import shutil
 from pathlib import Path
@@ -182,8 +184,6 @@ def verify_and_finalize(storage: BackupStorage, temp_name: str, final_name: str,
 
 @task(name="store-manifest", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
 def store_manifest(storage: BackupStorage, backup_id: str, manifest_json: bytes) -> str:
-    import hashlib
-    import io
 
     temp, final = incoming_name(manifest_name(backup_id)), manifest_name(backup_id)
     storage.write_stream(temp, io.BytesIO(manifest_json))

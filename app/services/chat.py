@@ -278,7 +278,7 @@ class _FailureLogger:
             return False
         code = error_code_for(exc)
         if code != "database_unavailable":
-            self._service._log_failure(*self._args[:3], self._args[3], code, self._started)
+            self._service._log_failure(*self._args, code, self._started)
         return False
 
 
