@@ -15,7 +15,7 @@ export TOKENIZERS_PARALLELISM := false
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
 
-up: install ## install, start Postgres, migrate, ingest the textbook, start the API on :8000
+up: install ## install, start Postgres, migrate, start Prefect (server, worker, deployments), ingest, start the API
 	@$(PY) -m devenv up
 
 down: ## stop what `make up` started (data stays in .data/)
