@@ -42,6 +42,32 @@ def migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def keys(args: argparse.Namespace) -> int:
+    from app.api_keys import issue_key, list_keys, revoke_key
+    from app.db import create_db_engine
+
+    engine = create_db_engine(get_settings())
+    try:
+        if args.keys_command == "create":
+            issued = issue_key(engine=engine, name=args.name, scopes=args.scopes.split(","),
+                               expires_in_days=args.expires_days)
+            print(f"key {issued.id} ({issued.name}, scopes {','.join(issued.scopes)}): {issued.key}")
+            print("Store it now: it is shown once and kept only as a hash.")
+        elif args.keys_command == "list":
+            for key in list_keys(engine=engine):
+                state = "revoked" if key.revoked_at else "active"
+                print(f"{key.id}\t{key.name}\t{key.key_prefix}…\t{','.join(key.scopes)}\t{state}\t"
+                      f"expires {key.expires_at.isoformat() if key.expires_at else 'never'}")
+        else:
+            if not revoke_key(engine=engine, key_id=args.id):
+                print(f"error: no active key {args.id}", file=sys.stderr)
+                return 1
+            print(f"revoked key {args.id}")
+        return 0
+    finally:
+        engine.dispose()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app", description="textbook-ops query service")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -53,9 +79,22 @@ def main(argv: list[str] | None = None) -> int:
     migrate_parser = commands.add_parser("migrate", help="apply Alembic migrations")
     migrate_parser.add_argument("--revision", default="head")
     migrate_parser.set_defaults(run=migrate)
+    keys_parser = commands.add_parser("keys", help="create, list and revoke API keys (X-API-Key)")
+    key_commands = keys_parser.add_subparsers(dest="keys_command", required=True)
+    create = key_commands.add_parser("create", help="issue a key (shown once)")
+    create.add_argument("--name", required=True)
+    create.add_argument("--scopes", default="chat", help="comma-separated: chat, admin")
+    create.add_argument("--expires-days", type=int, help="default: never")
+    key_commands.add_parser("list", help="every key, without secrets")
+    revoke = key_commands.add_parser("revoke", help="revoke a key by id")
+    revoke.add_argument("id", type=int)
+    keys_parser.set_defaults(run=keys)
     args = parser.parse_args(argv)
     try:
         return args.run(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

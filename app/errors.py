@@ -11,6 +11,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.api_keys import InvalidApiKey, MissingScope
 from app.metrics import QUERY_ERRORS
 from app.rag.embeddings import EmbeddingError
 from app.rag.vector_store import IndexUnavailable
@@ -63,6 +64,18 @@ def install_error_handlers(app: FastAPI) -> None:
         code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(exc.status_code, "http_error")
         return JSONResponse(status_code=exc.status_code, content=error_body(request, str(exc.detail), code),
                             headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(InvalidApiKey)
+    async def invalid_key(request: Request, exc: InvalidApiKey) -> JSONResponse:
+        QUERY_ERRORS.labels(error_code="unauthorized").inc()
+        return JSONResponse(status_code=401, content=error_body(
+            request, "a valid X-API-Key header is required", "unauthorized"), headers={"WWW-Authenticate": "ApiKey"})
+
+    @app.exception_handler(MissingScope)
+    async def missing_scope(request: Request, exc: MissingScope) -> JSONResponse:
+        QUERY_ERRORS.labels(error_code="forbidden").inc()
+        return JSONResponse(status_code=403, content=error_body(
+            request, f"this API key lacks the {exc.scope!r} scope", "forbidden"))
 
     @app.exception_handler(NotFound)
     async def not_found(request: Request, exc: NotFound) -> JSONResponse:

@@ -116,6 +116,9 @@ class Settings(BaseSettings):
     prefect_host: str = "127.0.0.1"
     prefect_port: int = Field(default=4200, ge=1, le=65535)
 
+    # Access.
+    anonymous_access: bool = Field(default=True, description="allow requests without X-API-Key (the public site)")
+
     # HTTP service.
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)

@@ -10,10 +10,10 @@ from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
-from app.api.deps import ChatServiceDep, RequestIdDep
+from app.api.deps import ChatServiceDep, RequestIdDep, require_scope
 from app.schemas import ChatRequest, ChatResponse, ErrorResponse
 
-router = APIRouter(prefix="/v1/chat", tags=["chat"])
+router = APIRouter(prefix="/v1/chat", tags=["chat"], dependencies=[require_scope("chat")])
 ERRORS = {
     404: {"model": ErrorResponse, "description": "unknown session"},
     413: {"model": ErrorResponse, "description": "request body too large"},

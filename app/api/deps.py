@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from sqlmodel import Session
 
 from app.services.chat import ChatService
@@ -23,6 +23,23 @@ def get_chat_service(request: Request) -> ChatService:
 
 def get_request_id(request: Request) -> uuid.UUID:
     return uuid.UUID(request.state.request_id)
+
+
+def require_scope(scope: str):
+    """X-API-Key with `scope`; without a key, allowed only when ANONYMOUS_ACCESS is on (and not for admin)."""
+
+    def check(request: Request, x_api_key: Annotated[str | None, Header()] = None) -> None:
+        from app.api_keys import InvalidApiKey, MissingScope, authenticate
+
+        if x_api_key is None:
+            if scope != "admin" and request.app.state.settings.anonymous_access:
+                return
+            raise InvalidApiKey
+        key = authenticate(engine=request.app.state.engine, key=x_api_key)
+        if scope not in key.scopes:
+            raise MissingScope(scope)
+
+    return Depends(check)
 
 
 SessionDep = Annotated[Session, Depends(get_db)]

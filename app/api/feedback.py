@@ -5,12 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter
 from sqlmodel import select
 
-from app.api.deps import SessionDep
+from app.api.deps import SessionDep, require_scope
 from app.errors import NotFound
 from app.models import Feedback, QueryLog
 from app.schemas import ErrorResponse, FeedbackPublic, FeedbackRequest
 
-router = APIRouter(prefix="/v1/feedback", tags=["feedback"])
+router = APIRouter(prefix="/v1/feedback", tags=["feedback"], dependencies=[require_scope("chat")])
 
 
 @router.post("", status_code=201, response_model=FeedbackPublic, responses={404: {"model": ErrorResponse}})

@@ -5,10 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from app.api.chat import ERRORS
-from app.api.deps import ChatServiceDep, RequestIdDep
+from app.api.deps import ChatServiceDep, RequestIdDep, require_scope
 from app.schemas import SearchRequestBody, SearchResponse
 
-router = APIRouter(prefix="/v1/search", tags=["search"])
+router = APIRouter(prefix="/v1/search", tags=["search"], dependencies=[require_scope("chat")])
 
 
 @router.post("", response_model=SearchResponse, responses=ERRORS)

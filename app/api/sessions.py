@@ -7,12 +7,12 @@ import uuid
 from fastapi import APIRouter
 from sqlmodel import select
 
-from app.api.deps import SessionDep
+from app.api.deps import SessionDep, require_scope
 from app.errors import NotFound
 from app.models import ChatSession, Message
 from app.schemas import ErrorResponse, MessagePublic, SessionPublic
 
-router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
+router = APIRouter(prefix="/v1/sessions", tags=["sessions"], dependencies=[require_scope("chat")])
 
 
 @router.get("/{session_id}", response_model=SessionPublic, responses={404: {"model": ErrorResponse}})
