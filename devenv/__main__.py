@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -16,6 +14,7 @@ from pathlib import Path
 from app.settings import PROJECT_ROOT, Settings, SettingsError, get_settings
 from devenv.postgres import PostgresCluster, PostgresSetupError
 from devenv.prefect_stack import PrefectStack, PrefectStackError
+from devenv.processes import running, stop_process
 
 
 def say(message: str) -> None:
@@ -29,17 +28,6 @@ def cluster_for(settings: Settings) -> PostgresCluster:
 
 def api_pid_file(settings: Settings) -> Path:
     return settings.data_dir / "run" / "api.pid"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie (PID 1 here does not reap) counts as gone
-        return "Z" not in Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
-    except OSError:
-        return True
 
 
 def start_postgres(settings: Settings) -> None:
@@ -91,7 +79,7 @@ def ingest(settings: Settings) -> None:
 def start_api(settings: Settings, timeout_s: float = 120) -> None:
     pid_file = api_pid_file(settings)
     base = f"http://{settings.api_host}:{settings.api_port}"
-    if pid_file.exists() and _pid_alive(int(pid_file.read_text())):
+    if running(pid_file):
         say(f"the API is already running (pid {pid_file.read_text().strip()})")
     else:
         log_file = settings.data_dir / "logs" / "api.log"
@@ -129,18 +117,9 @@ Stop everything with `make down` (data stays in .data/).
 
 def stop_api(settings: Settings) -> None:
     pid_file = api_pid_file(settings)
-    if not pid_file.exists():
-        return
-    pid = int(pid_file.read_text())
-    if _pid_alive(pid):
-        say(f"stopping the API (pid {pid})")
-        os.killpg(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        while _pid_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if _pid_alive(pid):
-            os.killpg(pid, signal.SIGKILL)
-    pid_file.unlink(missing_ok=True)
+    if running(pid_file):
+        say(f"stopping the API (pid {pid_file.read_text().strip()})")
+    stop_process(pid_file, signals=1)
 
 
 def up(args: argparse.Namespace) -> None:
@@ -172,7 +151,7 @@ def down(args: argparse.Namespace) -> None:
 def status(args: argparse.Namespace) -> None:
     settings = get_settings()
     pid_file = api_pid_file(settings)
-    api = pid_file.exists() and _pid_alive(int(pid_file.read_text()))
+    api = running(pid_file)
     postgres = cluster_for(settings).is_running() if settings.uses_embedded_postgres else "external"
     stack = prefect_stack(settings)
     print(f"postgres: {postgres}\napi: {'running' if api else 'stopped'}\n"

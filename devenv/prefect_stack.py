@@ -8,7 +8,6 @@ before the server.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 import httpx
 
 from app.settings import PROJECT_ROOT
+from devenv.processes import running, stop_process
 
 WORK_POOL = "ops"
 
@@ -109,36 +109,3 @@ class PrefectStack:
     def stop(self) -> None:
         stop_process(self._pid_file("worker"), signals=2)
         stop_process(self._pid_file("server"), signals=1)
-
-
-def running(pid_file: Path) -> bool:
-    if not pid_file.exists():
-        return False
-    pid = int(pid_file.read_text())
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie (PID 1 does not reap here) has stopped
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
-def stop_process(pid_file: Path, signals: int, timeout_s: float = 20) -> None:
-    if not running(pid_file):
-        pid_file.unlink(missing_ok=True)
-        return
-    pid = int(pid_file.read_text())
-    for _ in range(signals):
-        try:
-            os.killpg(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            break
-        time.sleep(0.5)
-    deadline = time.monotonic() + timeout_s
-    while running(pid_file) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    if running(pid_file):
-        os.killpg(pid, signal.SIGKILL)
-    pid_file.unlink(missing_ok=True)

@@ -20,10 +20,6 @@ class NoUsableBackup(LookupError):
     """No backup fits: none waiting for a drill, none verified to restore, or the given id is not usable."""
 
 
-def _engine(settings: Settings) -> Any:
-    return engine_for(settings)
-
-
 def as_dict(row: BackupCatalog) -> dict[str, Any]:
     return row.model_dump(mode="json")
 
@@ -33,7 +29,7 @@ def as_dict(row: BackupCatalog) -> dict[str, Any]:
 
 def catalog_begin(settings: Settings, *, backup_id: str, storage: str, database_name: str,
                   flow_run_id: str | None) -> None:
-    engine = _engine(settings)
+    engine = engine_for(settings)
     with session_scope(engine) as db:
         db.add(BackupCatalog(backup_id=backup_id, status="in_progress", storage=storage, database_name=database_name,
                              flow_run_id=flow_run_id))
@@ -44,7 +40,7 @@ def catalog_begin(settings: Settings, *, backup_id: str, storage: str, database_
 
 def catalog_complete(settings: Settings, *, backup_id: str, location: str, sha256: str, size: int,
                      manifest: dict[str, Any], server_version: str, pg_dump_version: str, dump_seconds: float) -> None:
-    engine = _engine(settings)
+    engine = engine_for(settings)
     with session_scope(engine) as db:
         row = db.exec(select(BackupCatalog).where(BackupCatalog.backup_id == backup_id)).one()
         row.status, row.location, row.sha256, row.bytes = "completed", location, sha256, size
@@ -57,7 +53,7 @@ def catalog_complete(settings: Settings, *, backup_id: str, location: str, sha25
 
 
 def catalog_fail(settings: Settings, *, backup_id: str, reason: str) -> None:
-    engine = _engine(settings)
+    engine = engine_for(settings)
     with session_scope(engine) as db:
         db.exec(update(BackupCatalog).where(col(BackupCatalog.backup_id) == backup_id).values(  # type: ignore[call-overload]
             status="failed", failure_reason=reason[:4000], finished_at=datetime.now(UTC), drill_in_progress=False))
@@ -68,7 +64,7 @@ def catalog_fail(settings: Settings, *, backup_id: str, reason: str) -> None:
 
 def claim_backup_for_drill(settings: Settings, backup_id: str | None) -> dict[str, Any]:
     """The newest completed backup not yet verified (or the given one), marked as being read by a drill."""
-    engine = _engine(settings)
+    engine = engine_for(settings)
     with session_scope(engine) as db:
         query = select(BackupCatalog).with_for_update()
         if backup_id:
@@ -93,7 +89,7 @@ def claim_backup_for_drill(settings: Settings, backup_id: str | None) -> dict[st
 
 def catalog_drill_result(settings: Settings, *, backup_id: str, verified: bool, reason: str | None,
                          restore_seconds: float | None) -> None:
-    engine = _engine(settings)
+    engine = engine_for(settings)
     with session_scope(engine) as db:
         row = db.exec(select(BackupCatalog).where(BackupCatalog.backup_id == backup_id)).one()
         row.drill_in_progress = False
@@ -109,7 +105,7 @@ def catalog_drill_result(settings: Settings, *, backup_id: str, verified: bool, 
 
 
 def read_catalog(settings: Settings) -> list[dict[str, Any]]:
-    engine = _engine(settings)
+    engine = engine_for(settings)
     with Session(engine) as db:
         rows = [as_dict(r) for r in db.exec(select(BackupCatalog).order_by(col(BackupCatalog.started_at).desc()))]
     return rows
@@ -121,7 +117,7 @@ def read_catalog(settings: Settings) -> list[dict[str, Any]]:
 def catalog_mark_pruned(settings: Settings, backup_ids: list[str]) -> None:
     if not backup_ids:
         return
-    engine = _engine(settings)
+    engine = engine_for(settings)
     with session_scope(engine) as db:
         db.exec(update(BackupCatalog).where(  # type: ignore[call-overload]
             col(BackupCatalog.backup_id).in_(backup_ids), col(BackupCatalog.drill_in_progress).is_(False),
@@ -134,7 +130,7 @@ def catalog_mark_pruned(settings: Settings, backup_ids: list[str]) -> None:
 
 def find_backup_to_restore(settings: Settings, backup_id: str | None) -> dict[str, Any]:
     """The given backup (completed or verified), or the newest verified one."""
-    engine = _engine(settings)
+    engine = engine_for(settings)
     with Session(engine) as db:
         query = select(BackupCatalog)
         if backup_id:
