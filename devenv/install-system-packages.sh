@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Debian packages the project needs, installed only when missing: PostgreSQL 15 server binaries, and
 # Prometheus, Alertmanager and the Pushgateway (their tools check the monitoring configuration; tests and
-# `make monitoring-up` run them on loopback ports of their own).
+# `make monitoring-up` run them on loopback ports of their own), and for the docs site's browser tests
+# Chromium (driven by Playwright, never downloaded) and Noto fonts (Urdu glyphs in pages and screenshots).
 set -euo pipefail
 need=()
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
@@ -13,6 +14,8 @@ if ! command -v prometheus-alertmanager >/dev/null 2>&1 || ! command -v amtool >
   need+=(prometheus-alertmanager)
 fi
 if ! command -v prometheus-pushgateway >/dev/null 2>&1; then need+=(prometheus-pushgateway); fi
+if ! command -v chromium >/dev/null 2>&1; then need+=(chromium); fi
+if ! dpkg-query -W -f='${Status}' fonts-noto-core 2>/dev/null | grep -q "ok installed"; then need+=(fonts-noto-core); fi
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 echo "==> installing Debian packages: ${need[*]}"
 SUDO=""; if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
