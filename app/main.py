@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
+from fastapi.middleware.cors import CORSMiddleware
 
 from app.api import chat, feedback, health, search, sessions
 from app.db import create_db_engine
@@ -61,4 +62,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
+    # Outermost, so error responses (413, 503) carry the CORS headers the site needs to read them.
+    app.add_middleware(
+        CORSMiddleware, allow_origins=settings.cors_allowed_origins, allow_methods=["GET", "POST"],
+        allow_headers=["content-type", "x-api-key", "x-request-id"],
+        expose_headers=["x-request-id", "retry-after"], max_age=600,
+    )
     return app

@@ -6,14 +6,15 @@ Every variable is listed with its default in `.env.example`. Names are the upper
 
 from __future__ import annotations
 
+import json
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import quote
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEV_DB_PASSWORD = "textbook-dev-password"
@@ -126,6 +127,14 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=65536, ge=1024)
     metrics_multiproc_dir: Path | None = None
     active_session_window_s: int = Field(default=1800, ge=60)
+    cors_allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default=["http://127.0.0.1:3000", "http://localhost:3000"],
+        description="origins whose pages may call the API from a browser (comma-separated; never *)",
+    )
+
+    # The docs site (make up builds website/ and serves website/build).
+    site_host: str = "127.0.0.1"
+    site_port: int = Field(default=3000, ge=1, le=65535, description="where make up serves the built docs site")
 
     @field_validator("maintenance_database_url")
     @classmethod
@@ -149,6 +158,23 @@ class Settings(BaseSettings):
         if not re.match(r"^https?://[^\s/]+", value):
             raise ValueError("must be an http(s):// URL")
         return value.rstrip("/")
+
+    @field_validator("cors_allowed_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: object) -> object:
+        if isinstance(value, str):  # a comma-separated list, or JSON as .env.example shows it
+            value = json.loads(value) if value.lstrip().startswith("[") else [
+                part.strip() for part in value.split(",") if part.strip()]
+        if not isinstance(value, list):
+            return value
+        origins = []
+        for origin in value:
+            if not isinstance(origin, str) or origin.strip() == "*":
+                raise ValueError("list the site's origins; '*' would let any page call the API")
+            if not re.fullmatch(r"https?://[^\s/*]+", origin.strip().rstrip("/")):
+                raise ValueError(f"{origin!r} is not an origin like https://example.org or http://127.0.0.1:3000")
+            origins.append(origin.strip().rstrip("/"))
+        return origins
 
     @model_validator(mode="after")
     def _consistent(self) -> "Settings":
