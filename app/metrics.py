@@ -1,9 +1,21 @@
 """Prometheus metrics. With METRICS_MULTIPROC_DIR set (several uvicorn workers), prometheus_client's
-multiprocess mode aggregates every worker's values at scrape time."""
+multiprocess mode aggregates every worker's values at scrape time.
+
+The alert rules in deployments/prometheus/rules/ are written against these names: the latency SLOs count
+requests under a threshold, so the histograms carry buckets at exactly 6 s (end to end), 500 ms
+(retrieval) and 5000 ms (generation). Process, pool and disk gauges are explicit (`service_*`) because
+prometheus_client's own process collector does not work in multiprocess mode.
+"""
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import (
@@ -11,21 +23,25 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
 MS_BUCKETS = (1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000)
 
 QUERY_DURATION = Histogram(
     "rag_query_duration_seconds", "End-to-end duration of a query request", ["endpoint", "status"],
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 8, 10, 30),
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 6, 8, 10, 30),
 )
 QUERY_ERRORS = Counter("rag_query_errors_total", "Failed queries by error code", ["error_code"])
 TOKENS_USED = Counter("rag_tokens_used_total", "Tokens used", ["kind", "model"])
 VECTOR_SEARCH_LATENCY = Histogram("rag_vector_search_latency_ms", "Vector index search latency (ms)", buckets=MS_BUCKETS)
+RETRIEVAL_LATENCY = Histogram(
+    "rag_retrieval_latency_ms", "Retrieval latency: query embedding plus vector search (ms)", buckets=MS_BUCKETS
+)
 EMBEDDING_LATENCY = Histogram("rag_query_embedding_latency_ms", "Query embedding latency (ms)", buckets=MS_BUCKETS)
 GENERATION_LATENCY = Histogram(
     "rag_llm_generation_latency_ms", "Answer generation latency (ms)", ["backend"], buckets=MS_BUCKETS
@@ -33,6 +49,43 @@ GENERATION_LATENCY = Histogram(
 DB_LATENCY = Histogram("rag_db_write_latency_ms", "Time spent writing a query's rows to Postgres (ms)",
                        buckets=MS_BUCKETS)
 ANSWERS = Counter("rag_answers_total", "Answers by backend and coverage", ["backend", "covered"])
+CITATION_FAILURES = Counter(
+    "rag_citation_failures_total",
+    "Citation problems repaired in answers: phantom, miscited, uncited, unsupported, renumbered, unused, "
+    "no_supported_claim", ["kind"],
+)
+
+
+def observe_retrieval(retrieval: Any) -> None:
+    """A retrieval's embedding, vector search and their sum (the retrieval latency SLO's histogram)."""
+    EMBEDDING_LATENCY.observe(retrieval.embed_ms)
+    VECTOR_SEARCH_LATENCY.observe(retrieval.search_ms)
+    RETRIEVAL_LATENCY.observe(retrieval.embed_ms + retrieval.search_ms)
+
+
+HTTP_REQUESTS = Counter(
+    "rag_http_requests_total", "HTTP requests by route template, method and status code", ["route", "method", "code"]
+)
+# livesum: in multiprocess mode the sum over the live workers, each adding its own pool.
+DB_POOL_IN_USE = Gauge("service_db_pool_connections_in_use", "Database connections checked out of the pool",
+                       multiprocess_mode="livesum")
+DB_POOL_CAPACITY = Gauge("service_db_pool_connections_max", "Connections the pool may open (size + overflow)",
+                         multiprocess_mode="livesum")
+
+
+def instrument_pool(engine: Any) -> None:
+    """Count checked-out connections of the service's engine (every worker adds its own pool)."""
+    from sqlalchemy import event
+
+    pool = engine.pool
+    DB_POOL_CAPACITY.inc(pool.size() + max(getattr(pool, "_max_overflow", 0), 0))
+    event.listen(pool, "checkout", lambda *_: DB_POOL_IN_USE.inc())
+    event.listen(pool, "checkin", lambda *_: DB_POOL_IN_USE.dec())
+
+
+def release_pool(engine: Any) -> None:
+    pool = engine.pool
+    DB_POOL_CAPACITY.dec(pool.size() + max(getattr(pool, "_max_overflow", 0), 0))
 
 
 class ActiveSessionsCollector:
@@ -60,12 +113,113 @@ class ActiveSessionsCollector:
         yield gauge
 
 
-def render_metrics(engine: Any, window_s: int, multiprocess: bool) -> tuple[bytes, str]:
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _read_first(paths: Iterable[str]) -> str | None:
+    for path in paths:
+        try:
+            return Path(path).read_text().strip()
+        except OSError:
+            continue
+    return None
+
+
+@lru_cache(maxsize=1)
+def memory_limit_bytes() -> float:
+    """The cgroup's memory limit (v2, then v1), or the machine's memory when there is none."""
+    total = float(os.sysconf("SC_PHYS_PAGES") * _PAGE_SIZE)
+    raw = _read_first(["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"])
+    if raw and raw.isdigit():
+        return min(total, float(raw))
+    return total
+
+
+@lru_cache(maxsize=1)
+def cpu_limit_cores() -> float:
+    """The cgroup's CPU quota in cores (v2, then v1), or the CPUs this process may run on."""
+    cores = float(len(os.sched_getaffinity(0)))
+    raw = _read_first(["/sys/fs/cgroup/cpu.max"])
+    if raw and not raw.startswith("max"):
+        quota, period = raw.split()[:2]
+        return min(cores, int(quota) / int(period))
+    quota_v1 = _read_first(["/sys/fs/cgroup/cpu/cpu.cfs_quota_us"])
+    period_v1 = _read_first(["/sys/fs/cgroup/cpu/cpu.cfs_period_us"])
+    if quota_v1 and period_v1 and quota_v1.lstrip("-").isdigit() and int(quota_v1) > 0:
+        return min(cores, int(quota_v1) / int(period_v1))
+    return cores
+
+
+def _process_usage(pid: int) -> tuple[float, float] | None:
+    """(CPU seconds, resident bytes) of one process, from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    # after the command: state is field 3, so utime (14) and stime (15) sit at 11 and 12, rss (24) at 21
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS, float(int(fields[21]) * _PAGE_SIZE)
+
+
+def service_pids(multiproc_dir: Path | None) -> list[int]:
+    """This process, plus in multiprocess mode every live worker that wrote metric files."""
+    pids = {os.getpid()}
+    if multiproc_dir is not None:
+        for path in multiproc_dir.glob("*.db"):
+            match = re.search(r"_(\d+)\.db$", path.name)
+            if match and Path(f"/proc/{match.group(1)}").exists():
+                pids.add(int(match.group(1)))
+    return sorted(pids)
+
+
+class ServiceResourcesCollector:
+    """CPU, memory and disk of the service, read at scrape time (a few small /proc and statvfs reads)."""
+
+    def __init__(self, multiproc_dir: Path | None, data_folders: dict[str, Path]) -> None:
+        self._multiproc_dir = multiproc_dir
+        self._data_folders = data_folders
+
+    def collect(self) -> Iterator[Any]:
+        usages = [u for u in map(_process_usage, service_pids(self._multiproc_dir)) if u is not None]
+        cpu = CounterMetricFamily("service_process_cpu_seconds", "CPU time of the service's processes")
+        cpu.add_metric([], sum(u[0] for u in usages))
+        memory = GaugeMetricFamily("service_process_resident_memory_bytes", "Resident memory of the service's processes")
+        memory.add_metric([], sum(u[1] for u in usages))
+        processes = GaugeMetricFamily("service_processes", "Processes counted in the service_process_* metrics")
+        processes.add_metric([], float(len(usages)))
+        yield from (cpu, memory, processes)
+        yield GaugeMetricFamily("service_memory_limit_bytes", "Memory the service may use (cgroup limit or machine)",
+                                value=memory_limit_bytes())
+        yield GaugeMetricFamily("service_cpu_limit_cores", "CPU cores the service may use (cgroup quota or affinity)",
+                                value=cpu_limit_cores())
+        used = GaugeMetricFamily("service_disk_used_bytes", "Used bytes of the filesystem holding a data folder",
+                                 labels=["folder"])
+        size = GaugeMetricFamily("service_disk_size_bytes", "Size of the filesystem holding a data folder",
+                                 labels=["folder"])
+        for name, folder in self._data_folders.items():
+            try:
+                usage = shutil.disk_usage(_existing_parent(folder))
+            except OSError:
+                continue
+            used.add_metric([name], float(usage.total - usage.free))
+            size.add_metric([name], float(usage.total))
+        yield from (used, size)
+
+
+def _existing_parent(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def render_metrics(engine: Any, window_s: int, multiprocess: bool, multiproc_dir: Path | None = None,
+                   data_folders: dict[str, Path] | None = None) -> tuple[bytes, str]:
     if multiprocess:
         registry = CollectorRegistry()
         MultiProcessCollector(registry)
     else:
         registry = REGISTRY
-    sessions = CollectorRegistry()
-    sessions.register(ActiveSessionsCollector(engine, window_s))
-    return generate_latest(registry) + generate_latest(sessions), CONTENT_TYPE_LATEST
+    scraped = CollectorRegistry()
+    scraped.register(ActiveSessionsCollector(engine, window_s))
+    scraped.register(ServiceResourcesCollector(multiproc_dir if multiprocess else None, data_folders or {}))
+    return generate_latest(registry) + generate_latest(scraped), CONTENT_TYPE_LATEST

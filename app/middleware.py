@@ -7,6 +7,8 @@ import logging
 import uuid
 from typing import Any
 
+from app.metrics import HTTP_REQUESTS
+
 log = logging.getLogger(__name__)
 
 
@@ -35,6 +37,36 @@ class RequestIdMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_id)
+
+
+class HttpMetricsMiddleware:
+    """Count every response by route template (not the raw path: bounded labels), method and status code.
+
+    The availability SLO and the error-rate alert read `rag_http_requests_total`; a request that fails before
+    a route answers (an exception escaping the app) counts as a 500.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def send_counting(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_counting)
+        finally:
+            route = scope.get("route")
+            HTTP_REQUESTS.labels(route=getattr(route, "path", "unmatched"), method=scope.get("method", ""),
+                                 code=str(status)).inc()
 
 
 class BodyTooLarge(Exception):

@@ -46,8 +46,13 @@ async def ready(request: Request) -> JSONResponse:
 @router.get("/metrics", include_in_schema=False)
 async def metrics(request: Request) -> Response:
     settings = request.app.state.settings
+    folders = {"data": settings.data_dir}
+    if settings.vector_backend == "edge":
+        folders["index"] = settings.resolved_index_dir
+    if settings.backup_storage == "local":
+        folders["backups"] = settings.resolved_backup_dir
     body, content_type = await run_in_threadpool(
         render_metrics, request.app.state.engine, settings.active_session_window_s,
-        settings.metrics_multiproc_dir is not None,
+        settings.metrics_multiproc_dir is not None, settings.metrics_multiproc_dir, folders,
     )
     return Response(content=body, media_type=content_type)
