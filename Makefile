@@ -10,7 +10,7 @@ export PREFECT_LOGGING_LEVEL ?= WARNING
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: help up down status test test-fast bench lint install system-packages clean
+.PHONY: help up down status test test-fast bench lint install system-packages clean monitoring-up monitoring-down
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -20,6 +20,12 @@ up: install ## install, start Postgres, migrate, start Prefect (server, worker, 
 
 down: ## stop what `make up` started (data stays in .data/)
 	@if [ -x $(PY) ]; then $(PY) -m devenv down; fi
+
+monitoring-up: install ## Prometheus :9090, Alertmanager :9093, Pushgateway :9091 on loopback, scraping the API of `make up`
+	@$(PY) -m devenv.monitoring up
+
+monitoring-down: ## stop what `make monitoring-up` started (data stays in .data/monitoring)
+	@if [ -x $(PY) ]; then $(PY) -m devenv.monitoring down; fi
 
 status: ## what is running
 	@$(PY) -m devenv status
