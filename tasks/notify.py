@@ -4,21 +4,26 @@ from __future__ import annotations
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
+from prometheus_client import CollectorRegistry, Gauge, pushadd_to_gateway
 
 from app.settings import Settings
 
 
 @task(name="push-metrics", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
-def push_metrics(settings: Settings, job: str, values: dict[str, float]) -> bool:
-    """Push gauges (name -> value) under `job`. Returns False (and logs) when no Pushgateway is configured."""
+def push_metrics(settings: Settings, job: str, values: dict[str, float], grouping_key: dict[str, str] | None = None) -> bool:
+    """Push gauges (name -> value) under `job` (and `grouping_key`, which labels every value).
+
+    Push-add (HTTP POST): only the pushed names are replaced in the group, so a failed run that pushes
+    `..._success 0` keeps the last success timestamp an earlier run pushed; the alert rules rely on it.
+    Returns False (and logs) when no Pushgateway is configured.
+    """
     if not settings.pushgateway_url:
         get_run_logger().info("PUSHGATEWAY_URL not set: metrics %s not pushed", sorted(values))
         return False
     registry = CollectorRegistry()
     for name, value in values.items():
         Gauge(name, name.replace("_", " "), registry=registry).set(value)
-    push_to_gateway(settings.pushgateway_url, job=job, registry=registry, timeout=10)
+    pushadd_to_gateway(settings.pushgateway_url, job=job, registry=registry, grouping_key=grouping_key, timeout=10)
     return True
 
 
