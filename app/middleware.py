@@ -7,6 +7,9 @@ import logging
 import uuid
 from typing import Any
 
+from starlette.exceptions import HTTPException
+
+from app.logging_setup import request_id_var
 from app.metrics import HTTP_REQUESTS
 
 log = logging.getLogger(__name__)
@@ -28,6 +31,7 @@ class RequestIdMiddleware:
         except ValueError:
             request_id = str(uuid.uuid4())
         scope.setdefault("state", {})["request_id"] = request_id
+        token = request_id_var.set(request_id)  # every log record made while serving it carries the id
 
         async def send_with_id(message: dict) -> None:
             if message["type"] == "http.response.start":
@@ -36,7 +40,10 @@ class RequestIdMiddleware:
                 message["headers"] = headers
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            request_id_var.reset(token)
 
 
 class HttpMetricsMiddleware:
@@ -69,8 +76,12 @@ class HttpMetricsMiddleware:
                                  code=str(status)).inc()
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(HTTPException):
+    """Raised while a body streams in. An HTTPException, so FastAPI's body parsing lets it through as a 413
+    instead of turning it into a 400 'error parsing the body'."""
+
+    def __init__(self, max_bytes: int = 0) -> None:
+        super().__init__(status_code=413, detail=f"request body larger than {max_bytes} bytes")
 
 
 class BodySizeLimitMiddleware:
@@ -109,7 +120,7 @@ class BodySizeLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise BodyTooLarge
+                    raise BodyTooLarge(self.max_bytes)
             return message
 
         async def tracking_send(message: dict) -> None:

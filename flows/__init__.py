@@ -1,1 +1,14 @@
-"""Prefect flows: one file per operation, each reading like the runbook it automates."""
+"""Prefect flows: one file per operation, each reading like the runbook it automates.
+
+Importing the package sets up the flows' logging (app/logging_setup.py): secrets scrubbed from every record,
+Prefect's API handler included, and console lines that carry the flow run id (JSON with LOG_JSON=true).
+Prefect's own configuration is applied first; later calls to it are incremental and keep ours.
+"""
+
+from prefect.logging.configuration import ensure_logging_setup
+
+from app.logging_setup import configure_flow_logging
+from app.settings import load_settings
+
+ensure_logging_setup()
+configure_flow_logging(load_settings())
