@@ -143,3 +143,17 @@ def find_backup_to_restore(settings: Settings, backup_id: str | None) -> dict[st
             raise NoUsableBackup(f"backup {backup_id!r} is not completed or verified" if backup_id
                                   else "there is no verified backup to restore")
         return as_dict(row)
+
+
+def newest_verified_backup(settings: Settings) -> dict[str, Any] | None:
+    """The newest backup a restore drill has proven (by when it was taken), or None. Plain function: the
+    freshness check (`python -m flows.check_backup_freshness`) calls it without a Prefect run."""
+    with Session(engine_for(settings)) as db:
+        row = db.exec(select(BackupCatalog).where(BackupCatalog.status == "verified")
+                      .order_by(col(BackupCatalog.finished_at).desc()).limit(1)).first()
+        return as_dict(row) if row else None
+
+
+@task(name="newest-verified-backup", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=5)
+def find_newest_verified_backup(settings: Settings) -> dict[str, Any] | None:
+    return newest_verified_backup(settings)

