@@ -9,7 +9,7 @@ from pathlib import Path
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from app.rag.chunking import Chunk, chunk_document, page_url_for
+from app.rag.chunking import Chunk, chunk_document, doc_page_url
 from app.rag.markdown import MalformedDocument, parse_document
 
 DOC_SUFFIXES = {".md", ".mdx"}
@@ -106,13 +106,12 @@ def parse_and_chunk(files: list[SourceFile], max_chars: int = 1000) -> ParsedBat
             raw = source_file.path.read_bytes()
             batch.file_hashes[key] = hashlib.sha256(raw).hexdigest()
             document = parse_document(raw, fallback_title=source_file.path.stem.replace("-", " "))
-            slug = document.front_matter.get("slug")
             chunks = chunk_document(
                 document,
                 source_path=source_file.relative_path,
                 locale=source_file.locale,
-                page_url=page_url_for(source_file.relative_path, locale=source_file.locale,
-                                      front_matter_slug=str(slug) if slug else None),
+                page_url=doc_page_url(source_file.relative_path, locale=source_file.locale,
+                                      front_matter=document.front_matter),
                 max_chars=max_chars,
             )
         except (MalformedDocument, OSError) as exc:

@@ -36,6 +36,11 @@ HTML_TAG_RE = re.compile(r"</?[a-zA-Z][\w-]*(\s[^<>]*)?/?>")
 ADMONITION_OPEN_RE = re.compile(r"^\s*:::\s*(note|tip|info|warning|danger|caution|important)\b\s*(.*)$", re.I)
 ADMONITION_CLOSE_RE = re.compile(r"^\s*:::\s*$")
 H1_RE = re.compile(r"^#\s+(.+?)\s*#*\s*$")
+# Docusaurus's MDX comment syntax for explicit heading ids: `## Text {/* #id */}` (in .mdx). In CommonMark
+# files it does not read `<!-- #id -->` as an id: the comment just disappears from the heading's text.
+HEADING_COMMENT_ID_RE = re.compile(r"^( {0,3}#{1,6}[ \t].*?)[ \t]*\{/\*\s*#([^\s*]+).*?\*/\}[ \t]*$", re.M)
+ATX_HEADING_RE = re.compile(r"^ {0,3}#{1,6}[ \t]")
+CODE_SPAN_RE = re.compile(r"(`+).+?\1")
 
 
 def decode_utf8(raw: bytes) -> str:
@@ -66,7 +71,8 @@ def split_front_matter(text: str) -> tuple[dict[str, Any], str]:
 
 def clean_body(body: str) -> str:
     """Remove MDX / mdBook / HTML noise outside code fences; keep code fences verbatim."""
-    body = HTML_COMMENT_RE.sub("", body)
+    body = HEADING_COMMENT_ID_RE.sub(lambda m: f"{m.group(1)} {{#{m.group(2)}}}", body)
+    body = HTML_COMMENT_RE.sub(_comment_unless_in_heading, body)
     body = MDX_COMMENT_RE.sub("", body)
     out: list[str] = []
     fence: str | None = None
@@ -91,10 +97,26 @@ def clean_body(body: str) -> str:
             continue
         if ADMONITION_CLOSE_RE.match(line):
             continue
-        line = HTML_TAG_RE.sub("", line)
-        out.append(line.rstrip())
+        # A heading keeps its inline HTML: the chunker derives the anchor from the text around it.
+        out.append(line.rstrip() if ATX_HEADING_RE.match(line) else _without_html_tags(line).rstrip())
     text = "\n".join(out)
     return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
+
+
+def _comment_unless_in_heading(match: re.Match[str]) -> str:
+    body = match.string
+    line_start = body.rfind("\n", 0, match.start()) + 1
+    one_line = "\n" not in match.group(0)
+    return match.group(0) if one_line and ATX_HEADING_RE.match(body[line_start:match.start()]) else ""
+
+
+def _without_html_tags(line: str) -> str:
+    """Drop HTML / JSX tags, but not inside code spans: `Vec<T>` is code, not a tag."""
+    pieces, position = [], 0
+    for code in CODE_SPAN_RE.finditer(line):
+        pieces += [HTML_TAG_RE.sub("", line[position:code.start()]), code.group(0)]
+        position = code.end()
+    return "".join([*pieces, HTML_TAG_RE.sub("", line[position:])])
 
 
 def parse_document(raw: bytes, *, fallback_title: str) -> ParsedDocument:

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 
 from app.rag.chunking import Slugger, chunk_document, page_url_for
@@ -131,3 +133,65 @@ def test_content_hash_changes_with_text_and_not_otherwise():
     assert [c.content_hash for c in first] == [c.content_hash for c in same]
     assert first[0].content_hash == edited[0].content_hash and first[1].content_hash != edited[1].content_hash
     assert first[1].id == edited[1].id
+
+
+# Expected ids read from the real build (tests/website/test_anchors.py builds the same headings).
+@pytest.mark.parametrize(
+    ("heading", "anchor"),
+    [
+        ("What is `Vec<T>`?", "what-is-vect"),
+        ("The **Zero** *Moment* Point", "the-zero-moment-point"),
+        ("[Links](https://example.org) and [ROS 2](./ros2-fundamentals.md) in headings", "links-and-ros-2-in-headings"),
+        ("C# and F# ##", "c-and-f"),
+        ("Résumé, ² and Ⓐ", "résumé--and-ⓐ"),
+        ("The `__init__` method and snake_case_names", "the-__init__-method-and-snake_case_names"),
+        ("Caf&eacute; &amp; bar", "café--bar"),
+        (r"Escaped \* star and \_underscores\_", "escaped--star-and-_underscores_"),
+        ("A heading with a comment id <!-- #comment-id -->", "a-heading-with-a-comment-id-"),
+        ("Heading with <span>inline JSX</span> text", "heading-with-inline-jsx-text"),
+        ("ROS 2 گراف کیا ہے؟", "ros-2-گراف-کیا-ہے"),
+        ("خلاصہ۔", "خلاصہ"),
+        ("ZMP (زیرو مومنٹ پوائنٹ) اور ۲ پاؤں", "zmp-زیرو-مومنٹ-پوائنٹ-اور-۲-پاؤں"),
+        ("نیم\u200cفاصلہ والی سرخی", "نیمفاصلہ-والی-سرخی"),
+    ],
+)
+def test_heading_anchors_are_the_ids_docusaurus_writes(heading, anchor):
+    _, chunks = chunks_of(f"## {heading}\n\nSome text under the heading.\n".encode(), path="a.md")
+    assert chunks[0].anchor == anchor
+    assert "<" not in chunks[0].heading or "`" in heading
+
+
+def test_explicit_ids_in_every_syntax_and_they_do_not_count_as_slugs():
+    raw = ("## Setup {#install-first}\n\nText.\n\n## Escaped \\{#mdx-install}\n\nText.\n\n"
+           "## A comment id {/* #mdx-comment-id */}\n\nText.\n\n## تنصیب {#urdu-install}\n\nمتن۔\n\n"
+           "## Install first\n\nText.\n").encode()
+    _, chunks = chunks_of(raw, path="a.mdx")
+    assert [c.anchor for c in chunks] == ["install-first", "mdx-install", "mdx-comment-id", "urdu-install",
+                                          "install-first"]  # Docusaurus does not dedupe against explicit ids
+    assert [c.heading for c in chunks][:4] == ["Setup", "Escaped", "A comment id", "تنصیب"]
+
+
+def test_duplicate_headings_count_the_page_title_and_every_level():
+    raw = (b"# Anchor cases\n\nIntro text.\n\n## Summary\n\nOne.\n\n## Summary\n\nTwo.\n\n### Summary\n\nThree.\n\n"
+           b"## Anchor cases\n\nFour.\n")
+    _, chunks = chunks_of(raw, path="a.md")
+    assert [c.anchor for c in chunks] == ["", "summary", "summary-1", "summary-2", "anchor-cases-1"]
+
+
+def test_page_urls_follow_front_matter_id_and_category_indexes():
+    assert page_url_for("guide/intro.md", locale="en", front_matter_id="start") == "/docs/guide/start"
+    assert page_url_for("02-guide/02-guide.md", locale="en") == "/docs/guide"
+    assert page_url_for("guide/README.md", locale="ur") == "/ur/docs/guide"
+
+
+def test_an_anchor_fix_rewrites_the_chunks_it_moves():
+    """Chunk ids and hashes include the anchor: an index built with old anchors gets them replaced."""
+    from app.rag.index_plan import plan_index_changes
+    from app.rag.vector_store import IndexedRecord
+
+    _, fixed = chunks_of(b"## What is `Vec<T>`?\n\nA growable array.\n\n## Other\n\nText.\n", path="a.md")
+    stale = replace(fixed[0], anchor="what-is-vec", id="old-id")  # what the previous chunker cut
+    records = {c.id: IndexedRecord(content_hash=c.content_hash, source_path=c.source_path, locale=c.locale)
+               for c in (stale, fixed[1])}
+    plan = plan_index_changes(fixed, records, locales_in_scope={"en"}, protected_files=set(), full_rebuild=False)
+    assert plan.deleted == ["old-id"] and plan.added == [fixed[0].id] and plan.unchanged == 1
