@@ -124,3 +124,9 @@ def rule_files_for_test(path: Path) -> list[Path]:
 def test_unit_tests_check_the_shipped_rule_files():
     used = {p for path in TEST_FILES for p in rule_files_for_test(path)}
     assert used == {p.resolve() for p in RULE_FILES}
+
+
+def test_the_probe_runs_every_5_minutes_and_reports_daily():
+    deployments = {d["name"]: d for d in yaml.safe_load((PROJECT_ROOT / "prefect.yaml").read_text())["deployments"]}
+    assert deployments["synthetic-probe"]["schedules"] == [{"cron": "*/5 * * * *", "timezone": "UTC"}]
+    assert deployments["probe-availability-report"]["schedules"] == [{"cron": "0 7 * * *", "timezone": "UTC"}]

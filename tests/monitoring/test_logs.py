@@ -7,19 +7,13 @@ import asyncio
 import io
 import json
 import logging
-import os
-import subprocess
-import sys
-import time
 import uuid
 
 import httpx
 import pytest
 
 from app.logging_setup import JsonFormatter, TextFormatter, install_secret_scrubbing, request_id_var, scrub
-from app.settings import PROJECT_ROOT
-from tests.conftest import free_port
-from tests.support.openai_server import FakeOpenAI
+from tests.support.service_process import failing_service
 
 API_KEY = "tbo_Zx81secretKEYvalue_4u"
 OPENAI_KEY = "sk-proj-livesecretVALUE9988"
@@ -86,39 +80,17 @@ def test_every_formatter_and_exception_path_is_scrubbed():
 def test_the_service_logs_json_lines_with_request_ids_and_no_secrets(settings, tmp_path):
     """The real service (uvicorn, LOG_JSON, DEBUG): secrets in headers, query strings, its OpenAI key and its
     database URL never reach its output; every line is JSON and the request's lines carry its id."""
-    openai = FakeOpenAI(accepted_keys={OPENAI_KEY}).start()
-    port = free_port()
     database_url = settings.database_url.replace("test-app-password", DB_PASSWORD)  # a wrong password: 503s
-    env = {**os.environ, "DATABASE_URL": database_url, "VECTOR_BACKEND": "qdrant",
-           "QDRANT_URL": f"http://127.0.0.1:{free_port()}", "EMBEDDING_BACKEND": "openai",
-           "OPENAI_API_KEY": OPENAI_KEY, "OPENAI_BASE_URL": openai.base_url, "DATA_DIR": str(tmp_path / "data"),
-           "LOG_JSON": "true", "LOG_LEVEL": "DEBUG", "ENVIRONMENT": "test"}
     log_file = tmp_path / "service.log"
-    with open(log_file, "wb") as out:
-        server = subprocess.Popen([sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port)],
-                                  cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
     request_id = str(uuid.uuid4())
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline and server.poll() is None, log_file.read_text()[-3000:]
-            time.sleep(0.2)
+    with failing_service(database_url, tmp_path / "data", output=log_file, openai_key=OPENAI_KEY,
+                         LOG_JSON="true", LOG_LEVEL="DEBUG") as service:
         headers = {"x-api-key": API_KEY, "authorization": f"Bearer {BEARER}", "x-request-id": request_id}
-        with httpx.Client(base_url=base, timeout=30, headers=headers) as client:
+        with httpx.Client(base_url=service.base_url, timeout=30, headers=headers) as client:
             client.post(f"/v1/chat?api_key={QUERY_SECRET}", json={"question": f"my password={QUERY_SECRET}"})
             client.post("/v1/search", json={"query": "ZMP", "k": 3})
             client.get(f"/v1/sessions/{uuid.uuid4()}?password={QUERY_SECRET}")
             client.get("/ready")
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        openai.stop()
     output = log_file.read_text()
     assert_no_secret(output)
     entries = [json.loads(line) for line in output.splitlines() if line.strip()]
