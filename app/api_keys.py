@@ -77,3 +77,36 @@ def revoke_key(*, engine: Engine, key_id: int) -> bool:
         row.revoked_at = datetime.now(UTC)
         db.add(row)
         return True
+
+
+def rotate_key(*, engine: Engine, key_id: int, grace: timedelta) -> tuple[IssuedKey, datetime]:
+    """Issue a successor with the same name and scopes; the old key stays valid for `grace`, then expires.
+
+    One transaction: either both changes happen or neither. Returns the new key and the old key's end of grace.
+    """
+    now = datetime.now(UTC)
+    with session_scope(engine) as db:
+        old = db.exec(select(ApiKey).where(ApiKey.id == key_id).with_for_update()).first()
+        if old is None:
+            raise InvalidApiKey(f"no API key with id {key_id}")
+        if old.revoked_at is not None or (old.expires_at is not None and old.expires_at <= now):
+            raise InvalidApiKey(f"API key {key_id} is already revoked or expired: issue a new one with `keys create`")
+        key = KEY_PREFIX + secrets.token_urlsafe(32)
+        new = ApiKey(name=old.name, key_prefix=key[:12], key_hash=hash_key(key), scopes=old.scopes)
+        ends = min(now + grace, old.expires_at) if old.expires_at else now + grace
+        old.expires_at = ends
+        db.add_all([old, new])
+        db.flush()
+        assert new.id is not None
+        return IssuedKey(id=new.id, name=new.name, key=key, scopes=new.scopes, expires_at=None), ends
+
+
+def revoke_expired_keys(*, engine: Engine) -> list[int]:
+    """Mark keys whose expiry (or rotation grace) has passed as revoked. Returns their ids."""
+    now = datetime.now(UTC)
+    with session_scope(engine) as db:
+        rows = db.exec(select(ApiKey).where(col(ApiKey.revoked_at).is_(None), col(ApiKey.expires_at) <= now)).all()
+        for row in rows:
+            row.revoked_at = now
+            db.add(row)
+        return [row.id for row in rows if row.id is not None]

@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psycopg
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
 from sqlmodel import Session, create_engine
 
+from app.secret_source import DatabaseCredentials, RefreshingSecret, SecretSourceError
 from app.settings import PROJECT_ROOT, Settings
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
 
 
-def create_db_engine(settings: Settings) -> Engine:
-    return create_engine(
+def create_db_engine(settings: Settings, credentials: RefreshingSecret | None = None) -> Engine:
+    """The engine; with `credentials`, every new connection logs in with the secret store's current user."""
+    engine = create_engine(
         settings.resolved_database_url,
         pool_pre_ping=True,
         pool_size=settings.db_pool_size,
@@ -25,6 +31,36 @@ def create_db_engine(settings: Settings) -> Engine:
         pool_timeout=settings.db_pool_timeout_s,
         connect_args={"connect_timeout": settings.db_connect_timeout_s, "application_name": "textbook-ops"},
     )
+    if credentials is not None:
+        _log_in_with_rotated_credentials(engine, credentials)
+    return engine
+
+
+def _log_in_with_rotated_credentials(engine: Engine, credentials: RefreshingSecret) -> None:
+    """Open connections keep working after a rotation; a new one that is refused re-reads the secret once."""
+
+    def apply(cparams: dict, raw: str | None) -> DatabaseCredentials | None:
+        if raw is None:
+            return None  # not rotated yet: the URL's user
+        parsed = DatabaseCredentials.parse(raw, name=credentials.name)
+        cparams["user"], cparams["password"] = parsed.username, parsed.password
+        return parsed
+
+    @event.listens_for(engine, "do_connect")
+    def connect(dialect, connection_record, cargs, cparams):
+        try:
+            used = apply(cparams, credentials.get())
+        except SecretSourceError as exc:  # reported like any database outage: 503 with Retry-After
+            raise psycopg.OperationalError(f"database credentials unavailable: {exc}") from None
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except psycopg.OperationalError as exc:
+            if "authentication failed" not in str(exc):
+                raise
+            if apply(cparams, credentials.refresh()) == used:
+                raise
+            log.info("database login refused; retrying with the secret store's new credentials")
+            return dialect.connect(*cargs, **cparams)
 
 
 @contextmanager

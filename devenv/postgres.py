@@ -201,13 +201,15 @@ class PostgresCluster:
                 )
 
     def ensure_ops_role(self, *, ops_user: str, ops_password: str, member_of: str) -> None:
-        """A role for drills and restores: may create databases and act as the application role."""
+        """A role for drills, restores and credential rotation: may create databases and roles, and act as (and
+        grant) the application role."""
         with psycopg.connect(self.superuser_dsn(), autocommit=True) as conn:
             exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (ops_user,)).fetchone()
             verb = sql.SQL("ALTER") if exists else sql.SQL("CREATE")
-            conn.execute(sql.SQL("{} ROLE {} LOGIN NOSUPERUSER NOCREATEROLE CREATEDB PASSWORD {}").format(
+            conn.execute(sql.SQL("{} ROLE {} LOGIN NOSUPERUSER CREATEROLE CREATEDB PASSWORD {}").format(
                 verb, sql.Identifier(ops_user), sql.Literal(ops_password)))
-            conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(member_of), sql.Identifier(ops_user)))
+            conn.execute(sql.SQL("GRANT {} TO {} WITH ADMIN OPTION").format(
+                sql.Identifier(member_of), sql.Identifier(ops_user)))
 
     def drop_database(self, dbname: str) -> None:
         with psycopg.connect(self.superuser_dsn(), autocommit=True) as conn:

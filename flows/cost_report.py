@@ -5,7 +5,8 @@ What it does, in order: price every query of the month so far with the versioned
 the price in force on its day; set-based SQL) -> add the fixed monthly infrastructure costs -> upsert one
 `cost_daily` row per day -> report today, month to date, projected month end, cost per query (mean, p95),
 tokens and dollars per model and the costliest sessions as artifacts -> push the metrics to a Pushgateway
-when configured -> notify the alert webhook on a projected overrun or a cost per query over target.
+when configured -> notify the alert webhook on a projected overrun or a cost per query over target. With OPENAI_ADMIN_KEY, the
+month's OpenAI bill (GET /organization/costs) is set against our estimate.
 
 When it fails: an unpriced model names itself; add its price to app/pricing.py and re-run (idempotent).
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from prefect import flow, get_run_logger
@@ -24,6 +25,7 @@ from app.costs import CostSummary, cents, summarize_costs
 from app.settings import get_settings
 from tasks.costs import CostFacts, fixed_monthly_usd, price_query_log, upsert_cost_daily
 from tasks.notify import push_metrics, send_notification
+from tasks.openai_api import fetch_openai_costs
 
 
 @flow(name="cost-report", log_prints=True)
@@ -34,6 +36,10 @@ def cost_report(as_of: str | None = None) -> dict:
     day = date.fromisoformat(as_of) if as_of else datetime.now(UTC).date()
 
     facts = price_query_log(settings, day)
+    billed = None  # optional: what OpenAI billed the organization, set against what we priced
+    if settings.openai_admin_key:
+        billed = fetch_openai_costs(settings.openai_base_url, settings.openai_admin_key, facts.start,
+                                    day + timedelta(days=1))
     upsert_cost_daily(settings, facts)
     summary = summarize_costs(
         as_of=day, daily=facts.daily, queries=facts.queries, mean=facts.cost_per_query_mean,
@@ -41,7 +47,11 @@ def cost_report(as_of: str | None = None) -> dict:
         budget=Decimal(str(settings.cost_monthly_budget_usd)),
         per_query_target=Decimal(str(settings.cost_per_query_target_usd)),
     )
-    publish_cost_report(summary, facts)
+    reconciliation = None
+    if billed is not None:
+        reconciliation = {"openai_billed_usd": billed, "our_estimate_usd": summary.variable_month_to_date_usd,
+                          "difference_usd": billed - summary.variable_month_to_date_usd}
+    publish_cost_report(summary, facts, reconciliation)
     if settings.pushgateway_url:
         push_metrics(settings, "cost_report", {
             "cost_usd_month_to_date": float(summary.month_to_date_usd),
@@ -62,10 +72,12 @@ def cost_report(as_of: str | None = None) -> dict:
         "projected_month_usd": str(cents(summary.projected_month_usd)),
         "cost_per_query_mean_usd": str(summary.cost_per_query_mean_usd.quantize(Decimal("0.000001"))),
         "queries": summary.queries_month_to_date, "alerts": summary.alerts,
+        "reconciliation": {k: str(v.quantize(Decimal("0.000001"))) for k, v in reconciliation.items()}
+        if reconciliation else None,
     }
 
 
-def publish_cost_report(summary: CostSummary, facts: CostFacts) -> None:
+def publish_cost_report(summary: CostSummary, facts: CostFacts, reconciliation: dict[str, Decimal] | None) -> None:
     flag = lambda bad: "**over**" if bad else "ok"  # noqa: E731
     lines = [
         f"# Costs on {summary.as_of.isoformat()}",
@@ -85,6 +97,12 @@ def publish_cost_report(summary: CostSummary, facts: CostFacts) -> None:
     ]
     if summary.alerts:
         lines += ["", "## Alerts", ""] + [f"- {alert}" for alert in summary.alerts]
+    if reconciliation:
+        lines += ["", "## Reconciliation with OpenAI's organization costs", "",
+                  "| OpenAI billed, month to date | our estimate (query_log) | difference |", "|---:|---:|---:|",
+                  f"| {reconciliation['openai_billed_usd']:.6f} | {reconciliation['our_estimate_usd']:.6f} | "
+                  f"{reconciliation['difference_usd']:+.6f} |",
+                  "", "OpenAI's figure covers every use of the organization's keys, not only this service."]
     if facts.costliest_sessions:
         lines += ["", "## Costliest sessions", "", "| session | queries | USD |", "|---|---:|---:|"]
         lines += [f"| {s['session_id']} | {s['queries']} | {Decimal(s['cost_usd']):.6f} |"

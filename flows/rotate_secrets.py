@@ -17,13 +17,14 @@ import getpass
 import sys
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 from pydantic import SecretStr
 
+from app.secret_source import openai_api_key_secret_name
 from app.settings import get_settings
 from tasks.openai_api import verify_openai_key
 from tasks.postgres import audit_rotation_finish, audit_rotation_start
+from tasks.reports import rotation_report
 from tasks.secrets import (
     SecretStoreError,
     current_version_id,
@@ -32,10 +33,6 @@ from tasks.secrets import (
     secret_store_for,
     stage_secret,
 )
-
-
-def openai_secret_name(settings) -> str:
-    return f"{settings.secret_name_prefix}-openai-api-key"
 
 
 @flow(name="rotate-openai-key", log_prints=True)
@@ -50,7 +47,7 @@ def rotate_openai_key(new_key: SecretStr | None = None, new_key_block: str | Non
 
         new_key = SecretStr(str(Secret.load(new_key_block).get()))
     store = secret_store_for(settings)
-    name = openai_secret_name(settings)
+    name = openai_api_key_secret_name(settings)
     try:
         old_version = current_version_id(store, name)
     except SecretStoreError:
@@ -66,22 +63,13 @@ def rotate_openai_key(new_key: SecretStr | None = None, new_key_block: str | Non
         discard_pending_secret(store, name)
         audit_rotation_finish(settings, audit_id, status="failed", new_version_id=new_version,
                               error=f"{exc.__class__.__name__}: {exc}")
-        report(name, store.backend, old_version, new_version, f"failed: {exc}")
+        rotation_report(name, store.backend, old_version, new_version, f"failed: {exc}")
         raise
     audit_rotation_finish(settings, audit_id, status="completed", new_version_id=new_version)
     logger.info("rotated %s: version %s is current (it sees %d models); %s is previous", name, new_version, models,
                 old_version or "-")
-    report(name, store.backend, old_version, new_version, "completed")
+    rotation_report(name, store.backend, old_version, new_version, "completed")
     return {"secret": name, "old_version_id": old_version, "new_version_id": new_version}
-
-
-def report(name: str, backend: str, old: str | None, new: str | None, outcome: str) -> None:
-    create_markdown_artifact(
-        key="secret-rotation",
-        markdown=(f"# Rotation of `{name}` ({backend}): {outcome}\n\n| previous version | new version |\n|---|---|\n"
-                  f"| {old or '-'} | {new or '-'} |\n"),
-        description="secret rotation (version ids only)",
-    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -39,3 +39,14 @@ def publish_ingest_report(summary: IngestSummary) -> None:
              "reason": f.get("reason", "")} for f in summary.files]
     create_table_artifact(key="ingest-files", table=rows or [{"file": "-", "status": "no files"}],
                           description="files seen by the ingest, with what happened to each")
+
+
+@task(name="publish-rotation-report", cache_policy=NO_CACHE)
+def rotation_report(name: str, backend: str, old: str | None, new: str | None, outcome: str) -> None:
+    """The `secret-rotation` artifact: version ids and the outcome, never a value."""
+    create_markdown_artifact(
+        key="secret-rotation",
+        markdown=(f"# Rotation of `{name}` ({backend}): {outcome}\n\n| previous version | new version |\n|---|---|\n"
+                  f"| {old or '-'} | {new or '-'} |\n\nRunbook: runbooks/secret-rotation.md\n"),
+        description="secret rotation (version ids only)",
+    )

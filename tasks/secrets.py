@@ -10,7 +10,7 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -21,6 +21,15 @@ from app.settings import Settings
 
 class SecretStoreError(RuntimeError):
     """The secret store is unreachable, or the secret is missing or malformed."""
+
+
+class CredentialRejected(RuntimeError):
+    """The target system refused the new credential."""
+
+
+def unless_rejected(task: object, run: object, state: Any) -> bool:
+    """A retry condition: retry transient failures, never a refused credential."""
+    return not isinstance(state.result(raise_on_failure=False), CredentialRejected)
 
 
 @dataclass(frozen=True)
@@ -37,6 +46,8 @@ class SecretStore(Protocol):
     def stage(self, name: str, value: SecretStr) -> str: ...
 
     def pending(self, name: str) -> SecretVersion: ...
+
+    def previous(self, name: str) -> SecretVersion: ...
 
     def promote(self, name: str, version_id: str) -> None: ...
 
@@ -76,6 +87,9 @@ class PrefectSecretStore:
 
     def pending(self, name: str) -> SecretVersion:
         return self._load(f"{name}-pending")
+
+    def previous(self, name: str) -> SecretVersion:
+        return self._load(f"{name}-previous")
 
     def promote(self, name: str, version_id: str) -> None:
         pending = self.pending(name)
@@ -135,16 +149,33 @@ class AwsSecretsManagerStore:
     def pending(self, name: str) -> SecretVersion:
         return self._get(name, "AWSPENDING")
 
+    def previous(self, name: str) -> SecretVersion:
+        return self._get(name, "AWSPREVIOUS")
+
     def stage(self, name: str, value: SecretStr) -> str:
+        from botocore.exceptions import ClientError
+
         token = str(uuid.uuid4())
-        self._client.put_secret_value(  # type: ignore[attr-defined]
-            SecretId=name, ClientRequestToken=token, SecretString=value.get_secret_value(), VersionStages=["AWSPENDING"])
+        try:
+            self._client.put_secret_value(  # type: ignore[attr-defined]
+                SecretId=name, ClientRequestToken=token, SecretString=value.get_secret_value(),
+                VersionStages=["AWSPENDING"])
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+                raise
+            self._client.create_secret(Name=name, Description="managed by textbook-ops rotation flows")  # type: ignore[attr-defined]
+            self._client.put_secret_value(  # type: ignore[attr-defined]
+                SecretId=name, ClientRequestToken=token, SecretString=value.get_secret_value(),
+                VersionStages=["AWSPENDING"])
         return token
 
     def promote(self, name: str, version_id: str) -> None:
-        current = self.current(name)
+        try:
+            moves = {"RemoveFromVersionId": self.current(name).version_id}
+        except SecretStoreError:
+            moves = {}  # the first value
         self._client.update_secret_version_stage(  # type: ignore[attr-defined]
-            SecretId=name, VersionStage="AWSCURRENT", MoveToVersionId=version_id, RemoveFromVersionId=current.version_id)
+            SecretId=name, VersionStage="AWSCURRENT", MoveToVersionId=version_id, **moves)
         self._client.update_secret_version_stage(  # type: ignore[attr-defined]
             SecretId=name, VersionStage="AWSPENDING", RemoveFromVersionId=version_id)
 

@@ -34,3 +34,10 @@ def test_schedules_are_the_documented_ones():
     assert DEPLOYMENTS["backup-database"]["schedules"] == [{"cron": "0 2 * * *", "timezone": "UTC"}]
     assert DEPLOYMENTS["restore-drill"]["schedules"] == [{"cron": "30 3 * * *", "timezone": "UTC"}]
     assert "schedules" not in DEPLOYMENTS["restore-database"] and "schedules" not in DEPLOYMENTS["ingest-textbook"]
+
+
+def test_database_credentials_rotate_every_30_days_and_expired_keys_are_revoked_hourly():
+    [schedule] = DEPLOYMENTS["rotate-db-credentials"]["schedules"]
+    assert schedule["interval"] == 30 * 24 * 3600
+    assert DEPLOYMENTS["revoke-expired-api-keys"]["schedules"] == [{"cron": "15 * * * *", "timezone": "UTC"}]
+    assert "schedules" not in DEPLOYMENTS["rotate-api-key"] and "schedules" not in DEPLOYMENTS["rotate-openai-key"]

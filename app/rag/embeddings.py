@@ -7,6 +7,7 @@ import threading
 from dataclasses import dataclass
 from typing import Protocol
 
+from app.openai_client import create_openai_client
 from app.settings import Settings
 
 
@@ -79,17 +80,9 @@ class OpenAIEmbedder:
     """OpenAI (or any compatible server at OPENAI_BASE_URL) `text-embedding-3-*` models."""
 
     def __init__(self, settings: Settings) -> None:
-        from openai import OpenAI
-
         self.model_name = settings.resolved_embedding_model
         self.dimensions = settings.embedding_dimensions
-        assert settings.openai_api_key is not None
-        self._client = OpenAI(
-            api_key=settings.openai_api_key.get_secret_value(),
-            base_url=settings.openai_base_url,
-            timeout=settings.openai_timeout_s,
-            max_retries=settings.openai_max_retries,
-        )
+        self._client = create_openai_client(settings)
         self._batch_size = settings.embedding_batch_size
 
     def embed(self, texts: list[str]) -> EmbeddingResult:

@@ -117,3 +117,35 @@ def test_projected_overrun_notifies_the_webhook(cost_db, monkeypatch):
     assert received[0]["subject"] == "textbook-ops cost alert for 2024-10-03"
     assert "projected month end $26.30 is over the budget $20.00" in received[0]["body"]
     assert "over the target" in received[0]["body"]
+
+
+@pytest.fixture
+def openai_billing(monkeypatch):
+    from tests.support.openai_server import FakeOpenAI
+
+    server = FakeOpenAI().start()
+    # OpenAI billed 1, 2 and 3 October (the month to date of as_of=2024-10-03), and 4 October (not counted).
+    server.daily_costs = {"2024-10-01": 0.0125, "2024-10-02": 0.0, "2024-10-03": 0.02, "2024-10-04": 5.0}
+    monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+    monkeypatch.setenv("OPENAI_ADMIN_KEY", "sk-admin-test")
+    get_settings.cache_clear()
+    yield server
+    server.stop()
+
+
+def test_reconciliation_sets_openai_bill_against_our_estimate(cost_db, openai_billing):
+    result = cost_report(as_of="2024-10-03")
+    # our variable estimate by hand: 0.012502 + 0.015004 + 0.001201 = 0.028707; OpenAI billed 0.0325
+    assert result["reconciliation"] == {"openai_billed_usd": "0.032500", "our_estimate_usd": "0.028707",
+                                        "difference_usd": "0.003793"}
+    assert result["month_to_date_usd"] == EXPECTED["month_to_date_usd"], "reconciliation must not change the report"
+
+
+def test_reconciliation_with_a_rejected_admin_key_fails_clearly(cost_db, openai_billing, monkeypatch):
+    from tasks.openai_api import CredentialRejected
+
+    monkeypatch.setenv("OPENAI_ADMIN_KEY", "sk-admin-wrong")
+    get_settings.cache_clear()
+    with pytest.raises(CredentialRejected, match="refused the admin key for the costs API \\(401\\)"):
+        cost_report(as_of="2024-10-03")
+    assert cost_daily(cost_db) == [], "a failed reconciliation writes nothing"

@@ -12,8 +12,9 @@ from sqlmodel import Session, select
 
 from app.db import create_db_engine
 from app.models import SecretRotation
+from app.secret_source import openai_api_key_secret_name as openai_secret_name
 from app.settings import get_settings
-from flows.rotate_secrets import openai_secret_name, rotate_openai_key
+from flows.rotate_secrets import rotate_openai_key
 from tasks.openai_api import CredentialRejected
 from tasks.secrets import AwsSecretsManagerStore, PrefectSecretStore, SecretStoreError, secret_store_for
 from tests.conftest import free_port
