@@ -130,6 +130,9 @@ def test_wheel_installed_in_a_fresh_venv_starts_with_the_dockerfile_command(pg_c
                               f"{(tmp_path / 'service.log').read_text()[-3000:]}"
         assert {"deployment", "backup_catalog", "query_log"} <= set(inspect(engine).get_table_names()), \
             "the start command migrated the empty database with the wheel's own migrations"
+        probe = subprocess.run(RUNTIME.all("HEALTHCHECK")[0].exec_form(), cwd=cwd, env=env, capture_output=True,
+                               text=True, timeout=30)
+        assert probe.returncode == 0, f"the image's HEALTHCHECK fails against a healthy service: {probe.stderr}"
     finally:
         engine.dispose()
         if server.poll() is None:

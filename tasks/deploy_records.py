@@ -1,0 +1,43 @@
+"""The `deployment` table: one row per deploy-backend run, written at the start and completed at the end."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from sqlmodel import Session, col, select
+
+from app.db import session_scope
+from app.models import Deployment
+from app.settings import Settings
+from tasks.postgres import engine_for
+
+
+@task(name="deployment-begin", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=5)
+def deployment_begin(settings: Settings, *, service_id: str, commit_id: str | None, image_url: str | None,
+                     flow_run_id: str | None) -> int:
+    with session_scope(engine_for(settings)) as db:
+        row = Deployment(service_id=service_id, commit_id=commit_id, image_url=image_url, status="started",
+                         flow_run_id=flow_run_id)
+        db.add(row)
+        db.flush()
+        assert row.id is not None
+        return row.id
+
+
+@task(name="deployment-finish", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=5)
+def deployment_finish(settings: Settings, deployment_id: int, **values: Any) -> None:
+    with session_scope(engine_for(settings)) as db:
+        row = db.exec(select(Deployment).where(Deployment.id == deployment_id)).one()
+        for name, value in values.items():
+            setattr(row, name, value)
+        row.finished_at = datetime.now(UTC)
+        db.add(row)
+
+
+def recent_deployments(settings: Settings, limit: int = 10) -> list[dict[str, Any]]:
+    with Session(engine_for(settings)) as db:
+        rows = db.exec(select(Deployment).order_by(col(Deployment.id).desc()).limit(limit)).all()
+        return [r.model_dump(mode="json") for r in rows]
