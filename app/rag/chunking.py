@@ -18,6 +18,10 @@ CUSTOM_ID_RE = re.compile(r"\s*\{#([\w-]+)\}\s*$")
 NUMBER_PREFIX_RE = re.compile(r"^\d+[-_.]")
 DEFAULT_MAX_CHARS = 1000
 DEFAULT_MIN_CHARS = 200
+# Part of every content hash: bump it when the payload gains a field, so the next incremental ingest
+# rewrites every chunk of an existing index (2: `chapter`, the filter of /v1/chat and /v1/search).
+PAYLOAD_VERSION = 2
+DOCS_PATH_RE = re.compile(r"^/(?:[a-z]{2}(?:-[A-Za-z]+)?/)?docs(?:/|$)")
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,10 @@ class Chunk:
         return f"{self.page_url}#{self.anchor}" if self.anchor else self.page_url
 
     @property
+    def chapter(self) -> str:
+        return chapter_of(self.page_url)
+
+    @property
     def heading(self) -> str:
         return self.heading_path[-1] if self.heading_path else self.title
 
@@ -58,10 +66,23 @@ class Chunk:
             "locale": self.locale,
             "source_path": self.source_path,
             "page_url": self.page_url,
+            "chapter": self.chapter,
             "url": self.url,
             "ordinal": self.ordinal,
             "content_hash": self.content_hash,
         }
+
+
+def chapter_of(page_url: str) -> str:
+    """The chapter of a page: the first path segment below the docs root, whatever the locale.
+
+    `/docs/ros2-fundamentals` and `/ur/docs/ros2-fundamentals#qos` are both `ros2-fundamentals` (the
+    Docusaurus doc id of a top-level chapter); the docs root itself has no chapter ("").
+    """
+    path = page_url.split("#", 1)[0].split("?", 1)[0]
+    match = DOCS_PATH_RE.match(path)
+    rest = path[match.end():] if match else path.lstrip("/")
+    return rest.strip("/").split("/", 1)[0]
 
 
 def strip_inline_markdown(text: str) -> str:
@@ -193,7 +214,8 @@ def _pack(blocks: list[str], max_chars: int, min_chars: int) -> list[str]:
 
 def content_hash(chunk: Chunk) -> str:
     material = json.dumps(
-        [chunk.embedding_text(), chunk.anchor, chunk.page_url, chunk.locale, chunk.source_path, chunk.ordinal],
+        [chunk.embedding_text(), chunk.anchor, chunk.page_url, chunk.locale, chunk.source_path, chunk.ordinal,
+         PAYLOAD_VERSION],
         ensure_ascii=False,
     )
     return hashlib.sha256(material.encode("utf-8")).hexdigest()

@@ -27,6 +27,7 @@ import qdrant_edge as qe
 
 from app.rag.vector_store import (
     DENSE,
+    KEYWORD_FIELDS,
     RECORD_FIELDS,
     SPARSE,
     IndexedChunk,
@@ -40,7 +41,7 @@ from app.rag.vector_store import (
 
 log = logging.getLogger(__name__)
 POINTER = "CURRENT"
-KEYWORD_FIELDS = ("locale", "source_path", "page_url")
+MAX_CHAPTERS = 1000
 
 
 class _OpenShards:
@@ -79,10 +80,22 @@ def _config(dimensions: int) -> qe.EdgeConfig:
     )
 
 
-def _filter(locale: str | None) -> qe.Filter | None:
-    if locale is None:
+def _filter(request: SearchRequest) -> qe.Filter | None:
+    conditions = request.conditions()
+    if not conditions:
         return None
-    return qe.Filter(must=[qe.FieldCondition(key="locale", match=qe.MatchValue(locale))])
+    return qe.Filter(must=[qe.FieldCondition(key=key, match=qe.MatchValue(value)) for key, value in conditions])
+
+
+def _ensure_keyword_indexes(shard: qe.EdgeShard) -> None:
+    """Idempotent: a generation copied from an older one gets the indexes added since."""
+    for field in KEYWORD_FIELDS:
+        shard.update(qe.UpdateOperation.create_field_index(field, qe.PayloadSchemaType.Keyword))
+
+
+def edge_chapters(shard: qe.EdgeShard) -> set[str]:
+    response = shard.facet(qe.FacetRequest(key="chapter", limit=MAX_CHAPTERS, exact=True))
+    return {str(hit.value) for hit in response.hits if hit.value}
 
 
 def _sparse(vector: Any) -> qe.SparseVector:
@@ -90,7 +103,7 @@ def _sparse(vector: Any) -> qe.SparseVector:
 
 
 def edge_query(shard: qe.EdgeShard, request: SearchRequest) -> list[SearchHit]:
-    flt = _filter(request.locale)
+    flt = _filter(request)
     dense_query = (
         qe.Query.Nearest(list(request.dense), using=DENSE) if request.dense is not None else None
     )
@@ -236,6 +249,9 @@ class EdgeVectorIndex:
     def count(self) -> int:
         return self._current_shard().count(qe.CountRequest(exact=True))
 
+    def chapters(self) -> set[str]:
+        return edge_chapters(self._current_shard())
+
     def close(self) -> None:
         with self._lock:
             if self._shard_path is not None:
@@ -353,8 +369,7 @@ class EdgeIndexWriter:
             shard = qe.EdgeShard.load(str(shard_dir))
         else:
             shard = qe.EdgeShard.create(str(shard_dir), _config(self._dimensions))
-            for field in KEYWORD_FIELDS:
-                shard.update(qe.UpdateOperation.create_field_index(field, qe.PayloadSchemaType.Keyword))
+        _ensure_keyword_indexes(shard)
         manifest = {
             "collection": self._collection.collection,
             "generation": name,

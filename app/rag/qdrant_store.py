@@ -16,6 +16,7 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 
 from app.rag.vector_store import (
     DENSE,
+    KEYWORD_FIELDS,
     RECORD_FIELDS,
     SPARSE,
     IndexedChunk,
@@ -27,22 +28,31 @@ from app.rag.vector_store import (
     payload_record,
 )
 
-KEYWORD_FIELDS = ("locale", "source_path", "page_url")
 GENERATION_SEPARATOR = "--g"
+MAX_CHAPTERS = 1000
 
 
 def _sparse(vector: Any) -> models.SparseVector:
     return models.SparseVector(indices=list(vector.indices), values=list(vector.values))
 
 
-def _filter(locale: str | None) -> models.Filter | None:
-    if locale is None:
+def _filter(request: SearchRequest) -> models.Filter | None:
+    conditions = request.conditions()
+    if not conditions:
         return None
-    return models.Filter(must=[models.FieldCondition(key="locale", match=models.MatchValue(value=locale))])
+    return models.Filter(must=[
+        models.FieldCondition(key=key, match=models.MatchValue(value=value)) for key, value in conditions
+    ])
+
+
+def _ensure_keyword_indexes(client: QdrantClient, collection: str) -> None:
+    """Idempotent: a collection written before a field was indexed gets its index on the next ingest."""
+    for field in KEYWORD_FIELDS:
+        client.create_payload_index(collection, field, field_schema=models.PayloadSchemaType.KEYWORD)
 
 
 def client_query(client: QdrantClient, collection: str, request: SearchRequest) -> list[SearchHit]:
-    flt = _filter(request.locale)
+    flt = _filter(request)
     has_sparse = request.sparse is not None and bool(request.sparse.indices)
     try:
         if request.mode == "dense" or (request.mode == "hybrid" and not has_sparse):
@@ -110,6 +120,15 @@ class QdrantVectorIndex:
         if not self._exists():
             raise IndexUnavailable(f"no index for collection {self._collection!r} yet: run the ingest-textbook flow")
         return self._client.count(self._collection, exact=True).count
+
+    def chapters(self) -> set[str]:
+        if not self._exists():
+            raise IndexUnavailable(f"no index for collection {self._collection!r} yet: run the ingest-textbook flow")
+        try:
+            response = self._client.facet(self._collection, key="chapter", limit=MAX_CHAPTERS, exact=True)
+        except (ResponseHandlingException, UnexpectedResponse, ValueError) as exc:
+            raise IndexUnavailable(f"Qdrant facet on {self._collection!r} failed: {exc}") from exc
+        return {str(hit.value) for hit in response.hits if hit.value}
 
     def close(self) -> None:
         self._client.close()
@@ -199,6 +218,7 @@ class QdrantIndexWriter:
     def begin(self, *, full_rebuild: bool, source_identity: str, embedding_model: str) -> QdrantGenerationWriter:
         live = self._live()
         if live is not None and not full_rebuild:
+            _ensure_keyword_indexes(self._client, live)
             return QdrantGenerationWriter(self._client, self._alias, live, is_new=False, keep=self._keep)
         name = f"{self._alias}{GENERATION_SEPARATOR}{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%fZ')}"
         self._client.create_collection(
@@ -207,8 +227,7 @@ class QdrantIndexWriter:
             sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
             metadata={"source_identity": source_identity, "embedding_model": embedding_model},
         )
-        for field in KEYWORD_FIELDS:
-            self._client.create_payload_index(name, field, field_schema=models.PayloadSchemaType.KEYWORD)
+        _ensure_keyword_indexes(self._client, name)
         return QdrantGenerationWriter(self._client, self._alias, name, is_new=True, keep=self._keep)
 
     def generations(self) -> list[str]:

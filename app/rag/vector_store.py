@@ -17,6 +17,8 @@ DENSE = "dense"
 SPARSE = "sparse"
 SearchMode = Literal["hybrid", "dense", "sparse"]
 RECORD_FIELDS = ["content_hash", "source_path", "locale"]
+# Payload fields with a keyword index: what searches filter on (and what `chapters()` facets).
+KEYWORD_FIELDS = ("locale", "source_path", "page_url", "chapter")
 
 
 class IndexUnavailable(RuntimeError):
@@ -62,6 +64,13 @@ class SearchRequest:
     dense_weight: float = 1.0
     sparse_weight: float = 1.0
     rrf_k: int = 10
+    chapter: str | None = None
+    page_url: str | None = None
+
+    def conditions(self) -> list[tuple[str, str]]:
+        """(payload field, required value) pairs every hit must match."""
+        pairs = [("locale", self.locale), ("chapter", self.chapter), ("page_url", self.page_url)]
+        return [(key, value) for key, value in pairs if value is not None]
 
 
 @dataclass(frozen=True)
@@ -80,6 +89,10 @@ class VectorIndex(Protocol):
     def search(self, request: SearchRequest) -> list[SearchHit]: ...
 
     def count(self) -> int: ...
+
+    def chapters(self) -> set[str]:
+        """The distinct `chapter` values of the live generation."""
+        ...
 
     def close(self) -> None: ...
 

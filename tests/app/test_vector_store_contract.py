@@ -37,8 +37,11 @@ def store(request, tmp_path):
 
 def chunk(text: str, dense: list[float], locale: str = "en", source: str = "a.md") -> IndexedChunk:
     chunk_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{locale}{source}{text}"))
+    chapter = source.removesuffix(".md")
+    page = f"/docs/{chapter}" if locale == "en" else f"/{locale}/docs/{chapter}"
     return IndexedChunk(id=chunk_id, dense=dense, sparse=document_vector(text), payload={
-        "text": text, "locale": locale, "source_path": source, "content_hash": f"h-{text}", "url": f"/docs/{source}",
+        "text": text, "locale": locale, "source_path": source, "content_hash": f"h-{text}", "url": page,
+        "page_url": page, "chapter": chapter,
     })
 
 
@@ -84,6 +87,35 @@ def test_locale_filter_keeps_other_locales_out(store):
     publish(writer, CHUNKS)
     hits = search(reader, "کالمن فلٹر", [1, 0, 0, 0], locale="ur", limit=10)
     assert [h.payload["locale"] for h in hits] == ["ur"]
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "sparse"])
+def test_chapter_filter_keeps_other_chapters_out_in_every_mode(store, mode):
+    writer, reader = store
+    publish(writer, CHUNKS)
+    request = SearchRequest(dense=[0, 0, 1, 0], sparse=query_vector("kalman ros topic"), limit=10, mode=mode,
+                            chapter="a")
+    assert {h.payload["chapter"] for h in reader.search(request)} == {"a"}
+    both = SearchRequest(dense=[1, 0, 0, 0], sparse=query_vector("kalman کالمن"), limit=10, mode=mode, locale="ur",
+                         chapter="a")
+    assert [h.payload["locale"] for h in reader.search(both)] == ["ur"]
+    unknown = SearchRequest(dense=[1, 0, 0, 0], sparse=query_vector("kalman"), limit=10, mode=mode, chapter="zz")
+    assert reader.search(unknown) == []
+
+
+def test_page_filter_returns_only_that_page(store):
+    writer, reader = store
+    publish(writer, CHUNKS)
+    request = SearchRequest(dense=[1, 0, 0, 0], sparse=query_vector("kalman topic"), limit=10, page_url="/docs/b")
+    assert [h.payload["text"] for h in reader.search(request)] == ["ros publisher subscriber topic"]
+
+
+def test_chapters_lists_the_distinct_chapters_of_the_live_generation(store):
+    writer, reader = store
+    publish(writer, CHUNKS)
+    assert reader.chapters() == {"a", "b"}
+    publish(writer, [chunk("new chapter text", [0, 0, 0, 1], source="c.md")])
+    assert reader.chapters() == {"a", "b", "c"}
 
 
 def test_sparse_search_with_no_known_terms_finds_nothing(store):
