@@ -32,6 +32,7 @@ class ChatSession(SQLModel, table=True):
     locale: str = Field(default="en", max_length=8)
     created_at: datetime = _timestamp()
     last_active_at: datetime = _timestamp(index=True)
+    title: str | None = Field(default=None, max_length=200, sa_column_kwargs={"comment": "from the first question"})
 
 
 class Message(SQLModel, table=True):

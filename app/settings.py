@@ -77,7 +77,23 @@ class Settings(BaseSettings):
         default=None, ge=0,
         description="dense weight for other locales; default 0.1 with the English-only local model, else DENSE_WEIGHT",
     )
-    min_dense_score: float = Field(default=0.25, ge=-1, le=1, description="below: 'not covered'")
+    # "Not covered" (app/rag/coverage.py); calibrated by bench/covered_quality.py, see bench/RESULTS.md.
+    min_dense_score: float = Field(
+        default=0.44, ge=-1, le=1,
+        description="best chunk's cosine similarity below this: not covered (where the model knows the language)",
+    )
+    min_sparse_score: float = Field(
+        default=3.0, ge=0,
+        description="best chunk's BM25 score below this: not covered (a floor, for languages dense can't judge)",
+    )
+    min_query_terms_matched: float = Field(
+        default=0.78, ge=0, le=1,
+        description="share of the question's terms found in the retrieved chunks below this: not covered (ditto)",
+    )
+    citation_min_support: float = Field(
+        default=0.4, ge=0, le=1,
+        description="a cited sentence needs this share of its terms in its source, else it is dropped (openai answers)",
+    )
 
     # Backups and restore drills.
     maintenance_database_url: str | None = Field(

@@ -26,7 +26,9 @@ from prefect.artifacts import create_markdown_artifact
 
 from app.settings import PROJECT_ROOT, get_settings
 from flows.ingest_textbook import ingest_textbook
+from tasks.concurrency import exclusive
 from tasks.pages import (
+    DeployDocsError,
     Publish,
     SourceRevision,
     Verification,
@@ -89,43 +91,49 @@ def deploy_docs(
     public_url = public_url.rstrip("/") + "/"
     work = Path(work_dir) if work_dir else settings.resolved_docs_work_dir
     report = DeployReport()
-    try:
-        # 1. The commit to deploy, exported as it is in git.
-        report.source = resolve_source_commit(Path(checkout).resolve(), ref)
-        commit = report.source.commit
-        site_dir = export_site_source(report.source.checkout, commit, site_subdir, work / "sources" / commit)
-        # 2. The production build; Docusaurus refuses broken links.
-        build = build_site(site_dir, work / "builds" / commit, commit=commit, api_url=api_url, public_url=public_url)
-        report.build_seconds, report.build_reused = build.seconds, build.reused
-        pages = pages_to_verify(discover_chapters(site_dir), build.out_dir)
-        # 3. Publish: a commit on the branch only when the output changed.
-        report.publish = publish_site(build.out_dir, remote=remote, branch=branch, repo_dir=work / "publish.git",
-                                      message=deploy_message(commit, report.source.subject, api_url))
-        # 4. Verify what the host serves; roll back what this run pushed if it does not serve it.
-        report.verification = verify_published_site(
-            public_url, pages, build.out_dir, timeout_s=verify_timeout_s or settings.docs_verify_timeout_s,
-            interval_s=verify_interval_s,
-        )
-        if not report.verification.ok:
-            failures = "; ".join(f"{p.path}: {p.problem}" for p in report.verification.failures[:10])
-            reason = f"{len(report.verification.failures)} of {len(pages)} pages failed verification ({failures})"
-            if report.publish.changed:
-                report.rolled_back_to = rollback_branch(remote=remote, branch=branch, repo_dir=work / "publish.git",
-                                                        failed=report.publish.commit, previous=report.publish.previous)
-                target = report.rolled_back_to[:12] or "no branch (there was none before)"
-                reason += f"; {branch} rolled back to {target}"
-            raise VerificationFailed(reason)
-        # 5. The index follows the site: the same commit's chapters, removed ones deleted.
-        report.ingest = ingest_textbook(source=str(site_dir), collection=collection or settings.collection)
-        report.status = "published" if report.publish.changed else "unchanged"
-        prune_work_dirs(work / "sources", keep=_recent(work / "sources", commit))
-        prune_work_dirs(work / "builds", keep=_recent(work / "builds", commit))
-    except Exception as exc:
-        report.status = "failed"
-        report.error = redact(f"{exc.__class__.__name__}: {exc}")
-        raise
-    finally:
-        publish_report(report, redact(remote), branch, public_url)
+    with exclusive("deploy-docs"):  # one deploy at a time: they share the publish repository
+        try:
+            # 1. The commit to deploy, exported as it is in git.
+            report.source = resolve_source_commit(Path(checkout).resolve(), ref)
+            commit = report.source.commit
+            site_dir = export_site_source(report.source.checkout, commit, site_subdir, work / "sources" / commit)
+            # 2. The production build; Docusaurus refuses broken links.
+            build = build_site(site_dir, work / "builds" / commit, commit=commit, api_url=api_url, public_url=public_url)
+            report.build_seconds, report.build_reused = build.seconds, build.reused
+            pages = pages_to_verify(discover_chapters(site_dir), build.out_dir)
+            # 3. Publish: a commit on the branch only when the output changed.
+            report.publish = publish_site(build.out_dir, remote=remote, branch=branch, repo_dir=work / "publish.git",
+                                          message=deploy_message(commit, report.source.subject, api_url))
+            # 4. Verify what the host serves; roll back what this run pushed if it does not serve it.
+            report.verification = verify_published_site(
+                public_url, pages, build.out_dir, timeout_s=verify_timeout_s or settings.docs_verify_timeout_s,
+                interval_s=verify_interval_s,
+            )
+            if not report.verification.ok:
+                failures = "; ".join(f"{p.path}: {p.problem}" for p in report.verification.failures[:10])
+                reason = f"{len(report.verification.failures)} of {len(pages)} pages failed verification ({failures})"
+                if report.publish.changed:
+                    report.rolled_back_to = rollback_branch(remote=remote, branch=branch, repo_dir=work / "publish.git",
+                                                            failed=report.publish.commit, previous=report.publish.previous)
+                    target = report.rolled_back_to[:12] or "no branch (there was none before)"
+                    reason += f"; {branch} rolled back to {target}"
+                raise VerificationFailed(reason)
+            # 5. The index follows the site: the same commit's chapters, removed ones deleted.
+            try:
+                report.ingest = ingest_textbook(source=str(site_dir), collection=collection or settings.collection)
+            except Exception as exc:
+                raise DeployDocsError(f"{branch} serves {commit[:12]} (verified), but the index was not updated: "
+                                      f"{exc.__class__.__name__}: {exc}; see runbooks/ingest-textbook.md, then "
+                                      "re-run deploy-docs") from exc
+            report.status = "published" if report.publish.changed else "unchanged"
+            prune_work_dirs(work / "sources", keep=_recent(work / "sources", commit))
+            prune_work_dirs(work / "builds", keep=_recent(work / "builds", commit))
+        except Exception as exc:
+            report.status = "failed"
+            report.error = redact(f"{exc.__class__.__name__}: {exc}")
+            raise
+        finally:
+            publish_report(report, redact(remote), branch, public_url)
     logger.info("deploy-docs %s: %s at %s", report.status, commit[:12], report.publish.commit[:12])
     return {
         "status": report.status, "source_commit": commit, "branch": branch, "pages_commit": report.publish.commit,

@@ -8,8 +8,9 @@ from contextlib import contextmanager
 from prefect.client.orchestration import get_client
 from prefect.concurrency.sync import concurrency
 
-# name -> slots. Two backups never run at once; retention and drills take turns on the catalog.
-LIMITS = {"backup-database": 1, "backup-catalog": 1}
+# name -> slots. Two backups never run at once; retention and drills take turns on the catalog; one docs
+# deploy at a time (they share the publish repository and would race on gh-pages).
+LIMITS = {"backup-database": 1, "backup-catalog": 1, "deploy-docs": 1}
 
 
 _ensured_for: set[str] = set()

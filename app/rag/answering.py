@@ -13,9 +13,11 @@ import re
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from app.rag.citations import verify_citations
+from app.rag.coverage import CoveragePolicy
 from app.rag.retrieval import Retrieval, RetrievedChunk
 from app.rag.sparse import tokenize
 
@@ -41,10 +43,22 @@ class Answer:
     completion_tokens: int = 0
     generation_ms: float = 0.0
     fallback_reason: str | None = None
+    # Which retrieved chunks the answer cites, in the order of its [1]..[m] (None: all, as retrieved).
+    source_order: list[int] | None = None
+    citations_verified: bool = False
+    citation_repairs: dict[str, int] = field(default_factory=dict)
 
     @property
     def is_fallback(self) -> bool:
         return self.fallback_reason is not None
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Text the reader selected on a page of the site, asked about."""
+
+    text: str
+    page_url: str
 
 
 @dataclass(frozen=True)
@@ -56,15 +70,20 @@ class Turn:
 class Answerer(Protocol):
     model: str
 
-    def answer(self, question: str, retrieval: Retrieval, history: list[Turn], locale: str) -> Answer: ...
+    def answer(self, question: str, retrieval: Retrieval, history: list[Turn], locale: str,
+               selection: Selection | None = None) -> Answer: ...
 
-    def stream(self, question: str, retrieval: Retrieval, history: list[Turn], locale: str) -> Iterator[str | Answer]: ...
+    def stream(self, question: str, retrieval: Retrieval, history: list[Turn], locale: str,
+               selection: Selection | None = None) -> Iterator[str | Answer]: ...
 
 
-def is_covered(retrieval: Retrieval, *, min_dense_score: float) -> bool:
-    if not retrieval.chunks or retrieval.query_terms_found == 0:
-        return False
-    return retrieval.top_dense_score is None or retrieval.top_dense_score >= min_dense_score
+def with_verified_citations(answer: Answer, retrieval: Retrieval, *, check_support: bool, min_support: float) -> Answer:
+    """Make the answer's markers and its source list agree; with `check_support`, drop unsupported claims."""
+    result = verify_citations(answer.text, [c.text for c in retrieval.chunks], check_support=check_support,
+                              min_support=min_support)
+    answer.text, answer.source_order = result.text, result.source_order
+    answer.citations_verified, answer.citation_repairs = result.verified, dict(result.repairs)
+    return answer
 
 
 def not_covered_answer(locale: str, backend: str, model: str) -> Answer:
@@ -95,21 +114,26 @@ class ExtractiveAnswerer:
 
     model = "extractive"
 
-    def __init__(self, *, min_dense_score: float) -> None:
-        self._min_dense_score = min_dense_score
+    def __init__(self, *, coverage: CoveragePolicy) -> None:
+        self._coverage = coverage
 
-    def answer(self, question: str, retrieval: Retrieval, history: list[Turn], locale: str) -> Answer:
+    def answer(self, question: str, retrieval: Retrieval, history: list[Turn], locale: str,
+               selection: Selection | None = None) -> Answer:
         started = time.perf_counter()
-        if not is_covered(retrieval, min_dense_score=self._min_dense_score):
+        if not self._coverage.covers(retrieval):
             return not_covered_answer(locale, "extractive", self.model)
-        text = compose_extractive(question, retrieval.chunks)
+        # The selection says what "this" is: its terms pick the sentences too.
+        text = compose_extractive(f"{question} {selection.text}" if selection else question, retrieval.chunks)
         if text is None:
             return not_covered_answer(locale, "extractive", self.model)
-        return Answer(text=text, covered=True, backend="extractive", model=self.model,
-                      generation_ms=(time.perf_counter() - started) * 1000)
+        answer = Answer(text=text, covered=True, backend="extractive", model=self.model,
+                        generation_ms=(time.perf_counter() - started) * 1000)
+        # The sentences are the sources' own: only the numbering needs to follow the order of use.
+        return with_verified_citations(answer, retrieval, check_support=False, min_support=0)
 
-    def stream(self, question: str, retrieval: Retrieval, history: list[Turn], locale: str) -> Iterator[str | Answer]:
-        answer = self.answer(question, retrieval, history, locale)
+    def stream(self, question: str, retrieval: Retrieval, history: list[Turn], locale: str,
+               selection: Selection | None = None) -> Iterator[str | Answer]:
+        answer = self.answer(question, retrieval, history, locale, selection)
         yield from _word_deltas(answer.text)
         yield answer
 
@@ -164,10 +188,12 @@ class OpenAIAnswerer:
             timeout=settings.openai_timeout_s,
             max_retries=settings.openai_max_retries,
         )
-        self._extractive = ExtractiveAnswerer(min_dense_score=settings.min_dense_score)
-        self._min_dense_score = settings.min_dense_score
+        self._coverage = CoveragePolicy.from_settings(settings)
+        self._extractive = ExtractiveAnswerer(coverage=self._coverage)
+        self._min_support = settings.citation_min_support
 
-    def _messages(self, question: str, retrieval: Retrieval, history: list[Turn], locale: str) -> list[dict[str, str]]:
+    def _messages(self, question: str, retrieval: Retrieval, history: list[Turn], locale: str,
+                  selection: Selection | None) -> list[dict[str, str]]:
         language = "Urdu" if locale == "ur" else "English"
         sources = "\n\n".join(
             f"[{n}] {c.payload.get('title', '')} — {c.payload.get('heading', '')}\n{c.text}"
@@ -175,41 +201,65 @@ class OpenAIAnswerer:
         )
         messages = [{"role": "system", "content": SYSTEM_PROMPT.format(language=language)}]
         messages += [{"role": t.role, "content": t.content} for t in history[-4:]]
-        messages.append({"role": "user", "content": f"Sources:\n{sources}\n\nQuestion: {question}"})
+        quoted = ""
+        if selection:
+            passage = "\n".join(f"> {line}" for line in selection.text.splitlines())
+            quoted = f"The reader selected this passage on the page {selection.page_url}:\n{passage}\n\n"
+        messages.append({"role": "user", "content": f"Sources:\n{sources}\n\n{quoted}Question: {question}"})
         return messages
 
-    def _fallback(self, question: str, retrieval: Retrieval, history: list[Turn], locale: str, reason: str) -> Answer:
+    def _fallback(self, question: str, retrieval: Retrieval, history: list[Turn], locale: str, reason: str,
+                  selection: Selection | None) -> Answer:
         log.warning("openai answer failed, using the extractive answer: %s", reason)
-        answer = self._extractive.answer(question, retrieval, history, locale)
+        answer = self._extractive.answer(question, retrieval, history, locale, selection)
         answer.backend = "extractive-fallback"
         answer.fallback_reason = reason
         return answer
 
-    def answer(self, question: str, retrieval: Retrieval, history: list[Turn], locale: str) -> Answer:
+    def _verified(self, answer: Answer, question: str, retrieval: Retrieval, history: list[Turn], locale: str,
+                  selection: Selection | None) -> Answer:
+        """The model's citations repaired; when no supported claim is left, the (grounded) extractive answer."""
+        with_verified_citations(answer, retrieval, check_support=True, min_support=self._min_support)
+        if answer.citations_verified:
+            return answer
+        repairs = answer.citation_repairs
+        fallback = self._fallback(question, retrieval, history, locale, "no claim of the answer is supported by its sources",
+                                  selection)
+        fallback.citation_repairs = {**repairs, "no_supported_claim": 1}
+        fallback.prompt_tokens, fallback.completion_tokens = answer.prompt_tokens, answer.completion_tokens
+        fallback.model = answer.model
+        return fallback
+
+    def answer(self, question: str, retrieval: Retrieval, history: list[Turn], locale: str,
+               selection: Selection | None = None) -> Answer:
         import openai
 
-        if not is_covered(retrieval, min_dense_score=self._min_dense_score):
+        if not self._coverage.covers(retrieval):
             return not_covered_answer(locale, "openai", self.model)
         started = time.perf_counter()
         try:
             response = self._client.chat.completions.create(
-                model=self.model, messages=self._messages(question, retrieval, history, locale), temperature=0.2,
+                model=self.model, messages=self._messages(question, retrieval, history, locale, selection),
+                temperature=0.2,
             )
         except openai.OpenAIError as exc:
-            return self._fallback(question, retrieval, history, locale, f"{exc.__class__.__name__}: {exc}")
+            return self._fallback(question, retrieval, history, locale, f"{exc.__class__.__name__}: {exc}", selection)
         usage = response.usage
-        return Answer(
+        answer = Answer(
             text=(response.choices[0].message.content or "").strip(), covered=True, backend="openai",
             model=response.model or self.model,
             prompt_tokens=usage.prompt_tokens if usage else 0,
             completion_tokens=usage.completion_tokens if usage else 0,
             generation_ms=(time.perf_counter() - started) * 1000,
         )
+        return self._verified(answer, question, retrieval, history, locale, selection)
 
-    def stream(self, question: str, retrieval: Retrieval, history: list[Turn], locale: str) -> Iterator[str | Answer]:
+    def stream(self, question: str, retrieval: Retrieval, history: list[Turn], locale: str,
+               selection: Selection | None = None) -> Iterator[str | Answer]:
+        """Deltas as the model writes them; the final Answer carries the repaired text and source order."""
         import openai
 
-        if not is_covered(retrieval, min_dense_score=self._min_dense_score):
+        if not self._coverage.covers(retrieval):
             answer = not_covered_answer(locale, "openai", self.model)
             yield from _word_deltas(answer.text)
             yield answer
@@ -220,7 +270,8 @@ class OpenAIAnswerer:
         model = self.model
         try:
             stream = self._client.chat.completions.create(
-                model=self.model, messages=self._messages(question, retrieval, history, locale), temperature=0.2,
+                model=self.model, messages=self._messages(question, retrieval, history, locale, selection),
+                temperature=0.2,
                 stream=True, stream_options={"include_usage": True},
             )
             for event in stream:
@@ -235,17 +286,19 @@ class OpenAIAnswerer:
         except openai.OpenAIError as exc:
             if parts:  # the reader already saw part of the answer: finish it as an error, don't restart
                 raise
-            answer = self._fallback(question, retrieval, history, locale, f"{exc.__class__.__name__}: {exc}")
+            answer = self._fallback(question, retrieval, history, locale, f"{exc.__class__.__name__}: {exc}",
+                                    selection)
             yield from _word_deltas(answer.text)
             yield answer
             return
-        yield Answer(
+        answer = Answer(
             text="".join(parts).strip(), covered=True, backend="openai", model=model, prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens, generation_ms=(time.perf_counter() - started) * 1000,
         )
+        yield self._verified(answer, question, retrieval, history, locale, selection)
 
 
 def create_answerer(settings: Any) -> Answerer:
     if settings.answer_backend == "openai":
         return OpenAIAnswerer(settings)
-    return ExtractiveAnswerer(min_dense_score=settings.min_dense_score)
+    return ExtractiveAnswerer(coverage=CoveragePolicy.from_settings(settings))

@@ -10,15 +10,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from app.db import session_scope
-from app.errors import NotFound
+from app.errors import InvalidRequest, NotFound
 from app.metrics import (
     ANSWERS,
+    CITATION_FAILURES,
     DB_LATENCY,
     EMBEDDING_LATENCY,
     GENERATION_LATENCY,
@@ -29,7 +30,7 @@ from app.metrics import (
 )
 from app.models import ChatSession, Message, QueryLog, utcnow
 from app.pricing import cost_usd
-from app.rag.answering import Answer, Answerer, Turn
+from app.rag.answering import Answer, Answerer, Selection, Turn
 from app.rag.retrieval import Retrieval, RetrievedChunk, Retriever
 from app.schemas import (
     ChatRequest,
@@ -46,6 +47,8 @@ from app.settings import Settings
 log = logging.getLogger(__name__)
 FOLLOW_UP_RE = re.compile(r"\b(it|its|this|that|these|those|they|them|their|he|she)\b|(\bوہ\b|\bیہ\b|\bاس\b|\bان\b)", re.I)
 SNIPPET_CHARS = 280
+SELECTION_CHARS_IN_QUERY = 1000
+TITLE_CHARS = 60
 
 
 @dataclass
@@ -82,6 +85,15 @@ def retrieval_query(question: str, history: list[Turn]) -> str:
     return question
 
 
+def session_title(question: str, limit: int = TITLE_CHARS) -> str:
+    """A session's title: its first question as asked (any language), cut at a word boundary near `limit`."""
+    flat = re.sub(r"\s+", " ", question).strip()
+    if len(flat) <= limit:
+        return flat
+    cut = flat[:limit].rsplit(" ", 1)[0] if " " in flat[:limit] else flat[:limit]
+    return cut.rstrip(" ,;:،؛-") + "…"
+
+
 class ChatService:
     def __init__(self, deps: QueryDeps) -> None:
         self._deps = deps
@@ -105,27 +117,32 @@ class ChatService:
         endpoint = "chat"
         with self._failures_logged(endpoint, body.locale, body.session_id, request_id, started):
             chat_session, history = self._load_history(body.session_id)
-            retrieval = self._retrieve(body.question, history, body.locale, body.k)
-            answer = self._deps.answerer.answer(body.question, retrieval, history, body.locale)
+            selection = self._selection(body)
+            retrieval = self._retrieve(body.question, history, body.locale, body.k, chapter=body.chapter,
+                                       selection=selection)
+            answer = self._deps.answerer.answer(body.question, retrieval, history, body.locale, selection)
             return self._finish(endpoint, body, request_id, chat_session, retrieval, answer, started)
 
-    def chat_stream(self, body: ChatRequest, request_id: uuid.UUID) -> tuple[ChatSession | None, list[Turn], Retrieval]:
+    def chat_stream(self, body: ChatRequest, request_id: uuid.UUID) -> "PreparedStream":
         """The part of a streamed chat that can still fail with an HTTP status (before the stream starts)."""
         started = time.perf_counter()
         with self._failures_logged("chat_stream", body.locale, body.session_id, request_id, started):
             chat_session, history = self._load_history(body.session_id)
-            retrieval = self._retrieve(body.question, history, body.locale, body.k)
-        return chat_session, history, retrieval
+            selection = self._selection(body)
+            retrieval = self._retrieve(body.question, history, body.locale, body.k, chapter=body.chapter,
+                                       selection=selection)
+        return PreparedStream(chat_session, history, retrieval, selection)
 
     def stream_events(
-        self, body: ChatRequest, request_id: uuid.UUID, prepared: tuple[ChatSession | None, list[Turn], Retrieval],
-        started: float,
+        self, body: ChatRequest, request_id: uuid.UUID, prepared: "PreparedStream", started: float,
     ) -> Iterator[tuple[str, dict[str, Any]]]:
-        chat_session, history, retrieval = prepared
+        """`start`, `delta`s as written, then `final`: the whole response, whose `answer` is the verified text
+        (with the openai backend it can differ from the deltas: `citation_repairs` says what changed)."""
+        chat_session, history, retrieval, selection = prepared
         yield "start", {"request_id": str(request_id)}
         answer: Answer | None = None
         try:
-            for item in self._deps.answerer.stream(body.question, retrieval, history, body.locale):
+            for item in self._deps.answerer.stream(body.question, retrieval, history, body.locale, selection):
                 if isinstance(item, Answer):
                     answer = item
                 else:
@@ -142,8 +159,34 @@ class ChatService:
         final = response.model_dump(mode="json")
         yield "final", final
 
-    def _retrieve(self, question: str, history: list[Turn], locale: str, k: int) -> Retrieval:
-        retrieval = self._deps.retriever.retrieve(retrieval_query(question, history), locale=locale, k=k)
+    def _selection(self, body: ChatRequest) -> Selection | None:
+        if body.selection is None:
+            return None
+        origin = body.selection.origin
+        allowed = {o.lower().rstrip("/") for o in self._deps.settings.cors_allowed_origins}
+        if origin is not None and origin not in allowed:
+            raise InvalidRequest(
+                f"selection.page_url: {origin} is not the site; send the page's path (/docs/... or /ur/docs/...) "
+                f"or a URL of {', '.join(sorted(allowed)) or 'the site'}"
+            )
+        return Selection(text=body.selection.text, page_url=body.selection.page_path)
+
+    def _check_chapter(self, chapter: str) -> None:
+        """An empty result for a chapter is fine, an unknown chapter is a mistake the caller can fix."""
+        known = self._deps.retriever.chapters()
+        if chapter not in known:
+            raise InvalidRequest(f"chapter: unknown chapter {chapter!r}; known chapters: {', '.join(sorted(known))}")
+
+    def _retrieve(self, question: str, history: list[Turn], locale: str, k: int, *, chapter: str | None = None,
+                  selection: Selection | None = None) -> Retrieval:
+        query = retrieval_query(question, history)
+        if selection is not None:
+            query = f"{query} {selection.text[:SELECTION_CHARS_IN_QUERY]}"
+        retrieval = self._deps.retriever.retrieve(query, locale=locale, k=k, chapter=chapter,
+                                                  favour_page=selection.page_url if selection else None,
+                                                  favour_text=selection.text if selection else None)
+        if chapter is not None and not retrieval.chunks:
+            self._check_chapter(chapter)
         EMBEDDING_LATENCY.observe(retrieval.embed_ms)
         VECTOR_SEARCH_LATENCY.observe(retrieval.search_ms)
         return retrieval
@@ -153,7 +196,10 @@ class ChatService:
         retrieval: Retrieval, answer: Answer, started: float,
     ) -> ChatResponse:
         GENERATION_LATENCY.labels(backend=answer.backend).observe(answer.generation_ms)
-        sources = [to_source(c) for c in retrieval.chunks] if answer.covered else []
+        cited = retrieval.chunks if answer.source_order is None else [retrieval.chunks[i] for i in answer.source_order]
+        sources = [to_source(c) for c in cited] if answer.covered else []
+        for kind, count in answer.citation_repairs.items():
+            CITATION_FAILURES.labels(kind=kind).inc(count)
         today = date.today()
         cost = cost_usd(answer.model, input_tokens=answer.prompt_tokens, output_tokens=answer.completion_tokens, day=today)
         cost += cost_usd(self._deps.embedding_model, input_tokens=retrieval.embedding_tokens, day=today)
@@ -164,7 +210,7 @@ class ChatService:
         db_started = time.perf_counter()
         with session_scope(self._deps.engine) as db:
             if chat_session is None:
-                chat_session = ChatSession(locale=body.locale)
+                chat_session = ChatSession(locale=body.locale, title=session_title(body.question))
             chat_session = db.merge(chat_session)
             chat_session.last_active_at = utcnow()
             db.add(chat_session)
@@ -197,6 +243,7 @@ class ChatService:
             latency_ms=Latency(retrieval=round(retrieval_ms, 3), generation=round(answer.generation_ms, 3),
                                total=round(total_ms, 3)),
             covered=answer.covered, answer_backend=answer.backend,
+            citations_verified=answer.covered and answer.citations_verified, citation_repairs=answer.citation_repairs,
         )
 
     def _count_tokens(self, answer: Answer, retrieval: Retrieval) -> None:
@@ -211,7 +258,9 @@ class ChatService:
     def search(self, body: SearchRequestBody, request_id: uuid.UUID) -> SearchResponse:
         started = time.perf_counter()
         with self._failures_logged("search", body.locale, None, request_id, started):
-            retrieval = self._deps.retriever.retrieve(body.query, locale=body.locale, k=body.k)
+            retrieval = self._deps.retriever.retrieve(body.query, locale=body.locale, k=body.k, chapter=body.chapter)
+            if body.chapter is not None and not retrieval.chunks:
+                self._check_chapter(body.chapter)
             EMBEDDING_LATENCY.observe(retrieval.embed_ms)
             VECTOR_SEARCH_LATENCY.observe(retrieval.search_ms)
             retrieval_ms = retrieval.embed_ms + retrieval.search_ms
@@ -259,6 +308,13 @@ class ChatService:
                 ))
         except Exception as exc:  # noqa: BLE001 - Postgres itself may be what failed
             log.warning("could not write the query_log row of failed request %s: %s", request_id, exc.__class__.__name__)
+
+
+class PreparedStream(NamedTuple):
+    chat_session: ChatSession | None
+    history: list[Turn]
+    retrieval: Retrieval
+    selection: Selection | None
 
 
 class _FailureLogger:

@@ -2,7 +2,10 @@
 
 Follows the documented shapes of `POST /v1/chat/completions` (JSON and `stream: true` Server-Sent
 Events with `stream_options.include_usage`), `POST /v1/embeddings` and `GET /v1/models`, with
-Bearer-key authentication. Tests script it: `mode` = "ok" | "error" | "slow", and `replies`.
+Bearer-key authentication. Tests script it: `mode` = "ok" | "error" | "slow", and `reply`: the
+assistant's content, as a string or as a function of the request's messages (`source_texts` reads the
+numbered sources of the service's prompt). Without a script the reply quotes the first sentence of
+source [1] and cites it, as a grounded model would.
 """
 
 from __future__ import annotations
@@ -10,10 +13,39 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+Reply = str | Callable[[list[dict[str, Any]]], str]
+SOURCE_HEADER_RE = re.compile(r"^\[(\d+)\] .*$", re.M)
+
+
+def source_texts(messages: list[dict[str, Any]]) -> dict[int, str]:
+    """The numbered sources of the service's prompt: {1: text, 2: text, ...}."""
+    prompt = str(messages[-1].get("content", ""))
+    body = prompt.split("Sources:\n", 1)[-1].split("\n\nQuestion:", 1)[0]
+    headers = list(SOURCE_HEADER_RE.finditer(body))
+    texts = {}
+    for i, header in enumerate(headers):
+        end = headers[i + 1].start() if i + 1 < len(headers) else len(body)
+        texts[int(header.group(1))] = body[header.end():end].strip()
+    return texts
+
+
+def first_sentence(text: str) -> str:
+    prose = " ".join(line for line in text.splitlines() if line.strip() and not line.lstrip().startswith(("```", "|", "#")))
+    return re.split(r"(?<=[.!?۔؟])\s+", prose.strip())[0].rstrip(".!?۔؟ ")
+
+
+def grounded_reply(messages: list[dict[str, Any]]) -> str:
+    sources = source_texts(messages)
+    if not sources:
+        return "The book does not cover this question."
+    return f"According to the book, {first_sentence(sources[min(sources)])} [1]."
 
 
 class FakeOpenAI:
@@ -21,7 +53,7 @@ class FakeOpenAI:
         self.accepted_keys = accepted_keys or {"sk-test"}
         self.mode = "ok"
         self.slow_seconds = 5.0
-        self.reply: str | None = None
+        self.reply: Reply | None = None
         self.requests: list[dict[str, Any]] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -99,7 +131,8 @@ class FakeOpenAI:
 
             def _chat(self, body: dict[str, Any]) -> None:
                 prompt = " ".join(str(m.get("content", "")) for m in body["messages"])
-                text = fake.reply or "According to the book, this is explained in the first source [1]."
+                script = fake.reply or grounded_reply
+                text = script(body["messages"]) if callable(script) else script
                 prompt_tokens, completion_tokens = len(prompt.split()), len(text.split())
                 usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                          "total_tokens": prompt_tokens + completion_tokens}
