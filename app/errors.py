@@ -30,6 +30,14 @@ class DatabaseUnavailable(Exception):
     """Postgres did not answer."""
 
 
+class InvalidRequest(Exception):
+    """A well-formed request the service cannot serve as asked (422), e.g. an unknown chapter."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
 def error_body(request: Request, detail: str, error_code: str) -> dict[str, str | None]:
     return {"detail": detail, "error_code": error_code, "request_id": getattr(request.state, "request_id", None)}
 
@@ -76,6 +84,11 @@ def install_error_handlers(app: FastAPI) -> None:
         QUERY_ERRORS.labels(error_code="forbidden").inc()
         return JSONResponse(status_code=403, content=error_body(
             request, f"this API key lacks the {exc.scope!r} scope", "forbidden"))
+
+    @app.exception_handler(InvalidRequest)
+    async def invalid_request(request: Request, exc: InvalidRequest) -> JSONResponse:
+        QUERY_ERRORS.labels(error_code="invalid_request").inc()
+        return JSONResponse(status_code=422, content=error_body(request, exc.detail, "invalid_request"))
 
     @app.exception_handler(NotFound)
     async def not_found(request: Request, exc: NotFound) -> JSONResponse:

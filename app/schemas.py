@@ -2,13 +2,78 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from app.rag.chunking import chapter_of
 
 Locale = Literal["en", "ur"]
+SITE_PAGE_RE = re.compile(r"^/(?:ur/)?docs(?:/[^\s#?]*)?$")
+ABSOLUTE_URL_RE = re.compile(r"^https?://[^/\s]+")
+DOC_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]{0,199}$")
+CHAPTER_DESCRIPTION = "only this chapter: a doc id (ros2-fundamentals) or its path (/docs/ros2-fundamentals)"
+
+
+def normalise_chapter(value: str | None) -> str | None:
+    """`ros2-fundamentals`, `/docs/ros2-fundamentals` and `/ur/docs/ros2-fundamentals/` are one chapter."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.startswith("/"):
+        if not SITE_PAGE_RE.match(value.split("#", 1)[0].rstrip("/") or "/"):
+            raise ValueError("a chapter path must look like /docs/<chapter> or /ur/docs/<chapter>")
+        value = chapter_of(value)
+    if not DOC_ID_RE.match(value):
+        raise ValueError("must be a chapter's doc id (like ros2-fundamentals) or its path (like /docs/ros2-fundamentals)")
+    return value
+
+
+class SelectionIn(BaseModel):
+    """Text the reader selected on a page of the site ("Ask about this")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, max_length=4000, description="the selected text (at most 4000 characters)")
+    page_url: str = Field(
+        min_length=1, max_length=2000,
+        description="the page it was selected on: a site path (/docs/..., /ur/docs/...) or an absolute URL of the site",
+    )
+
+    @field_validator("text")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("the selected text is empty")
+        return value.strip()
+
+    @field_validator("page_url")
+    @classmethod
+    def _site_page(cls, value: str) -> str:
+        value = value.strip()
+        origin = ABSOLUTE_URL_RE.match(value)
+        path = value[origin.end():] if origin else value
+        path = path.split("#", 1)[0].split("?", 1)[0].rstrip("/") or "/"
+        if not (origin or value.startswith("/")) or not SITE_PAGE_RE.match(path):
+            raise ValueError("must be a page of the site: a path like /docs/<page> or /ur/docs/<page>, "
+                             "or an absolute URL of the site with such a path")
+        return value
+
+    @property
+    def origin(self) -> str | None:
+        """scheme://host[:port] of an absolute page_url (checked against the site's origins), else None."""
+        match = ABSOLUTE_URL_RE.match(self.page_url)
+        return match.group().lower() if match else None
+
+    @property
+    def page_path(self) -> str:
+        """The page's path as the index stores it (`page_url` payload): no origin, anchor, query or trailing /."""
+        origin = ABSOLUTE_URL_RE.match(self.page_url)
+        path = self.page_url[origin.end():] if origin else self.page_url
+        return path.split("#", 1)[0].split("?", 1)[0].rstrip("/") or "/"
 
 
 class ChatRequest(BaseModel):
@@ -18,6 +83,10 @@ class ChatRequest(BaseModel):
     session_id: uuid.UUID | None = Field(default=None, description="continue a conversation")
     locale: Locale = "en"
     k: int = Field(default=5, ge=1, le=20, description="how many sources to retrieve")
+    selection: SelectionIn | None = Field(default=None, description="ask about text selected on a page")
+    chapter: str | None = Field(default=None, max_length=200, description=CHAPTER_DESCRIPTION)
+
+    _chapter = field_validator("chapter")(classmethod(lambda cls, value: normalise_chapter(value)))
 
 
 class SearchRequestBody(BaseModel):
@@ -26,6 +95,9 @@ class SearchRequestBody(BaseModel):
     query: str = Field(min_length=1, max_length=2000)
     k: int = Field(default=5, ge=1, le=50)
     locale: Locale | None = None
+    chapter: str | None = Field(default=None, max_length=200, description=CHAPTER_DESCRIPTION)
+
+    _chapter = field_validator("chapter")(classmethod(lambda cls, value: normalise_chapter(value)))
 
 
 class Source(BaseModel):
@@ -58,6 +130,15 @@ class ChatResponse(BaseModel):
     latency_ms: Latency
     covered: bool
     answer_backend: str = Field(description="extractive | openai | extractive-fallback")
+    citations_verified: bool = Field(
+        default=False,
+        description="every [n] in the answer points to sources[n-1], and each cited sentence was checked against it",
+    )
+    citation_repairs: dict[str, int] = Field(
+        default_factory=dict,
+        description="what verification changed: phantom, miscited, uncited, unsupported, renumbered, unused, "
+                    "no_supported_claim (counts); empty when the answer needed no repair",
+    )
 
 
 class SearchResult(BaseModel):
@@ -87,6 +168,7 @@ class MessagePublic(BaseModel):
 
 class SessionPublic(BaseModel):
     id: uuid.UUID
+    title: str | None = Field(default=None, description="from the session's first question, in its language")
     locale: str
     created_at: datetime
     last_active_at: datetime

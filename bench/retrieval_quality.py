@@ -1,6 +1,6 @@
 """Retrieval quality on the site's textbook: hit@1, hit@5 and MRR for dense, sparse and hybrid.
 
-The evaluation set is bench/eval/*.yaml (questions in English and Urdu, each with the page that
+The evaluation set is bench/eval/questions-*.yaml (questions in English and Urdu, each with the page that
 answers it). A hit is a retrieved chunk on the expected page. Dense and sparse alone are the baselines
 measured in the same run; hybrid uses the service's settings (weighted RRF). Target: hybrid hit@5 >= 0.9.
 """
@@ -26,7 +26,7 @@ class EvalQuestion:
 
 def load_eval_set() -> list[EvalQuestion]:
     items: list[EvalQuestion] = []
-    for path in sorted(EVAL_DIR.glob("*.yaml")):
+    for path in sorted(EVAL_DIR.glob("questions-*.yaml")):
         for entry in yaml.safe_load(path.read_text()) or []:
             items.append(EvalQuestion(entry["question"], entry["locale"], entry["expected_url"]))
     return items

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import sys
 
-from bench import backup_restore, cost_report, ingest_rust_book, retrieval_quality, service_load
+from bench import (
+    backup_restore,
+    cost_report,
+    covered_quality,
+    ingest_rust_book,
+    retrieval_quality,
+    service_load,
+    site_paint,
+)
 
 
 def main() -> int:
     failures = 0
-    runs = (("ingest", ingest_rust_book, []), ("retrieval", retrieval_quality, ["--grid"]), ("load", service_load, []),
-            ("backups", backup_restore, []), ("costs", cost_report, []))
+    runs = (("ingest", ingest_rust_book, []), ("retrieval", retrieval_quality, ["--grid"]),
+            ("covered", covered_quality, []), ("load", service_load, []),
+            ("backups", backup_restore, []), ("costs", cost_report, []), ("site paint", site_paint, []))
     for name, bench, args in runs:
         print(f"\n=== {name} ===", flush=True)
         failures += bench.main(args) != 0

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 
 from app.api.chat import ERRORS
 from app.api.deps import ChatServiceDep, RequestIdDep, require_scope
@@ -15,3 +17,10 @@ router = APIRouter(prefix="/v1/search", tags=["search"], dependencies=[require_s
 def search(body: SearchRequestBody, service: ChatServiceDep, request_id: RequestIdDep) -> SearchResponse:
     """Hybrid search over the book (dense + sparse, RRF)."""
     return service.search(body, request_id)
+
+
+@router.get("", response_model=SearchResponse, responses=ERRORS)
+def search_by_query(params: Annotated[SearchRequestBody, Query()], service: ChatServiceDep,
+                    request_id: RequestIdDep) -> SearchResponse:
+    """The same search with query parameters: `?query=...&k=5&locale=en&chapter=ros2-fundamentals`."""
+    return service.search(params, request_id)

@@ -22,7 +22,7 @@ def get_session(session_id: uuid.UUID, db: SessionDep) -> SessionPublic:
         raise NotFound(f"session {session_id}")
     messages = db.exec(select(Message).where(Message.session_id == session_id).order_by(Message.id)).all()  # type: ignore[arg-type]
     return SessionPublic(
-        id=chat_session.id, locale=chat_session.locale, created_at=chat_session.created_at,
+        id=chat_session.id, title=chat_session.title, locale=chat_session.locale, created_at=chat_session.created_at,
         last_active_at=chat_session.last_active_at,
         messages=[
             MessagePublic(role=m.role, content=m.content, sources=m.sources, request_id=m.request_id,

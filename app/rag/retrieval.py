@@ -1,9 +1,10 @@
-"""Hybrid retrieval: dense + sparse fused with weighted RRF, filtered by locale, English fallback."""
+"""Hybrid retrieval: dense + sparse fused with weighted RRF, filtered by locale (and optionally a chapter),
+English fallback; a selection's page can be favoured. Also gathers the evidence the coverage decision reads."""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from app.rag.embeddings import Embedder
@@ -11,6 +12,8 @@ from app.rag.sparse import query_vector, tokenize
 from app.rag.vector_store import SearchMode, SearchRequest, VectorIndex
 
 DEFAULT_LOCALE = "en"
+# Sparse hits read to see which of the query's terms the book uses at all (coverage evidence).
+VOCABULARY_PROBE = 20
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,32 @@ class Retrieval:
     embed_ms: float
     search_ms: float
     timings: dict[str, float] = field(default_factory=dict)
+    top_sparse_score: float | None = None
+    query_terms: int = 0
+    dense_reliable: bool = True
+    # With a favoured page and its text (a reader's selection): the share of that text's terms the page holds.
+    selection_matched: float | None = None
+
+    @property
+    def query_terms_matched(self) -> float:
+        """The share of the query's terms found in the retrieved chunks or the best sparse hits of the book."""
+        return self.query_terms_found / self.query_terms if self.query_terms else 0.0
+
+
+def fuse_favouring(hits: list[Any], favoured: list[Any], *, limit: int, rrf_k: int) -> list[Any]:
+    """Reciprocal-rank fusion of the global ranking with the favoured page's own ranking.
+
+    A chunk of the favoured page that is also a good global hit comes first; the page's best chunks
+    rise above weaker chunks of other pages, and strong hits of other pages keep their place.
+    """
+    scores: dict[str, float] = {}
+    by_id: dict[str, Any] = {}
+    for ranking in (hits, favoured):
+        for rank, hit in enumerate(ranking):
+            scores[hit.id] = scores.get(hit.id, 0.0) + 1.0 / (rrf_k + rank + 1)
+            by_id.setdefault(hit.id, hit)
+    ordered = sorted(scores, key=lambda chunk_id: -scores[chunk_id])
+    return [replace(by_id[chunk_id], score=scores[chunk_id]) for chunk_id in ordered[:limit]]
 
 
 class Retriever:
@@ -52,7 +81,13 @@ class Retriever:
         self._index = index
         self._settings = settings
 
-    def retrieve(self, query: str, *, locale: str | None, k: int, mode: SearchMode = "hybrid") -> Retrieval:
+    def chapters(self) -> set[str]:
+        return self._index.chapters()
+
+    def retrieve(self, query: str, *, locale: str | None, k: int, mode: SearchMode = "hybrid",
+                 chapter: str | None = None, favour_page: str | None = None, favour_text: str | None = None) -> Retrieval:
+        """`chapter` restricts every search to one chapter; `favour_page` (a page URL) ranks its chunks higher,
+        and `favour_text` (what the reader selected there) is looked up in that page's chunks."""
         settings = self._settings
         started = time.perf_counter()
         embedded = self._embedder.embed([query]) if mode != "sparse" else None
@@ -62,11 +97,11 @@ class Retriever:
 
         started = time.perf_counter()
 
-        def search(search_locale: str | None, search_mode: SearchMode, limit: int) -> list[Any]:
+        def search(search_locale: str | None, search_mode: SearchMode, limit: int, page: str | None = None) -> list[Any]:
             return self._index.search(SearchRequest(
                 dense=dense, sparse=sparse, limit=limit, prefetch_limit=settings.retrieval_prefetch,
                 locale=search_locale, mode=search_mode, dense_weight=settings.dense_weight_for(search_locale),
-                sparse_weight=settings.sparse_weight, rrf_k=settings.rrf_k,
+                sparse_weight=settings.sparse_weight, rrf_k=settings.rrf_k, chapter=chapter, page_url=page,
             ))
 
         used_locale = locale
@@ -75,22 +110,54 @@ class Retriever:
         if not hits and locale not in (None, DEFAULT_LOCALE):
             used_locale, fell_back = DEFAULT_LOCALE, True
             hits = search(DEFAULT_LOCALE, mode, k)
-        top_dense = None
+        selection_matched = None
+        if favour_page and hits:
+            page_hits = search(used_locale, mode, k, favour_page)
+            hits = fuse_favouring(hits, page_hits, limit=k, rrf_k=settings.rrf_k)
+            if favour_text:
+                selection_matched = share_found(favour_text, page_hits)
+        top_dense = top_sparse = None
+        sparse_hits: list[Any] = []
         if dense is not None and hits:
             best = search(used_locale, "dense", 1)
             top_dense = best[0].score if best else None
+        if hits and sparse.indices:
+            sparse_hits = search(used_locale, "sparse", VOCABULARY_PROBE)
+            top_sparse = sparse_hits[0].score if sparse_hits else 0.0
         search_ms = (time.perf_counter() - started) * 1000
 
         chunks = [RetrievedChunk(id=h.id, rank=i, score=h.score, payload=h.payload) for i, h in enumerate(hits)]
         query_terms = set(tokenize(query))
-        found = {t for c in chunks for t in set(tokenize(c.text + " " + " ".join(c.payload.get("heading_path", []))))}
+        found = query_terms & _terms_of([*hits, *sparse_hits])
         return Retrieval(
             chunks=chunks,
             locale=used_locale,
             fell_back_to_default_locale=fell_back,
             top_dense_score=top_dense,
-            query_terms_found=len(query_terms & found),
+            query_terms_found=len(found),
             embedding_tokens=embedded.tokens if embedded else 0,
             embed_ms=embed_ms,
             search_ms=search_ms,
+            top_sparse_score=top_sparse,
+            query_terms=len(query_terms),
+            dense_reliable=dense_is_reliable(settings, locale),
+            selection_matched=selection_matched,
         )
+
+
+def _terms_of(hits: list[Any]) -> set[str]:
+    return {
+        t for h in hits
+        for t in set(tokenize(str(h.payload.get("text", "")) + " " + " ".join(h.payload.get("heading_path", []))))
+    }
+
+
+def share_found(text: str, hits: list[Any]) -> float:
+    """The share of the text's terms that occur in the hits' chunks (0 for a text without terms)."""
+    terms = set(tokenize(text))
+    return len(terms & _terms_of(hits)) / len(terms) if terms else 0.0
+
+
+def dense_is_reliable(settings: Any, locale: str | None) -> bool:
+    """The local model (MiniLM) is English-only: its scores for a question in another language mean little."""
+    return locale in (None, DEFAULT_LOCALE) or settings.embedding_backend != "local"

@@ -13,7 +13,7 @@ from app.main import create_app
 from app.pricing import cost_usd
 from app.rag.embeddings import EmbeddingError, OpenAIEmbedder
 from app.settings import load_settings
-from tests.support.openai_server import FakeOpenAI
+from tests.support.openai_server import FakeOpenAI, first_sentence, source_texts
 
 
 @pytest.fixture
@@ -36,6 +36,7 @@ def openai_client(fake_openai, settings, ingested_textbook):
 def test_openai_answer_is_grounded_cited_and_costed(openai_client, fake_openai):
     body = openai_client.post("/v1/chat", json={"question": "What is the Zero Moment Point?"}).json()
     assert body["answer_backend"] == "openai" and body["answer"].endswith("[1].")
+    assert body["citations_verified"] is True and body["citation_repairs"] == {"unused": 4} and len(body["sources"]) == 1
     usage = body["usage"]
     assert usage["prompt_tokens"] > 0 and usage["completion_tokens"] > 0
     expected = cost_usd("gpt-4o-mini", input_tokens=usage["prompt_tokens"], output_tokens=usage["completion_tokens"])
@@ -43,6 +44,58 @@ def test_openai_answer_is_grounded_cited_and_costed(openai_client, fake_openai):
     prompt = fake_openai.requests[-1]["body"]["messages"]
     assert prompt[0]["role"] == "system" and "[1]" in prompt[-1]["content"]
     assert "Zero Moment Point" in prompt[-1]["content"]
+
+
+def faulty_reply(messages):
+    """Out of order ([2] first), a phantom marker ([9]) and a claim no source supports."""
+    sources = source_texts(messages)
+    return (f"{first_sentence(sources[2])} [2]. {first_sentence(sources[1])} [1][9]. "
+            "The Eiffel Tower is repainted bronze every seven years by robots [3].")
+
+
+def test_scripted_citation_faults_are_repaired_through_the_service(openai_client, fake_openai):
+    fake_openai.reply = faulty_reply
+    body = openai_client.post("/v1/chat", json={"question": "What is the Zero Moment Point?", "k": 5}).json()
+    sources = source_texts(fake_openai.requests[-1]["body"]["messages"])
+    assert body["answer_backend"] == "openai" and body["citations_verified"] is True
+    assert body["answer"] == f"{first_sentence(sources[2])} [1]. {first_sentence(sources[1])} [2]."
+    assert "Eiffel" not in body["answer"] and "[9]" not in body["answer"] and len(body["sources"]) == 2
+    assert body["citation_repairs"] == {"phantom": 1, "unsupported": 1, "renumbered": 1, "unused": 3}
+    prompt = fake_openai.requests[-1]["body"]["messages"][-1]["content"]
+    first, second = body["sources"]
+    assert f"[2] {first['title']} — {first['heading']}\n" in prompt and f"[1] {second['title']} — {second['heading']}\n" in prompt
+    metrics = openai_client.get("/metrics").text
+    for kind in ("phantom", "unsupported", "renumbered"):
+        assert f'rag_citation_failures_total{{kind="{kind}"}}' in metrics
+
+
+def test_stream_ends_with_the_repaired_answer_and_its_sources(openai_client, fake_openai):
+    fake_openai.reply = faulty_reply
+    with openai_client.stream("POST", "/v1/chat/stream", json={"question": "What is the Zero Moment Point?"}) as response:
+        raw = "".join(response.iter_text())
+    events = [(m.group(1), json.loads(m.group(2))) for m in re.finditer(r"event: (\w+)\ndata: (.*)\n\n", raw)]
+    streamed = "".join(d["text"] for k, d in events if k == "delta")
+    final = events[-1][1]
+    assert events[-1][0] == "final" and "[9]" in streamed and "Eiffel" in streamed
+    assert "[9]" not in final["answer"] and "Eiffel" not in final["answer"] and final["citations_verified"] is True
+    assert sorted(int(n) for n in set(re.findall(r"\[(\d+)\]", final["answer"]))) == [1, 2] == list(
+        range(1, len(final["sources"]) + 1))
+
+
+def test_an_answer_with_no_supported_claim_falls_back_to_the_extractive_answer(openai_client, fake_openai):
+    fake_openai.reply = "Bread needs flour, water, salt and a long, patient rise in a warm kitchen [1]."
+    body = openai_client.post("/v1/chat", json={"question": "What is the Zero Moment Point?"}).json()
+    assert body["answer_backend"] == "extractive-fallback" and "Bread" not in body["answer"]
+    assert body["citations_verified"] is True and body["citation_repairs"]["no_supported_claim"] == 1
+    assert re.search(r"\[1\]", body["answer"]) and body["sources"]
+
+
+def test_selection_is_quoted_in_the_prompt(openai_client, fake_openai):
+    selection = {"text": "The ZMP must remain inside the support polygon.", "page_url": "/docs/kinematics-and-locomotion"}
+    body = openai_client.post("/v1/chat", json={"question": "Why does this matter?", "selection": selection}).json()
+    prompt = fake_openai.requests[-1]["body"]["messages"][-1]["content"]
+    assert "selected this passage on the page /docs/kinematics-and-locomotion:\n> The ZMP must remain" in prompt
+    assert body["covered"] is True and body["sources"][0]["url"].startswith("/docs/kinematics-and-locomotion")
 
 
 def test_openai_stream_relays_deltas_and_usage(openai_client):

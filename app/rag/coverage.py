@@ -1,0 +1,49 @@
+"""Does the book cover a question? Decided from retrieval evidence before any answer is written.
+
+Two kinds of evidence, each trusted where it means something:
+
+- dense: the cosine similarity of the best chunk. Reliable where the embedding model understands the
+  question's language (English with the local MiniLM model; every language with OpenAI's models).
+- sparse: the BM25 score of the best chunk (IDF-weighted, so common words add little) together with the
+  share of the question's terms found in the retrieved chunks. An off-topic question can match one or
+  two frequent words strongly, or many words weakly, but not both. Used where dense is not reliable
+  (Urdu with the local model).
+
+A question about a passage the reader selected on a page is covered when that page holds the passage
+(the same share of its terms), whatever the question's own wording ("why does this matter?").
+
+The thresholds are settings, calibrated on one half of bench/eval (on-topic questions and
+bench/eval/off_topic.yaml) and reported on the other half by bench/covered_quality.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from app.rag.retrieval import Retrieval
+
+
+@dataclass(frozen=True)
+class CoveragePolicy:
+    min_dense_score: float
+    min_sparse_score: float
+    min_query_terms_matched: float
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> "CoveragePolicy":
+        return cls(min_dense_score=settings.min_dense_score, min_sparse_score=settings.min_sparse_score,
+                   min_query_terms_matched=settings.min_query_terms_matched)
+
+    def covers(self, retrieval: Retrieval) -> bool:
+        if not retrieval.chunks:
+            return False
+        if retrieval.selection_matched is not None and retrieval.selection_matched >= self.min_query_terms_matched:
+            return True  # a question about a passage of the book, found on the page it was selected on
+        if retrieval.query_terms_found == 0:
+            return False
+        if retrieval.dense_reliable and retrieval.top_dense_score is not None:
+            return retrieval.top_dense_score >= self.min_dense_score
+        return (retrieval.top_sparse_score or 0.0) >= self.min_sparse_score and (
+            retrieval.query_terms_matched >= self.min_query_terms_matched
+        )
