@@ -11,7 +11,6 @@ from bench import (
     ingest_rust_book,
     retrieval_quality,
     service_load,
-    site_paint,
 )
 
 
@@ -19,7 +18,7 @@ def main() -> int:
     failures = 0
     runs = (("ingest", ingest_rust_book, []), ("retrieval", retrieval_quality, ["--grid"]),
             ("covered", covered_quality, []), ("load", service_load, []),
-            ("backups", backup_restore, []), ("costs", cost_report, []), ("site paint", site_paint, []))
+            ("backups", backup_restore, []), ("costs", cost_report, []))
     for name, bench, args in runs:
         print(f"\n=== {name} ===", flush=True)
         failures += bench.main(args) != 0
