@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import re
 import unicodedata
@@ -13,8 +14,10 @@ from pathlib import PurePosixPath
 from app.rag.markdown import FENCE_RE, ParsedDocument
 
 CHUNK_ID_NAMESPACE = uuid.UUID("6f1c8f8e-1a4e-4a57-9a53-7d0c3d0f2b11")
-HEADING_RE = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
-CUSTOM_ID_RE = re.compile(r"\s*\{#([\w-]+)\}\s*$")
+# An ATX heading: up to 3 spaces, 1-6 '#', text, an optional closing run of '#' after a space ("## C#" keeps its '#').
+HEADING_RE = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.+?)(?:[ \t]+#+)?[ \t]*$")
+# Docusaurus's classic explicit id, matched on the heading's text: anything but '{#' and '}' up to the final '}'.
+CUSTOM_ID_RE = re.compile(r"\s*\{#((?:.(?!\{#|\}))*.)\}$")
 NUMBER_PREFIX_RE = re.compile(r"^\d+[-_.]")
 DEFAULT_MAX_CHARS = 1000
 DEFAULT_MIN_CHARS = 200
@@ -85,29 +88,89 @@ def chapter_of(page_url: str) -> str:
     return rest.strip("/").split("/", 1)[0]
 
 
+CODE_SPAN_RE = re.compile(r"(`+)(.+?)\1", re.S)
+INLINE_RULES = [
+    (re.compile(r"<!--.*?-->", re.S), ""),                             # HTML comments
+    (re.compile(r"!\[([^\]]*)\]\([^)]*\)"), r"\1"),                  # image -> its alt text
+    (re.compile(r"!?\[([^\]]*)\](?:\([^)]*\)|\[[^\]]*\])"), r"\1"),     # link (inline or reference) -> its text
+    (re.compile(r"<((?:https?|mailto):[^>\s]+)>"), r"\1"),             # autolink -> the address
+    (re.compile(r"</?[A-Za-z][\w.:-]*(?:\s[^<>]*)?/?>"), ""),          # inline HTML / JSX tags (children stay)
+    (re.compile(r"(?<![\w\\])(\*\*|__)(?=\S)(.+?)(?<=\S)\1(?!\w)"), r"\2"),  # strong
+    (re.compile(r"(?<!\\)\*\*(?=\S)(.+?)(?<=\S)\*\*"), r"\1"),             # strong, intraword
+    (re.compile(r"(?<![\w*\\])\*(?=[^\s*])(.+?)(?<=[^\s\\*])\*(?![\w*])"), r"\1"),  # emphasis
+    (re.compile(r"(?<![\w\\])_(?=\S)(.+?)(?<=\S)_(?!\w)"), r"\1"),        # emphasis with underscores
+    (re.compile(r"~~(?=\S)(.+?)(?<=\S)~~"), r"\1"),                    # strikethrough (GFM)
+    (re.compile(r"\\([!-/:-@\[-`{-~])"), r"\1"),                       # backslash escapes
+]
+
+
 def strip_inline_markdown(text: str) -> str:
-    text = re.sub(r"!\[([^\]]*)\]\([^)]*\)", r"\1", text)
-    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", text)
-    text = re.sub(r"`([^`]*)`", r"\1", text)
-    text = re.sub(r"(\*\*|__)(.+?)\1", r"\2", text)
-    text = re.sub(r"(?<![\w*])\*(?!\s)(.+?)(?<!\s)\*(?![\w*])", r"\1", text)
-    return text.strip()
+    """The text a Markdown parser sees in inline content (mdast's toString): no markup, code spans verbatim."""
+    return inline_text(text).strip()
+
+
+def inline_text(text: str) -> str:
+    """`strip_inline_markdown` without the final trim: whitespace next to a removed tag or comment stays,
+    as it does in the heading text Docusaurus slugs (`## Foo <br/>` is `foo-`)."""
+    out: list[str] = []
+    position = 0
+    for code in CODE_SPAN_RE.finditer(text):
+        out.append(_strip_markup(text[position:code.start()]))
+        content = code.group(2)
+        if content.startswith(" ") and content.endswith(" ") and content.strip():
+            content = content[1:-1]  # CommonMark strips one space on each side of a code span
+        out.append(content)
+        position = code.end()
+    out.append(_strip_markup(text[position:]))
+    return "".join(out)
+
+
+def _strip_markup(text: str) -> str:
+    for pattern, replacement in INLINE_RULES:
+        text = pattern.sub(replacement, text)
+    return html.unescape(text)
+
+
+# github-slugger (Docusaurus 3 uses 1.5) keeps letters, marks, decimal and letter numbers, connector
+# punctuation, spaces and '-', by its own Unicode 13 table: it also keeps the circled and squared Latin
+# letters, and drops what Unicode 14 (Python 3.11's table) added. Checked against it code point by code
+# point in tests/website/test_anchors.py.
+SLUG_EXTRA_KEPT = ((0x24B6, 0x24E9), (0x1F130, 0x1F149), (0x1F150, 0x1F169), (0x1F170, 0x1F189))
+SLUG_UNICODE_14 = (
+    (0x0870, 0x0887), (0x0889, 0x088E), (0x0898, 0x089F), (0x08B5, 0x08B5), (0x08C8, 0x08D2), (0x0C3C, 0x0C3C),
+    (0x0C5D, 0x0C5D), (0x0CDD, 0x0CDD), (0x170D, 0x170D), (0x1715, 0x171F), (0x180F, 0x180F), (0x1AC1, 0x1ACE),
+    (0x1B4C, 0x1B4C), (0x1DFA, 0x1DFA), (0x2C2F, 0x2C2F), (0x2C5F, 0x2C5F), (0x9FFD, 0x9FFF), (0xA7C0, 0xA7C1),
+    (0xA7D0, 0xA7F4), (0x10570, 0x105BC), (0x10780, 0x107BA), (0x10F70, 0x10F85), (0x11070, 0x11075),
+    (0x110C2, 0x110C2), (0x11740, 0x11746), (0x11AB0, 0x11ABF), (0x12F90, 0x12FF0), (0x16A70, 0x16AC9),
+    (0x1AFF0, 0x1AFFE), (0x1B11F, 0x1B122), (0x1CF00, 0x1CF46), (0x1DF00, 0x1DF1E), (0x1E290, 0x1E2AE),
+    (0x1E7E0, 0x1E7FE), (0x2A6DE, 0x2A6DF), (0x2B735, 0x2B738),
+)
+
+
+def _kept_in_slug(ch: str) -> bool:
+    if ch in " -":
+        return True
+    code = ord(ch)
+    if any(low <= code <= high for low, high in SLUG_EXTRA_KEPT):
+        return True
+    category = unicodedata.category(ch)
+    kept = category[0] in "LM" or category in ("Nd", "Nl", "Pc")
+    return kept and (code < 0x0870 or not any(low <= code <= high for low, high in SLUG_UNICODE_14))
 
 
 class Slugger:
-    """github-slugger, as Docusaurus uses it: lower-case, drop punctuation, spaces to '-', dedupe."""
+    """github-slugger, as Docusaurus uses it: lower-case, drop punctuation and symbols, spaces to '-', dedupe.
+
+    `slug` takes the heading's plain text (`heading_text`); `unique` remembers every slug of a page, the
+    way Docusaurus's one slugger per document does (level-1 headings included, explicit ids not).
+    """
 
     def __init__(self) -> None:
         self._seen: dict[str, int] = {}
 
     @staticmethod
     def slug(text: str) -> str:
-        text = strip_inline_markdown(text).lower()
-        kept = [
-            ch for ch in text
-            if ch in " -" or unicodedata.category(ch)[0] in "LMN" or unicodedata.category(ch) == "Pc"
-        ]
-        return "".join(kept).replace(" ", "-")
+        return "".join(ch for ch in text.lower() if _kept_in_slug(ch)).replace(" ", "-")
 
     def unique(self, text: str) -> str:
         base = self.slug(text)
@@ -115,23 +178,42 @@ class Slugger:
         while result in self._seen:
             self._seen[base] += 1
             result = f"{base}-{self._seen[base]}"
-        self._seen.setdefault(result, 0)
+        self._seen[result] = 0
         return result
 
 
-def page_url_for(relative_path: str, *, locale: str, default_locale: str = "en", front_matter_slug: str | None = None) -> str:
-    """The URL Docusaurus serves for a doc: number prefixes and extensions dropped, index -> folder."""
+def heading_text(raw: str) -> tuple[str, str | None]:
+    """A heading's plain text, as Docusaurus slugs it (untrimmed), and its explicit `{#id}`, if any."""
+    text = inline_text(raw)
+    custom = CUSTOM_ID_RE.search(text)
+    if custom is None:
+        return text, None
+    return text[: custom.start()], custom.group(1).strip()
+
+
+def page_url_for(relative_path: str, *, locale: str, default_locale: str = "en", front_matter_slug: str | None = None,
+                 front_matter_id: str | None = None) -> str:
+    """The URL Docusaurus serves for a doc (its getSlug): number prefixes and extensions dropped, a category
+    index (index, README, or the folder's own name) is the folder, front matter `slug` and `id` win."""
     prefix = "/docs" if locale == default_locale else f"/{locale}/docs"
     path = PurePosixPath(relative_path)
     parts = [NUMBER_PREFIX_RE.sub("", part) for part in path.parent.parts]
-    stem = NUMBER_PREFIX_RE.sub("", path.stem)
+    stem = str(front_matter_id).rsplit("/", 1)[-1] if front_matter_id else NUMBER_PREFIX_RE.sub("", path.stem)
     if front_matter_slug:
         slug = str(front_matter_slug)
         joined = slug.strip("/") if slug.startswith("/") else "/".join([*parts, slug.strip("/")])
         return f"{prefix}/{joined}".rstrip("/") or prefix
-    if stem.lower() in {"index", "readme"} or (parts and stem == parts[-1]):
+    raw_folder = path.parent.name.lower()
+    if path.stem.lower() in {"index", "readme"} or (raw_folder and path.stem.lower() == raw_folder):
         return "/".join([prefix, *parts]).rstrip("/") or prefix
     return "/".join([prefix, *parts, stem])
+
+
+def doc_page_url(relative_path: str, *, locale: str, front_matter: dict) -> str:
+    """`page_url_for` with what a chapter's front matter says."""
+    slug, doc_id = front_matter.get("slug"), front_matter.get("id")
+    return page_url_for(relative_path, locale=locale, front_matter_slug=str(slug) if slug else None,
+                        front_matter_id=str(doc_id) if doc_id else None)
 
 
 def _blocks(lines: list[str]) -> list[str]:
@@ -259,13 +341,15 @@ def chunk_document(
             continue
         close_section()
         lines = []
-        level, raw_text = len(heading.group(1)), heading.group(2)
-        custom = CUSTOM_ID_RE.search(raw_text)
-        text = strip_inline_markdown(CUSTOM_ID_RE.sub("", raw_text))
+        level = len(heading.group(1))
+        plain, custom_id = heading_text(heading.group(2))
+        text = plain.strip()
+        # Docusaurus gives every heading an id (the page's h1 too): the slugger must count them all.
+        heading_id = custom_id or slugger.unique(plain)
         if level == 1:
-            stack, anchor = [(1, text)], ""
+            stack, anchor = [(1, text)], ""  # the page's own title: cite the page, not its h1
             continue
-        anchor = custom.group(1) if custom else slugger.unique(CUSTOM_ID_RE.sub("", raw_text))
+        anchor = heading_id
         while stack and stack[-1][0] >= level:
             stack.pop()
         stack.append((level, text))
