@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import sys
 
 from app.settings import SettingsError, get_settings
@@ -27,9 +28,14 @@ def serve(args: argparse.Namespace) -> int:
         # METRICS_MULTIPROC_DIR tells each worker's settings to aggregate at scrape time.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
         os.environ["METRICS_MULTIPROC_DIR"] = str(folder)
+    # SIGTERM: uvicorn stops accepting, lets in-flight requests finish (up to the request timeout), then re-raises
+    # the signal; this handler takes that re-raise, so a graceful stop exits 0 instead of dying by the signal.
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
     uvicorn.run(
         "app.main:create_app", factory=True, host=args.host or settings.api_host, port=args.port or settings.api_port,
-        workers=workers, log_level=settings.log_level.lower(), proxy_headers=True, timeout_graceful_shutdown=20,
+        workers=workers, log_level=settings.log_level.lower(),
+        proxy_headers=False,  # X-Forwarded-* are read by app.http_hygiene, from TRUSTED_PROXIES only
+        timeout_graceful_shutdown=int(settings.request_timeout_s) + 2,
     )
     return 0
 

@@ -28,6 +28,8 @@ for _name in list(os.environ):  # a developer's configuration must not leak into
         del os.environ[_name]
 os.environ["ENVIRONMENT"] = "test"
 os.environ["DATA_DIR"] = str(_TEST_ROOT / "data")
+# Every TestClient is one client address: the suite must not trip the per-address limit (tests/security sets its own).
+os.environ["RATE_LIMIT_ANONYMOUS"] = os.environ["RATE_LIMIT_PER_KEY"] = "1000000"
 
 import pytest  # noqa: E402
 

@@ -25,17 +25,43 @@ def get_request_id(request: Request) -> uuid.UUID:
     return uuid.UUID(request.state.request_id)
 
 
+def _rate_limit(request: Request, bucket: str, limit: int, who: str) -> None:
+    """Count the request against `bucket` (app/rate_limit.py); 429 over the limit. The headers go on any answer."""
+    from app.rate_limit import RateLimitExceeded, limiter_for
+
+    limiter = limiter_for(request.app, request.app.state.settings)
+    state = limiter.hit(bucket, limit) if limiter else None
+    if state is None:
+        return
+    request.state.rate_limit = state
+    if not state.allowed:
+        raise RateLimitExceeded(state, who)
+
+
 def require_scope(scope: str):
-    """X-API-Key with `scope`; without a key, allowed only when ANONYMOUS_ACCESS is on (and not for admin)."""
+    """X-API-Key with `scope`; without a key, allowed only when ANONYMOUS_ACCESS is on (and not for admin).
+
+    Rate limits: a valid key has its own budget (RATE_LIMIT_PER_KEY); anonymous requests and invalid keys share
+    their client address's stricter one (RATE_LIMIT_ANONYMOUS), so guessing keys is limited too.
+    """
 
     def check(request: Request, x_api_key: Annotated[str | None, Header()] = None) -> None:
         from app.api_keys import InvalidApiKey, MissingScope, authenticate
+        from app.rate_limit import client_bucket
 
+        settings = request.app.state.settings
+        address = client_bucket(request.client.host if request.client else "unknown")
         if x_api_key is None:
-            if scope != "admin" and request.app.state.settings.anonymous_access:
+            if scope != "admin" and settings.anonymous_access:
+                _rate_limit(request, address, settings.rate_limit_anonymous, "client address")
                 return
             raise InvalidApiKey
-        key = authenticate(engine=request.app.state.engine, key=x_api_key)
+        try:
+            key = authenticate(engine=request.app.state.engine, key=x_api_key)
+        except InvalidApiKey:
+            _rate_limit(request, address, settings.rate_limit_anonymous, "client address")
+            raise
+        _rate_limit(request, f"key:{key.id}", settings.rate_limit_per_key, "API key")
         if scope not in key.scopes:
             raise MissingScope(scope)
 

@@ -1,0 +1,275 @@
+"""HTTP hygiene: trusted proxies, security headers (and the rate-limit headers), a request timeout, 429 answers.
+
+`install_hygiene(app, settings)` adds them all; middleware order, outermost first: proxies (the real client
+address and scheme), headers, load shedding, timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import ipaddress
+import json
+import logging
+import re
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.datastructures import MutableHeaders
+
+from app.errors import error_body
+from app.metrics import QUERY_ERRORS
+from app.rate_limit import RateLimitExceeded
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+API_CSP = "default-src 'none'; frame-ancestors 'none'"
+# The OpenAPI pages (/docs, /redoc) load Swagger UI / ReDoc from jsDelivr; their inline scripts are allowed by hash.
+HTML_CSP = ("default-src 'none'; script-src 'self' https://cdn.jsdelivr.net {hashes}; "
+            "style-src 'self' https://cdn.jsdelivr.net https://fonts.googleapis.com 'unsafe-inline'; "
+            "font-src https://fonts.gstatic.com; img-src 'self' data: https://fastapi.tiangolo.com https://cdn.redoc.ly; "
+            "connect-src 'self'; worker-src blob:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+INLINE_SCRIPT = re.compile(rb"<script(?![^>]*\bsrc=)[^>]*>(.*?)</script>", re.S | re.I)
+COMMON_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"),
+                  (b"x-frame-options", b"DENY")]
+
+
+def _parse_ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    value = value.strip().strip('"')
+    if value.startswith("["):  # [v6]:port
+        value = value[1:].split("]", 1)[0]
+    elif value.count(":") == 1:  # v4:port
+        value = value.split(":", 1)[0]
+    try:
+        return ipaddress.ip_address(value)
+    except ValueError:
+        return None
+
+
+class TrustedProxyMiddleware:
+    """The client address and scheme from X-Forwarded-For / X-Forwarded-Proto, only when a trusted proxy sent them.
+
+    X-Forwarded-For is read right to left: the first address that is not a trusted proxy is the client (anything
+    left of it may be forged by the client itself).
+    """
+
+    def __init__(self, app: Any, networks: tuple[Network, ...]) -> None:
+        self.app = app
+        self.networks = networks
+
+    def _trusted(self, address: Any) -> bool:
+        ip = _parse_ip(address) if isinstance(address, str) else address
+        return ip is not None and any(ip in network for network in self.networks)
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        client = scope.get("client")
+        if scope["type"] in ("http", "websocket") and client and self._trusted(client[0]):
+            headers = scope.get("headers") or []
+            forwarded = b",".join(v for k, v in headers if k == b"x-forwarded-for").decode("latin-1")
+            hops = [_parse_ip(h) for h in forwarded.split(",") if h.strip()]
+            for hop in reversed(hops):
+                if hop is None:
+                    break  # garbage from the proxy's side: keep the proxy's own address
+                if not self._trusted(hop):
+                    scope["client"] = (str(hop), 0)
+                    break
+            protos = b",".join(v for k, v in headers if k == b"x-forwarded-proto").decode("latin-1").split(",")
+            if protos[-1].strip().lower() in ("http", "https"):
+                scope["scheme"] = protos[-1].strip().lower()
+        await self.app(scope, receive, send)
+
+
+def html_csp(body: bytes) -> str:
+    hashes = " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(m.group(1)).digest()).decode()}'"
+                      for m in INLINE_SCRIPT.finditer(body))
+    return HTML_CSP.format(hashes=hashes).replace("  ", " ")
+
+
+class SecurityHeadersMiddleware:
+    """nosniff, Referrer-Policy, frame denial and a CSP on every answer; HSTS over HTTPS; X-RateLimit-* when counted.
+
+    HTML answers (only the OpenAPI pages) are held until complete so their CSP can allow their inline scripts by
+    hash instead of 'unsafe-inline'.
+    """
+
+    def __init__(self, app: Any, hsts_max_age_s: int) -> None:
+        self.app = app
+        self.hsts = f"max-age={hsts_max_age_s}; includeSubDomains".encode() if hsts_max_age_s else None
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        held: dict | None = None
+        parts: list[bytes] = []
+
+        async def send_with_headers(message: dict) -> None:
+            nonlocal held
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                extra = list(COMMON_HEADERS)
+                if self.hsts and scope.get("scheme") == "https":
+                    extra.append((b"strict-transport-security", self.hsts))
+                state = (scope.get("state") or {}).get("rate_limit")
+                if state is not None:
+                    extra += state.headers()
+                for name, value in extra:
+                    if name.decode() not in headers:
+                        headers.append(name.decode(), value.decode())
+                if headers.get("content-type", "").startswith("text/html"):
+                    held = message
+                    return
+                if "content-security-policy" not in headers:
+                    headers.append("content-security-policy", API_CSP)
+            elif held is not None and message["type"] == "http.response.body":
+                parts.append(message.get("body", b""))
+                if message.get("more_body"):
+                    return
+                body = b"".join(parts)
+                MutableHeaders(scope=held).append("content-security-policy", html_csp(body))
+                await send(held)
+                message = {"type": "http.response.body", "body": body}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class RequestTimeoutMiddleware:
+    """504 with a JSON message when the app has not started its answer within `timeout_s`.
+
+    Once an answer has started (a stream), it is not cut. A synchronous endpoint's thread cannot be stopped: it
+    finishes in the background and its late answer is dropped.
+    """
+
+    def __init__(self, app: Any, timeout_s: float) -> None:
+        self.app = app
+        self.timeout_s = timeout_s
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = asyncio.Event()
+        abandoned = False
+
+        async def guarded_send(message: dict) -> None:
+            if abandoned:
+                return
+            if message["type"] == "http.response.start":
+                started.set()
+            await send(message)
+
+        task = asyncio.ensure_future(self.app(scope, receive, guarded_send))
+        waiter = asyncio.ensure_future(started.wait())
+        done, _ = await asyncio.wait({task, waiter}, timeout=self.timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        if done:
+            waiter.cancel()
+            await task
+            return
+        abandoned = True
+        waiter.cancel()
+        task.cancel()
+        task.add_done_callback(_forget)
+        log.warning("request %s %s timed out after %.1f s", scope.get("method"), scope.get("path"), self.timeout_s)
+        await send_error(scope, send, 504, f"the request took longer than {self.timeout_s:g} s; retry shortly",
+                         "request_timeout", retry_after_s=5)
+
+
+async def send_error(scope: dict, send: Any, status: int, detail: str, error_code: str, retry_after_s: int) -> None:
+    """A JSON error answer from middleware (outside FastAPI's handlers), counted like theirs."""
+    QUERY_ERRORS.labels(error_code=error_code).inc()
+    request_id = (scope.get("state") or {}).get("request_id")
+    body = json.dumps({"detail": detail, "error_code": error_code, "request_id": request_id}).encode()
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+        (b"retry-after", str(retry_after_s).encode()), (b"x-request-id", (request_id or "").encode()),
+    ]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class InFlightLimitMiddleware:
+    """Shed load: past `limit` requests in progress, answer 503 with Retry-After at once instead of queueing.
+
+    An overloaded worker then fails fast and visibly (and recovers as soon as the queue is short) rather than
+    letting every request wait into client timeouts. /health and /metrics are never shed.
+    """
+
+    EXEMPT = ("/health", "/metrics")
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+        self.in_flight = 0
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope.get("path") in self.EXEMPT:
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.limit:
+            await send_error(scope, send, 503, f"the service is busy ({self.limit} requests in progress); retry shortly",
+                             "overloaded", retry_after_s=1)
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+
+def _forget(task: asyncio.Future) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("a timed-out request failed later: %s", task.exception().__class__.__name__)
+
+
+OPENAPI_ERRORS = {
+    "401": "no valid X-API-Key (when anonymous access is off, or the key is revoked or expired)",
+    "403": "the API key lacks the scope",
+    "413": "request body too large",
+    "422": "invalid request",
+    "429": "rate limit exceeded (Retry-After, X-RateLimit-Limit/Remaining/Reset)",
+    "503": "Postgres, the vector index or the embedding backend unavailable, or the service busy (Retry-After)",
+    "504": "no answer within REQUEST_TIMEOUT_S",
+}
+
+
+def _documented_errors(app: FastAPI, original: Callable[[], dict]) -> Callable[[], dict]:
+    """Every /v1 operation documents the refusals that any of them can answer with."""
+
+    def openapi() -> dict:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = original()
+        error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+        for path, operations in schema.get("paths", {}).items():
+            if not path.startswith("/v1/"):
+                continue
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                for code, description in OPENAPI_ERRORS.items():
+                    responses.setdefault(code, {"description": description, "content": error})
+        app.openapi_schema = schema
+        return schema
+
+    return openapi
+
+
+def install_hygiene(app: FastAPI, settings: Settings) -> None:
+    @app.exception_handler(RateLimitExceeded)
+    async def rate_limited(request: Request, exc: RateLimitExceeded) -> JSONResponse:
+        QUERY_ERRORS.labels(error_code="rate_limited").inc()
+        state = exc.state
+        detail = (f"rate limit exceeded: {state.limit} requests per {settings.rate_limit_window_s} s for this "
+                  f"{exc.who}; retry in {state.retry_after_s} s")
+        return JSONResponse(status_code=429, content=error_body(request, detail, "rate_limited"),
+                            headers={"Retry-After": str(state.retry_after_s)})
+
+    app.openapi = _documented_errors(app, app.openapi)  # type: ignore[method-assign]
+    app.add_middleware(RequestTimeoutMiddleware, timeout_s=settings.request_timeout_s)
+    app.add_middleware(InFlightLimitMiddleware, limit=settings.max_in_flight_requests)
+    app.add_middleware(SecurityHeadersMiddleware, hsts_max_age_s=settings.hsts_max_age_s)
+    app.add_middleware(TrustedProxyMiddleware, networks=settings.trusted_proxy_networks)

@@ -1,0 +1,140 @@
+"""Rate limits per API key and per client address, counted in Postgres and shared by every worker."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+
+from app.api_keys import issue_key
+from app.db import create_db_engine
+from app.main import create_app
+from app.rate_limit import RateLimiter, client_bucket, evaluate
+from app.settings import load_settings
+from tests.conftest import free_port
+
+_addresses = (f"198.51.100.{i}" for i in itertools.count(1))  # a fresh client address per client: fresh budget
+
+
+def limited_settings(settings, **overrides):
+    values = {"database_url": settings.database_url, "rate_limit_anonymous": 3, "rate_limit_per_key": 2,
+              "trusted_proxies": "10.0.0.0/8", **overrides}
+    return load_settings(_env_file=None, **values)
+
+
+@pytest.fixture(scope="module")
+def app_settings(settings, ingested_textbook):
+    return limited_settings(settings)
+
+
+def client_for(app_settings, address: str | None = None) -> TestClient:
+    return TestClient(create_app(app_settings), raise_server_exceptions=False, client=(address or next(_addresses), 40000))
+
+
+def search(client: TestClient, **headers: str):
+    return client.post("/v1/search", json={"query": "ROS 2 topic", "k": 1}, headers=headers)
+
+
+def test_anonymous_requests_get_the_stricter_limit_then_429_with_retry_after(app_settings):
+    with client_for(app_settings) as client:
+        answers = [search(client) for _ in range(4)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    assert [a.headers["x-ratelimit-remaining"] for a in answers[:3]] == ["2", "1", "0"]
+    assert all(a.headers["x-ratelimit-limit"] == "3" and 1 <= int(a.headers["x-ratelimit-reset"]) <= 60 for a in answers)
+    refused = answers[3]
+    body = refused.json()
+    assert body["error_code"] == "rate_limited" and body["request_id"] == refused.headers["x-request-id"]
+    assert "3 requests per 60 s for this client address" in body["detail"]
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+
+
+def test_each_key_has_its_own_budget_and_invalid_keys_count_against_the_address(app_settings):
+    with client_for(app_settings) as client:
+        engine = client.app.state.engine
+        first, second = (issue_key(engine=engine, name=f"limits-{n}", scopes=["chat"]).key for n in (1, 2))
+        assert [search(client, **{"X-API-Key": first}).status_code for _ in range(3)] == [200, 200, 429]
+        refused = search(client, **{"X-API-Key": first})
+        assert "for this API key" in refused.json()["detail"] and refused.headers["x-ratelimit-limit"] == "2"
+        assert search(client, **{"X-API-Key": second}).status_code == 200
+        guesses = [search(client, **{"X-API-Key": f"tbo_guess{i}"}) for i in range(4)]
+    assert [g.status_code for g in guesses] == [401, 401, 401, 429]
+    assert guesses[0].headers["x-ratelimit-remaining"] == "2"
+
+
+def test_the_count_is_shared_by_every_worker(app_settings):
+    address = next(_addresses)
+    with client_for(app_settings, address) as one, client_for(app_settings, address) as two:
+        statuses = [search(client).status_code for client in (one, two, one, two)]
+    assert statuses == [200, 200, 200, 429]
+
+
+def test_forwarded_for_is_believed_only_from_a_trusted_proxy(app_settings):
+    with client_for(app_settings, "10.1.2.3") as proxy:  # 10.0.0.0/8 is trusted
+        statuses = [search(proxy, **{"X-Forwarded-For": f"203.0.113.{i}, 10.9.9.9"}).status_code for i in range(5)]
+        assert statuses == [200] * 5  # five clients behind the proxy, one request each
+        assert [search(proxy, **{"X-Forwarded-For": "203.0.113.77"}).status_code for _ in range(4)][-1] == 429
+    with client_for(app_settings) as direct:  # untrusted peer: its X-Forwarded-For is ignored
+        statuses = [search(direct, **{"X-Forwarded-For": f"192.0.2.{i}"}).status_code for i in range(4)]
+    assert statuses == [200, 200, 200, 429]
+
+
+def test_one_statement_counts_atomically_under_concurrency(settings):
+    engine = create_db_engine(settings)
+    limiter = RateLimiter(engine, window_s=60)
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            states = list(pool.map(lambda _: limiter.hit("test:concurrent", 1000), range(40)))
+        assert sorted(1000 - s.remaining for s in states) == list(range(1, 41))  # every hit counted exactly once
+    finally:
+        engine.dispose()
+
+
+def test_windows_older_than_the_previous_one_are_pruned(settings):
+    engine = create_db_engine(settings)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO rate_limit_counter (bucket, window_start, hits) "
+                              "VALUES ('test:old', now() - interval '1 hour', 5)"))
+        RateLimiter(engine, window_s=60).hit("test:prune", 10)  # a new limiter prunes on its first hit
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM rate_limit_counter WHERE bucket = 'test:old'")).scalar() == 0
+    finally:
+        engine.dispose()
+
+
+def test_the_limiter_fails_open_with_one_log_line_when_postgres_is_down(settings, caplog):
+    dead = load_settings(_env_file=None, database_url=settings.database_url.replace(
+        f":{settings.database_url.rsplit(':', 1)[1].split('/')[0]}/", f":{free_port()}/"), db_connect_timeout_s=1)
+    engine = create_db_engine(dead)
+    limiter = RateLimiter(engine, window_s=60)
+    try:
+        with caplog.at_level(logging.WARNING, logger="app.rate_limit"):
+            assert limiter.hit("test:down", 1) is None
+            started = time.perf_counter()
+            assert all(limiter.hit("test:down", 1) is None for _ in range(100))  # paused: no connection attempts
+            assert time.perf_counter() - started < 0.1
+        assert len([r for r in caplog.records if "rate limiter unavailable" in r.message]) == 1
+    finally:
+        engine.dispose()
+
+
+def test_sliding_window_estimate():
+    fresh = evaluate(hits=1, previous=0, elapsed=10, window=60, limit=10)
+    assert fresh.allowed and fresh.remaining == 9 and fresh.reset_s == 50
+    # half-way through the window, half of the previous window's 10 requests still count
+    assert evaluate(hits=5, previous=10, elapsed=30, window=60, limit=10).allowed
+    refused = evaluate(hits=6, previous=10, elapsed=30, window=60, limit=10)
+    assert not refused.allowed and refused.retry_after_s == 6  # (1 - 4/10) * 60 - 30
+    over = evaluate(hits=11, previous=0, elapsed=59.2, window=60, limit=10)
+    assert over.retry_after_s == 1 and over.remaining == 0
+
+
+def test_client_buckets():
+    assert client_bucket("203.0.113.9") == "addr:203.0.113.9"
+    assert client_bucket("2001:db8::1") == client_bucket("2001:db8::ffff") == "addr:2001:db8::/64"
+    assert client_bucket("::ffff:203.0.113.9") == "addr:203.0.113.9"
