@@ -100,8 +100,9 @@ class RenderClient:
     def get_deploy(self, service_id: str, deploy_id: str) -> RenderDeploy:
         return RenderDeploy.from_api(self._request("GET", f"/services/{service_id}/deploys/{deploy_id}"))
 
-    def list_deploys(self, service_id: str, limit: int = 20) -> list[RenderDeploy]:
-        items = self._request("GET", f"/services/{service_id}/deploys", params={"limit": limit})
+    def list_deploys(self, service_id: str, limit: int = 20, status: str | None = None) -> list[RenderDeploy]:
+        params: dict[str, str | int] = {"limit": limit} | ({"status": status} if status else {})
+        items = self._request("GET", f"/services/{service_id}/deploys", params=params)
         return [RenderDeploy.from_api(item["deploy"]) for item in items or []]
 
     def cancel_deploy(self, service_id: str, deploy_id: str) -> RenderDeploy:
@@ -131,8 +132,8 @@ def _retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
 @task(name="render-live-deploy", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[2, 10, 30],
       retry_condition_fn=_retry_if_transient)
 def find_live_deploy(client: RenderClient, service_id: str) -> RenderDeploy | None:
-    """The deploy serving now: the newest one with status `live` among the last 20."""
-    return next((d for d in client.list_deploys(service_id, limit=20) if d.status == LIVE), None)
+    """The deploy serving now (Render keeps one `live` deploy per service; the rest are `deactivated`)."""
+    return next((d for d in client.list_deploys(service_id, limit=1, status=LIVE) if d.status == LIVE), None)
 
 
 @task(name="render-trigger-deploy", cache_policy=NO_CACHE)

@@ -270,3 +270,34 @@ class WebhookRecorder(LocalServer):
     @property
     def url(self) -> str:
         return f"{self.root_url}/hook"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """A Render emulator for trying deploy-backend from the Prefect UI against the `make up` service: deploys go
+    live without switching anything (the gates check the running service); `--build-fails SHA` makes one fail."""
+    import argparse
+    import subprocess
+
+    parser = argparse.ArgumentParser(prog="python -m tests.support.render_server", description=main.__doc__)
+    parser.add_argument("--target", default="http://127.0.0.1:8000", help="the service the gates check")
+    parser.add_argument("--build-fails", action="append", default=[], metavar="SHA")
+    args = parser.parse_args(argv)
+    fake = FakeRender(step_s=2.0).start()
+    fake.build_failures.update(args.build_fails)
+    live = subprocess.run(["git", "rev-parse", "HEAD~1"], capture_output=True, text=True, check=True).stdout.strip()
+    fake.seed_live(live)
+    env = {"RENDER_API_URL": fake.base_url, "RENDER_API_KEY": fake.api_key, "RENDER_SERVICE_ID": fake.service_id,
+           "SERVICE_BASE_URL": args.target}
+    print(f"Render emulator at {fake.base_url}; live deploy {fake.deploys[0]['id']} = {live}")
+    print("Prefect UI -> deploy-backend -> Run -> Custom run; parameters: commit_id = a SHA; job variables:")
+    print(json.dumps({"env": env}, indent=2))
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        fake.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
