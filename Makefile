@@ -4,6 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock 2>/dev/null | sha256sum | cut -c1-16)
+SITE_STAMP := website/node_modules/.installed-$(shell sha256sum website/package-lock.json 2>/dev/null | cut -c1-16)
 export PREFECT_HOME ?= $(CURDIR)/.data/prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_LOGGING_LEVEL ?= WARNING
@@ -15,7 +16,7 @@ export TOKENIZERS_PARALLELISM := false
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
 
-up: install ## install, start Postgres, migrate, start Prefect (server, worker, deployments), ingest, start the API
+up: install ## install, start Postgres, migrate, start Prefect (server, worker, deployments), ingest, start the API, build and serve the site
 	@$(PY) -m devenv up
 
 down: ## stop what `make up` started (data stays in .data/)
@@ -42,7 +43,7 @@ bench: install ## run the benchmarks (prints tables, writes bench/RESULTS.md)
 lint: install ## ruff
 	@$(VENV)/bin/ruff check app flows tasks devenv bench tests
 
-install: system-packages $(STAMP) ## Python packages into .venv (only when pyproject/lock changed)
+install: system-packages $(STAMP) $(SITE_STAMP) ## Python packages into .venv, the site's npm packages (only when their locks changed)
 
 system-packages:
 	@bash devenv/install-system-packages.sh
@@ -55,6 +56,13 @@ $(STAMP): pyproject.toml requirements.lock
 	@$(PY) -m pip install -q -c requirements.lock -e '.[dev]'
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
+
+$(SITE_STAMP): website/package-lock.json
+	@command -v npm >/dev/null || { echo "error: npm not found (Node.js 20 builds the docs site)"; exit 2; }
+	@echo "==> installing the docs site's npm packages (npm ci in website/)"
+	@cd website && npm ci --no-audit --no-fund --loglevel=error
+	@rm -f website/node_modules/.installed-*
+	@touch $(SITE_STAMP)
 
 clean: down ## stop everything and delete .data/ (the database and the index)
 	rm -rf .data

@@ -6,15 +6,13 @@ import argparse
 import json
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from app.settings import PROJECT_ROOT, Settings, SettingsError, get_settings
 from devenv.postgres import PostgresCluster, PostgresSetupError
 from devenv.prefect_stack import PrefectStack, PrefectStackError
-from devenv.processes import running, stop_process
+from devenv.processes import running, start_background, stop_process, wait_for_http
+from devenv.site import WEBSITE_DIR, SiteBuildError, build_is_current, build_site
 
 
 def say(message: str) -> None:
@@ -28,6 +26,19 @@ def cluster_for(settings: Settings) -> PostgresCluster:
 
 def api_pid_file(settings: Settings) -> Path:
     return settings.data_dir / "run" / "api.pid"
+
+
+def site_pid_file(settings: Settings) -> Path:
+    return settings.data_dir / "run" / "site.pid"
+
+
+def api_base_url(settings: Settings) -> str:
+    host = "127.0.0.1" if settings.api_host in ("0.0.0.0", "::") else settings.api_host  # nosec B104: a bind-all address, call loopback
+    return f"http://{host}:{settings.api_port}"
+
+
+def site_url(settings: Settings) -> str:
+    return f"http://{settings.site_host}:{settings.site_port}"
 
 
 def start_postgres(settings: Settings) -> None:
@@ -83,29 +94,20 @@ def start_api(settings: Settings, timeout_s: float = 120) -> None:
         say(f"the API is already running (pid {pid_file.read_text().strip()})")
     else:
         log_file = settings.data_dir / "logs" / "api.log"
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        pid_file.parent.mkdir(parents=True, exist_ok=True)
         shown = log_file.relative_to(PROJECT_ROOT) if log_file.is_relative_to(PROJECT_ROOT) else log_file
         say(f"starting the API on {base} (log: {shown})")
-        with open(log_file, "ab") as log:
-            process = subprocess.Popen([sys.executable, "-m", "app", "serve"], cwd=PROJECT_ROOT, stdout=log,
-                                       stderr=subprocess.STDOUT, start_new_session=True)
-        pid_file.write_text(str(process.pid))
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            with urllib.request.urlopen(f"{base}/ready", timeout=2) as response:
-                if response.status == 200:
-                    break
-        except (urllib.error.URLError, OSError):
-            pass
-        if time.monotonic() > deadline:
-            raise SystemExit(f"the API did not become ready within {timeout_s:.0f} s; see .data/logs/api.log")
-        time.sleep(0.5)
+        start_background([sys.executable, "-m", "app", "serve"], pid_file=pid_file, log_file=log_file, cwd=PROJECT_ROOT)
+    if not wait_for_http(f"{base}/ready", timeout_s=timeout_s):
+        raise SystemExit(f"the API did not become ready within {timeout_s:.0f} s; see .data/logs/api.log")
+
+
+def summary(settings: Settings, *, site: bool) -> None:
+    base = api_base_url(settings)
     question = json.dumps({"question": "What is the Zero Moment Point and why does it matter for walking?"})
+    site_line = f"  Site:     {site_url(settings)}   (the textbook, English and Urdu, with the chat assistant)\n" if site else ""
     print(f"""
 textbook-ops is up.
-  API:      {base}
+{site_line}  API:      {base}
   Docs:     {base}/docs   (OpenAPI)
   Health:   {base}/health   Ready: {base}/ready   Metrics: {base}/metrics
   Prefect:  {prefect_stack(settings).ui_url}   (deployments, runs, artifacts)
@@ -113,6 +115,36 @@ Try:
   curl -s {base}/v1/chat -H 'content-type: application/json' -d '{question}'
 Stop everything with `make down` (data stays in .data/).
 """, flush=True)
+
+
+def start_site(settings: Settings, timeout_s: float = 30) -> None:
+    """Build website/ when its sources (or the API URL) changed, then serve website/build in the background."""
+    out_dir = WEBSITE_DIR / "build"
+    api_url = api_base_url(settings)
+    if build_is_current(WEBSITE_DIR, out_dir, api_url):
+        say("the docs site build is current (website/build)")
+    else:
+        say(f"building the docs site, English and Urdu, for the API at {api_url} (about a minute)")
+        build_site(api_url=api_url, out_dir=out_dir, site_url=site_url(settings))
+    pid_file = site_pid_file(settings)
+    if running(pid_file):
+        say(f"the docs site is already being served (pid {pid_file.read_text().strip()})")
+    else:
+        say(f"serving the docs site on {site_url(settings)} (log: .data/logs/site.log)")
+        start_background(
+            [sys.executable, "-m", "devenv.site", "serve", "--directory", str(out_dir), "--host", settings.site_host,
+             "--port", str(settings.site_port)],
+            pid_file=pid_file, log_file=settings.data_dir / "logs" / "site.log", cwd=PROJECT_ROOT,
+        )
+    if not wait_for_http(site_url(settings), timeout_s=timeout_s, interval_s=0.2):
+        raise SystemExit(f"the docs site did not answer within {timeout_s:.0f} s; see .data/logs/site.log")
+
+
+def stop_site(settings: Settings) -> None:
+    pid_file = site_pid_file(settings)
+    if running(pid_file):
+        say(f"stopping the docs site server (pid {pid_file.read_text().strip()})")
+    stop_process(pid_file, signals=1)
 
 
 def stop_api(settings: Settings) -> None:
@@ -132,10 +164,15 @@ def up(args: argparse.Namespace) -> None:
         ingest(settings)
     if not args.no_api:
         start_api(settings)
+    if not args.no_site:
+        start_site(settings)
+    if not args.no_api:
+        summary(settings, site=not args.no_site)
 
 
 def down(args: argparse.Namespace) -> None:
     settings = get_settings()
+    stop_site(settings)
     stop_api(settings)
     stack = prefect_stack(settings)
     say("stopping the Prefect worker and server")
@@ -154,7 +191,8 @@ def status(args: argparse.Namespace) -> None:
     api = running(pid_file)
     postgres = cluster_for(settings).is_running() if settings.uses_embedded_postgres else "external"
     stack = prefect_stack(settings)
-    print(f"postgres: {postgres}\napi: {'running' if api else 'stopped'}\n"
+    site = "running" if running(site_pid_file(settings)) else "stopped"
+    print(f"postgres: {postgres}\napi: {'running' if api else 'stopped'}\nsite: {site} ({site_url(settings)})\n"
           f"prefect server: {'running' if stack.healthy() else 'stopped'} ({stack.ui_url})")
 
 
@@ -164,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     up_parser = commands.add_parser("up", help="start Postgres, migrate, ingest, start the API")
     up_parser.add_argument("--no-ingest", action="store_true", help="skip the ingest flow")
     up_parser.add_argument("--no-api", action="store_true", help="do not start the API")
+    up_parser.add_argument("--no-site", action="store_true", help="do not build and serve the docs site")
     up_parser.add_argument("--no-prefect", action="store_true", help="do not start the Prefect server and worker")
     up_parser.set_defaults(run=up)
     commands.add_parser("down", help="stop what `up` started (data stays)").set_defaults(run=down)
@@ -171,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         args.run(args)
-    except (SettingsError, PostgresSetupError, PrefectStackError) as exc:
+    except (SettingsError, PostgresSetupError, PrefectStackError, SiteBuildError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -39,3 +43,29 @@ def stop_process(pid_file: Path, signals: int, timeout_s: float = 20) -> None:
     if running(pid_file):
         os.killpg(pid, signal.SIGKILL)
     pid_file.unlink(missing_ok=True)
+
+
+def start_background(command: Sequence[str], *, pid_file: Path, log_file: Path, cwd: Path) -> int:
+    """Start a command in its own session (stop_process signals the group), output appended to log_file."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "ab") as log:
+        process = subprocess.Popen(list(command), cwd=cwd, stdout=log, stderr=subprocess.STDOUT,  # nosec B603: our argv
+                                   start_new_session=True)
+    pid_file.write_text(str(process.pid))
+    return process.pid
+
+
+def wait_for_http(url: str, *, timeout_s: float, interval_s: float = 0.5) -> bool:
+    """Poll url until it answers 200; False when timeout_s passes first."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:  # nosec B310: http:// URLs built from settings
+                if response.status == 200:
+                    return True
+        except (urllib.error.URLError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval_s)
