@@ -11,7 +11,7 @@ export PREFECT_LOGGING_LEVEL ?= WARNING
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: help up down status test test-fast bench lint install system-packages clean monitoring-up monitoring-down
+.PHONY: help up down status test test-fast bench lint install system-packages clean monitoring-up monitoring-down deploy-docs
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -39,6 +39,9 @@ test-fast: install ## the suite without the slow end-to-end tests
 
 bench: install ## run the benchmarks (prints tables, writes bench/RESULTS.md)
 	@$(PY) -m bench.run_all
+
+deploy-docs: install ## build HEAD's site, publish it to gh-pages (DOCS_* settings), verify, re-index (runbooks/deploy-docs.md)
+	@$(PY) -m flows.deploy_docs
 
 lint: install ## ruff
 	@$(VENV)/bin/ruff check app flows tasks devenv bench tests
