@@ -143,6 +143,32 @@ def test_smoke_failure_rolls_back_to_the_previous_deploy_and_verifies_it(render,
     assert any(get_settings().deploy_canary_chapter in s["url"] for s in answer["sources"]), "users are served again"
 
 
+def test_a_rollback_that_fails_its_gates_too_is_reported_as_such(render, deploy_database, deploy_versions,
+                                                                  deploy_target, monkeypatch):
+    add_verified_backup(deploy_database, age_hours=1)
+    bad_everywhere = fake_render(deploy_versions, deploy_target, live=BAD)  # the previous version is broken too
+    monkeypatch.setenv("RENDER_API_URL", bad_everywhere.base_url)
+    get_settings.cache_clear()
+    try:
+        state = deploy_backend(commit_id=BAD, return_state=True)
+    finally:
+        bad_everywhere.stop()
+    assert state.is_failed() and "which fails too" in state.message
+    row = deployment_row(state.state_details.flow_run_id)
+    assert row.status == "rollback_failed" and not row.gates["rollback"]["passed"]
+
+
+def test_a_deploy_stuck_past_the_timeout_is_canceled(render, deploy_database, monkeypatch):
+    add_verified_backup(deploy_database, age_hours=1)
+    render.stuck.add(NEW)
+    monkeypatch.setenv("DEPLOY_TIMEOUT_S", "0.5")
+    get_settings.cache_clear()
+    state = deploy_backend(commit_id=NEW, return_state=True)
+    assert state.is_failed() and "still build_in_progress after 0.5 s" in state.message and "canceled" in state.message
+    stuck = render.deploy(deployment_row(state.state_details.flow_run_id).render_deploy_id)
+    assert stuck["status"] == "canceled" and render.live()["commit"]["id"] == OLD
+
+
 def test_destructive_migration_is_refused_before_anything_is_deployed(render, deploy_database, tmp_path, monkeypatch):
     repo = tmp_path / "repo"
     subprocess.run(["git", "clone", "--quiet", "--shared", str(PROJECT_ROOT), str(repo)], check=True)

@@ -48,15 +48,15 @@ def deploy_target():
     service.stop()
 
 
-def fake_render(versions: dict, target: ServiceThread, step_s: float = 0.05) -> FakeRender:
-    """A started FakeRender whose deploys switch `target`, with OLD live and BROKEN_BUILD failing to build."""
+def fake_render(versions: dict, target: ServiceThread, step_s: float = 0.05, live: str = OLD) -> FakeRender:
+    """A started FakeRender whose deploys switch `target`, with `live` live and BROKEN_BUILD failing to build."""
 
     def activate(deploy: dict) -> None:
         target.start(versions[(deploy.get("commit") or {}).get("id")])
 
     fake = FakeRender(activate=activate, step_s=step_s).start()
     fake.build_failures.add(BROKEN_BUILD)
-    fake.seed_live(OLD)
+    fake.seed_live(live)
     return fake
 
 

@@ -10,7 +10,8 @@ authentication (401 otherwise) and Render's error shape `{"id", "message"}`:
 A deploy moves `created` -> `build_in_progress` -> `update_in_progress` -> `live` (a rollback reuses the build:
 `created` -> `update_in_progress` -> `live`), one step every `step_s`; going live calls `activate(deploy)`, which
 switches the target to that version, and the previously live deploy becomes `deactivated`. Commits in
-`build_failures` end `build_failed`; `activate` raising ends the deploy `update_failed`, with the old one live.
+`build_failures` end `build_failed`, those in `stuck` stay `build_in_progress`; `activate` raising ends the
+deploy `update_failed`, with the old one live.
 
 `ServiceThread` is the real query service (`create_app`) under uvicorn in a thread, on one fixed port, restarted
 with other settings for each version: in one process the embedding model and the index shards are shared, so a
@@ -64,6 +65,7 @@ class FakeRender(LocalServer):
         self.api_key, self.service_id, self.step_s = api_key, service_id, step_s
         self.activate = activate or (lambda deploy: None)
         self.build_failures: set[str] = set()
+        self.stuck: set[str] = set()  # commits whose build never finishes
         self.deploys: list[dict[str, Any]] = []  # newest first
         self.requests: list[tuple[str, str, Any]] = []
         self._lock = threading.Lock()
@@ -167,8 +169,9 @@ class FakeRender(LocalServer):
                         self._error(400, "commitId and imageUrl cannot be combined")
                         return
                     deploy = fake._new(commit_id=body.get("commitId"), image_url=body.get("imageUrl"), trigger="api")
-                    failing = body.get("commitId") in fake.build_failures
-                    fake._start(deploy, ["build_in_progress", "build_failed"] if failing
+                    commit = body.get("commitId")
+                    fake._start(deploy, ["build_in_progress"] if commit in fake.stuck else
+                                ["build_in_progress", "build_failed"] if commit in fake.build_failures
                                 else ["build_in_progress", "update_in_progress", "live"])
                     self._json(201, deploy)
                 elif rest == "/rollback" and method == "POST":
