@@ -174,6 +174,9 @@ class ChatService:
     def _check_chapter(self, chapter: str) -> None:
         """An empty result for a chapter is fine, an unknown chapter is a mistake the caller can fix."""
         known = self._deps.retriever.chapters()
+        if not known:
+            raise InvalidRequest("chapter: this index was built before chapters were recorded; run the "
+                                 "ingest-textbook flow once to add them")
         if chapter not in known:
             raise InvalidRequest(f"chapter: unknown chapter {chapter!r}; known chapters: {', '.join(sorted(known))}")
 

@@ -187,3 +187,11 @@ def test_edge_reader_follows_the_pointer_while_open(tmp_path):
     publish(writer, CHUNKS[1:2])  # the reader holds generation 1 open during this write
     assert reader.count() == 2
     reader.close()
+
+
+def test_an_index_written_before_chapters_lists_none(store):
+    writer, reader = store
+    old = [IndexedChunk(id=c.id, dense=c.dense, sparse=c.sparse,
+                        payload={k: v for k, v in c.payload.items() if k != "chapter"}) for c in CHUNKS]
+    publish(writer, old)
+    assert reader.chapters() == set()

@@ -37,7 +37,12 @@ def source_texts(messages: list[dict[str, Any]]) -> dict[int, str]:
 
 
 def first_sentence(text: str) -> str:
-    prose = " ".join(line for line in text.splitlines() if line.strip() and not line.lstrip().startswith(("```", "|", "#")))
+    """The first prose sentence of a source; for a source that is only a table, its first data row's cells."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    prose = " ".join(line for line in lines if not line.startswith(("```", "|", "#")))
+    if not prose:
+        rows = [line for line in lines if line.startswith("|") and not set(line) <= set("|-: ")]
+        prose = ", ".join(cell.strip() for cell in rows[1 if len(rows) > 1 else 0].strip("|").split("|")) if rows else ""
     return re.split(r"(?<=[.!?۔؟])\s+", prose.strip())[0].rstrip(".!?۔؟ ")
 
 
