@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS = BENCH_DIR / "RESULTS.md"
@@ -22,6 +23,7 @@ RESULTS = BENCH_DIR / "RESULTS.md"
 class BenchEnvironment:
     root: Path
     database_url: str
+    cluster: Any = None  # the PostgresCluster (bench/load_with_restart.py restarts it)
 
 
 def free_port() -> int:
@@ -61,9 +63,9 @@ def bench_environment(prefect: bool = True, durable: bool = True) -> Iterator[Be
             from prefect.testing.utilities import prefect_test_harness
 
             with prefect_test_harness(server_startup_timeout=120):
-                yield BenchEnvironment(root=root, database_url=url)
+                yield BenchEnvironment(root=root, database_url=url, cluster=cluster)
         else:
-            yield BenchEnvironment(root=root, database_url=url)
+            yield BenchEnvironment(root=root, database_url=url, cluster=cluster)
     finally:
         cluster.stop(mode="fast")
         shutil.rmtree(root, ignore_errors=True)

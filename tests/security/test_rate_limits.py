@@ -138,3 +138,18 @@ def test_client_buckets():
     assert client_bucket("203.0.113.9") == "addr:203.0.113.9"
     assert client_bucket("2001:db8::1") == client_bucket("2001:db8::ffff") == "addr:2001:db8::/64"
     assert client_bucket("::ffff:203.0.113.9") == "addr:203.0.113.9"
+
+
+def test_the_previous_window_counts_by_the_share_of_it_still_inside_the_sliding_window(settings):
+    engine = create_db_engine(settings)
+    try:
+        with engine.begin() as conn:
+            elapsed = conn.execute(text(
+                "INSERT INTO rate_limit_counter (bucket, window_start, hits) "
+                "VALUES ('test:sliding', to_timestamp(floor(extract(epoch FROM now()) / 3600) * 3600 - 3600), 1000) "
+                "RETURNING extract(epoch FROM now()) - floor(extract(epoch FROM now()) / 3600) * 3600")).scalar()
+        state = RateLimiter(engine, window_s=3600).hit("test:sliding", 2000)
+        expected = 2000 - (1000 * (1 - float(elapsed) / 3600) + 1)
+        assert abs(state.remaining - expected) <= 1.5 and state.remaining < 1999
+    finally:
+        engine.dispose()
