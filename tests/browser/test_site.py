@@ -238,12 +238,18 @@ def test_selected_text_can_be_asked_about(page, site):
     body = ask(page, "Explain this in simpler words.")
     answer = last_answer(page)
     assert answer.get_attribute("data-status") == "done", answer.inner_text()
-    capabilities = page.evaluate(f"fetch('{site.api_url}/openapi.json').then(r => r.json())")
-    if "selection" in capabilities["components"]["schemas"]["ChatRequest"]["properties"]:
-        assert body["selection"]["text"] == selected[:1000]
-        assert body["selection"]["page_url"] == "/docs/ros2-fundamentals"
-    else:  # an API without the field: the passage travels inside the question, never as an unknown field (422)
-        assert "selection" not in body and selected[:200] in body["question"]
+    assert body["selection"] == {"text": selected[:1000], "page_url": "/docs/ros2-fundamentals"}
+    assert body["question"] == "Explain this in simpler words."
+
+
+def test_this_chapter_only_narrows_the_sources_to_the_page_being_read(page, site):
+    goto(page, "/ur/docs/perception-and-sensor-fusion")
+    open_widget(page)
+    page.get_by_label("صرف یہ باب").check()
+    body = ask(page, "کالمن فلٹر کیا ہے؟")
+    assert body["chapter"] == "perception-and-sensor-fusion" and body["locale"] == "ur"
+    hrefs = source_hrefs(page)
+    assert hrefs and all(h.startswith("/ur/docs/perception-and-sensor-fusion") for h in hrefs), hrefs
 
 
 @pytest.mark.parametrize("locale", ["en", "ur"])

@@ -93,6 +93,11 @@ function currentChapter(pathname, baseUrl) {
   return match ? decodeURIComponent(match[1]) : null;
 }
 
+/** The page as the index names it (/docs/<id>, /ur/docs/<id>): no base path, whatever the host serves under. */
+function indexedPagePath(chapter, locale, defaultLocale) {
+  return `${locale === defaultLocale ? '' : `/${locale}`}/docs/${chapter}`;
+}
+
 function readStoredSession() {
   try {
     return window.localStorage.getItem(SESSION_KEY);
@@ -331,10 +336,10 @@ export default function ChatWidget() {
     const asked = typed || text.explainSelection();
     const body = {question: asked, locale};
     if (selection) {
-      if (capabilities.selection) {
+      if (capabilities.selection && selection.pageUrl) {
         body.selection = {text: selection.text, page_url: selection.pageUrl};
       } else {
-        // An API without the `selection` field (it forbids unknown fields): quote the passage in the question.
+        // Off the chapters, or an API without the `selection` field (it forbids unknown fields): quote the passage.
         const room = MAX_QUESTION_CHARS - asked.length - 8;
         body.question = `"${selection.text.slice(0, Math.max(0, room))}"\n\n${asked}`;
       }
@@ -383,7 +388,7 @@ export default function ChatWidget() {
   };
 
   const askAboutSelection = (selected) => {
-    setSelection({text: selected, pageUrl: window.location.pathname});
+    setSelection({text: selected, pageUrl: chapter ? indexedPagePath(chapter, locale, i18n.defaultLocale) : null});
     setOpen(true);
     setTimeout(() => inputRef.current?.focus(), 0);
   };
