@@ -12,6 +12,7 @@ Target: median FCP under 1 s for every page.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import sys
@@ -72,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     if chromium is None:
         print("error: Debian's chromium is missing (devenv/install-system-packages.sh)", file=sys.stderr)
         return 2
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="site-paint-") as scratch:
         root = Path(scratch)
         build_dir = args.build_dir or build_site(api_url="http://127.0.0.1:8000", out_dir=root / "build")
@@ -103,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     notes = (f"{args.loads} cold loads per page, each in a fresh browser profile (no cache), headless Debian Chromium "
              "1280x900, served on loopback by `devenv.site` (the server `make up` runs). FCP is "
              "`performance.getEntriesByName('first-contentful-paint')`. The baseline is a plain HTML page with no CSS "
-             "or JavaScript served by the same server and browser in the same run.")
+             "or JavaScript served by the same server and browser in the same run. Load average when it started: "
+             f"{load_before:.1f} (on a shared machine, FCP grows with it; the baseline shows the share of it).")
     write_section("Docs site: first contentful paint", f"{machine_line()}\n\n{table}\n\n{notes}")
     return 0 if all(row[-1] in ("yes", "-") for row in rows) else 1
 

@@ -121,10 +121,18 @@ class SiteRequestHandler(SimpleHTTPRequestHandler):
             super().log_message(format, *args)
 
 
+class SiteServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return  # a browser that closed the connection early (a new page, a closed tab): not a server error
+        super().handle_error(request, client_address)
+
+
 def site_server(directory: Path, host: str, port: int) -> ThreadingHTTPServer:
     """A server for `directory` bound to host:port (port 0: any free port); call serve_forever()."""
-    server = ThreadingHTTPServer((host, port), partial(SiteRequestHandler, directory=str(directory)))
-    server.daemon_threads = True
+    server = SiteServer((host, port), partial(SiteRequestHandler, directory=str(directory)))
     return server
 
 
