@@ -73,19 +73,38 @@ DB_POOL_CAPACITY = Gauge("service_db_pool_connections_max", "Connections the poo
                          multiprocess_mode="livesum")
 
 
+_instrumented_engines: list[Any] = []  # usually one per worker; tests build several apps in one process
+
+
+def _pool_capacity(engine: Any) -> int:
+    return engine.pool.size() + max(getattr(engine.pool, "_max_overflow", 0), 0)
+
+
+def _update_pool_gauges(*_: Any, returning: int = 0) -> None:
+    # Read from the pools themselves (not +1/-1 per event): invalidations, disposals and reconnects can't skew it.
+    in_use = sum(max(engine.pool.checkedout(), 0) for engine in _instrumented_engines) - returning
+    DB_POOL_IN_USE.set(max(in_use, 0))
+    DB_POOL_CAPACITY.set(sum(_pool_capacity(engine) for engine in _instrumented_engines))
+
+
+def _connection_returning(*_: Any) -> None:
+    _update_pool_gauges(returning=1)  # "checkin" fires before the pool counts the connection as returned
+
+
 def instrument_pool(engine: Any) -> None:
-    """Count checked-out connections of the service's engine (every worker adds its own pool)."""
+    """Export checked-out connections and capacity of the service's engine (every worker adds its own pool)."""
     from sqlalchemy import event
 
-    pool = engine.pool
-    DB_POOL_CAPACITY.inc(pool.size() + max(getattr(pool, "_max_overflow", 0), 0))
-    event.listen(pool, "checkout", lambda *_: DB_POOL_IN_USE.inc())
-    event.listen(pool, "checkin", lambda *_: DB_POOL_IN_USE.dec())
+    _instrumented_engines.append(engine)
+    event.listen(engine.pool, "checkout", _update_pool_gauges)
+    event.listen(engine.pool, "checkin", _connection_returning)
+    _update_pool_gauges()
 
 
 def release_pool(engine: Any) -> None:
-    pool = engine.pool
-    DB_POOL_CAPACITY.dec(pool.size() + max(getattr(pool, "_max_overflow", 0), 0))
+    if engine in _instrumented_engines:
+        _instrumented_engines.remove(engine)
+    _update_pool_gauges()
 
 
 class ActiveSessionsCollector:

@@ -114,6 +114,7 @@ def probe_availability(settings: Settings, as_of: datetime) -> list[WindowAvaila
     params = {f"since_{name}": as_of - span for name, span in AVAILABILITY_WINDOWS.items()}
     query = text(
         "WITH rounds AS (SELECT round_id, min(checked_at) AS at, bool_and(success) AS ok FROM probe_result "
+        # nosec B608: the only f-string parts are columns from the constant AVAILABILITY_WINDOWS; values are bound
         f"WHERE checked_at > :oldest AND checked_at <= :as_of GROUP BY round_id) SELECT {columns} FROM rounds"
     )
     with engine_for(settings).connect() as conn:

@@ -101,8 +101,10 @@ def site(live_api: tuple[str, Settings], site_build: Future[Path], site_ports: t
         server.server_close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(site: Site) -> Iterator:
+    # Module scope: Playwright's sync API runs an event loop in this thread until it stops, and later tests that
+    # call Prefect's sync API in the same thread would see that loop as "running".
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

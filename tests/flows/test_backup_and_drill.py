@@ -273,7 +273,7 @@ def test_drill_pushes_its_metrics_to_a_pushgateway(settings, backup_env, monkeyp
         def log_message(self, *args):
             pass
 
-        def do_PUT(self):  # the Pushgateway API: PUT /metrics/job/<job> with the text exposition format
+        def do_POST(self):  # the Pushgateway API: POST /metrics/job/<job> (push-add), text exposition format
             pushes.append((self.path, self.rfile.read(int(self.headers["content-length"])).decode()))
             self.send_response(200)
             self.end_headers()

@@ -119,9 +119,18 @@ def test_flow_logs_carry_the_flow_run_id_and_no_secrets(settings, prefect_harnes
         logger.warning("headers: %s", {"X-API-Key": API_KEY})
         raise RuntimeError(f"could not connect to {database_url}")
 
+    # Set up logging as a fresh flow process does (Prefect's, then ours): the console handler then writes to this
+    # test's stderr, not to whatever stderr an earlier test of the session had when logging was first set up.
+    from prefect.logging.configuration import setup_logging
+
+    from app.logging_setup import configure_flow_logging
+
+    setup_logging(incremental=False)
+    configure_flow_logging(settings)
     state = leaky_flow(f"postgresql://textbook_ops:{DB_PASSWORD}@127.0.0.1:1/postgres", return_state=True)
     assert state.is_failed()
     console = capfd.readouterr()
+    console_text = console.out + console.err
     flow_run_id = str(state.state_details.flow_run_id)
 
     async def run_logs() -> list[str]:
@@ -134,5 +143,5 @@ def test_flow_logs_carry_the_flow_run_id_and_no_secrets(settings, prefect_harnes
     assert any("restoring into postgresql://textbook_ops:***@" in message for message in stored), stored
     assert any("could not connect" in message for message in stored)
     assert_no_secret("\n".join(stored))
-    assert_no_secret(console.out + console.err)
-    assert f"flow_run={flow_run_id}" in console.out + console.err
+    assert_no_secret(console_text)
+    assert f"flow_run={flow_run_id}" in console_text
