@@ -13,12 +13,15 @@ from fastapi.middleware.cors import CORSMiddleware
 from app.api import chat, feedback, health, search, sessions
 from app.db import create_db_engine
 from app.errors import install_error_handlers
+from app.http_hygiene import install_hygiene
 from app.logging_setup import configure_logging
-from app.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
+from app.metrics import instrument_pool, release_pool
+from app.middleware import BodySizeLimitMiddleware, HttpMetricsMiddleware, RequestIdMiddleware
 from app.rag.answering import create_answerer
 from app.rag.embeddings import create_embedder
 from app.rag.retrieval import Retriever
 from app.rag.vector_store import open_vector_index
+from app.secret_source import service_database_credentials
 from app.services.chat import ChatService, QueryDeps
 from app.settings import Settings, get_settings
 
@@ -31,7 +34,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_db_engine(settings)
+        engine = create_db_engine(settings, service_database_credentials(settings))
+        instrument_pool(engine)
         embedder = create_embedder(settings)
         if hasattr(embedder, "load"):
             await run_in_threadpool(embedder.load)  # load the model before the first reader waits for it
@@ -49,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             vector_index.close()
+            release_pool(engine)
             engine.dispose()
 
     app = FastAPI(
@@ -61,6 +66,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (health.router, chat.router, search.router, sessions.router, feedback.router):
         app.include_router(router)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    install_hygiene(app, settings)  # 429s; timeout, security headers, trusted proxies (app/http_hygiene.py)
+    app.add_middleware(HttpMetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)
     # Outermost, so error responses (413, 503) carry the CORS headers the site needs to read them.
     app.add_middleware(

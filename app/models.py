@@ -176,3 +176,56 @@ class SecretRotation(SQLModel, table=True):
     error: str | None = Field(default=None, sa_type=sa.Text)
     started_at: datetime = _timestamp()
     finished_at: datetime | None = _timestamp(nullable=True)
+
+
+class RateLimitCounter(SQLModel, table=True):
+    """Requests per bucket and window, shared by every worker (app/rate_limit.py). Unlogged: a crash only resets
+    the counters. Windows older than the previous one are pruned by the limiter itself."""
+
+    __tablename__ = "rate_limit_counter"
+    __table_args__ = {"prefixes": ["UNLOGGED"]}
+
+    bucket: str = Field(primary_key=True, max_length=200, sa_column_kwargs={"comment": "key:<id> | addr:<address>"})
+    window_start: datetime = Field(primary_key=True, sa_type=sa.DateTime(timezone=True))
+    hits: int = Field(default=0, sa_type=sa.Integer)
+
+
+class Deployment(SQLModel, table=True):
+    """One row per deploy-backend run: what was deployed, the gates' results, and how it ended."""
+
+    __tablename__ = "deployment"
+
+    id: int | None = Field(default=None, primary_key=True)
+    flow_run_id: uuid.UUID | None = Field(default=None, index=True)
+    service_id: str = Field(max_length=100)
+    commit_id: str | None = Field(default=None, max_length=64)
+    image_url: str | None = Field(default=None, max_length=500)
+    render_deploy_id: str | None = Field(default=None, max_length=100)
+    previous_deploy_id: str | None = Field(default=None, max_length=100,
+                                           sa_column_kwargs={"comment": "the deploy that was live before"})
+    rollback_deploy_id: str | None = Field(default=None, max_length=100)
+    status: str = Field(max_length=16, index=True, sa_column_kwargs={
+        "comment": "started | live | failed | rolled_back | rollback_failed | refused"})
+    reason: str | None = Field(default=None, sa_type=sa.Text)
+    backup_id: str | None = Field(default=None, max_length=64)
+    gates: dict[str, Any] = Field(default_factory=dict, sa_type=JSONB)
+    release_notes: str | None = Field(default=None, sa_type=sa.Text)
+    started_at: datetime = _timestamp()
+    finished_at: datetime | None = _timestamp(nullable=True)
+
+
+class ProbeResult(SQLModel, table=True):
+    """One check of one synthetic probe round (flows/synthetic_probe.py): what the service answered, how fast."""
+
+    __tablename__ = "probe_result"
+
+    id: int | None = Field(default=None, primary_key=True)
+    round_id: uuid.UUID = Field(index=True, sa_column_kwargs={"comment": "the checks of one probe run share it"})
+    flow_run_id: uuid.UUID | None = None
+    base_url: str = Field(max_length=500)
+    check_name: str = Field(max_length=32, sa_column_kwargs={"comment": "health | ready | canary"})
+    success: bool
+    status_code: int | None = None
+    seconds: float
+    detail: str | None = Field(default=None, sa_type=sa.Text)
+    checked_at: datetime = _timestamp(index=True)

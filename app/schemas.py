@@ -10,12 +10,17 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.rag.chunking import chapter_of
+from app.text_hygiene import CleanComment, CleanText
 
 Locale = Literal["en", "ur"]
 SITE_PAGE_RE = re.compile(r"^/(?:ur/)?docs(?:/[^\s#?]*)?$")
 ABSOLUTE_URL_RE = re.compile(r"^https?://[^/\s]+")
 DOC_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]{0,199}$")
 CHAPTER_DESCRIPTION = "only this chapter: a doc id (ros2-fundamentals) or its path (/docs/ros2-fundamentals)"
+# The documented shapes of `selection.page_url` and `chapter` (the validators also accept surrounding spaces; an
+# absolute page_url must be on one of the site's origins, CORS_ALLOWED_ORIGINS).
+PAGE_URL_PATTERN = r"^(?:https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?)?/(?:ur/)?docs(?:/[A-Za-z0-9_.~%/-]*)?(?:#[A-Za-z0-9_.~%-]*)?$"
+CHAPTER_PATTERN = r"^(?:[A-Za-z0-9][A-Za-z0-9_.-]{0,199}|/(?:ur/)?docs/[A-Za-z0-9][A-Za-z0-9_.-]{0,199}/?)$"
 
 
 def normalise_chapter(value: str | None) -> str | None:
@@ -41,6 +46,7 @@ class SelectionIn(BaseModel):
     page_url: str = Field(
         min_length=1, max_length=2000,
         description="the page it was selected on: a site path (/docs/..., /ur/docs/...) or an absolute URL of the site",
+        json_schema_extra={"pattern": PAGE_URL_PATTERN},
     )
 
     @field_validator("text")
@@ -79,12 +85,13 @@ class SelectionIn(BaseModel):
 class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    question: str = Field(min_length=1, max_length=2000, description="the reader's question")
+    question: CleanText = Field(min_length=1, max_length=2000, description="the reader's question")
     session_id: uuid.UUID | None = Field(default=None, description="continue a conversation")
     locale: Locale = "en"
     k: int = Field(default=5, ge=1, le=20, description="how many sources to retrieve")
     selection: SelectionIn | None = Field(default=None, description="ask about text selected on a page")
-    chapter: str | None = Field(default=None, max_length=200, description=CHAPTER_DESCRIPTION)
+    chapter: str | None = Field(default=None, max_length=200, description=CHAPTER_DESCRIPTION,
+                                json_schema_extra={"pattern": CHAPTER_PATTERN})
 
     _chapter = field_validator("chapter")(classmethod(lambda cls, value: normalise_chapter(value)))
 
@@ -92,10 +99,11 @@ class ChatRequest(BaseModel):
 class SearchRequestBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    query: str = Field(min_length=1, max_length=2000)
+    query: CleanText = Field(min_length=1, max_length=2000)
     k: int = Field(default=5, ge=1, le=50)
     locale: Locale | None = None
-    chapter: str | None = Field(default=None, max_length=200, description=CHAPTER_DESCRIPTION)
+    chapter: str | None = Field(default=None, max_length=200, description=CHAPTER_DESCRIPTION,
+                                json_schema_extra={"pattern": CHAPTER_PATTERN})
 
     _chapter = field_validator("chapter")(classmethod(lambda cls, value: normalise_chapter(value)))
 
@@ -180,7 +188,7 @@ class FeedbackRequest(BaseModel):
 
     request_id: uuid.UUID
     rating: Literal[1, -1]
-    comment: str | None = Field(default=None, max_length=2000)
+    comment: CleanComment = Field(default=None, max_length=2000)
 
 
 class FeedbackPublic(BaseModel):

@@ -6,6 +6,7 @@ Every variable is listed with its default in `.env.example`. Names are the upper
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from functools import lru_cache
@@ -66,6 +67,9 @@ class Settings(BaseSettings):
     openai_chat_model: str = "gpt-4o-mini"
     openai_timeout_s: float = Field(default=20.0, gt=0, le=300)
     openai_max_retries: int = Field(default=1, ge=0, le=10)
+    openai_admin_key: SecretStr | None = Field(
+        default=None, description="an OpenAI admin key: cost-report then reconciles with GET /organization/costs",
+    )
 
     # Retrieval.
     retrieval_k: int = Field(default=5, ge=1, le=20)
@@ -128,6 +132,20 @@ class Settings(BaseSettings):
     # Secret rotation.
     secret_backend: Literal["prefect", "aws"] = "prefect"
     secret_name_prefix: str = Field(default="textbook-ops", pattern=r"^[a-z0-9][a-z0-9-]{0,40}$")
+    secrets_source: Literal["settings", "store"] = Field(
+        default="settings",
+        description="where the service takes the database credentials and the OpenAI key: these settings, "
+                    "or the secret store the rotation flows write (then re-read every SECRET_REFRESH_S)",
+    )
+    secret_refresh_s: float = Field(default=300.0, gt=0, le=86400, description="re-read rotated secrets this often")
+    prefect_api_url: str | None = Field(default=None, description="Prefect's API, for SECRET_BACKEND=prefect reads")
+    prefect_api_key: SecretStr | None = None
+    api_key_rotation_grace_h: float = Field(default=24.0, ge=0, le=720, description="old API key stays valid this long")
+
+    # Synthetic probe (flows/synthetic_probe.py).
+    probe_base_url: str | None = Field(default=None, description="the service the probe checks; default the local API")
+    probe_api_key: SecretStr | None = Field(default=None, description="X-API-Key for the canary when anonymous access is off")
+    probe_timeout_s: float = Field(default=30.0, gt=0, le=300, description="per probe request")
 
     # Local Prefect server (make up).
     prefect_host: str = "127.0.0.1"
@@ -143,6 +161,23 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=65536, ge=1024)
     metrics_multiproc_dir: Path | None = None
     active_session_window_s: int = Field(default=1800, ge=60)
+
+    # Abuse and hygiene (issue 9): rate limits kept in Postgres, proxies, timeouts, headers.
+    rate_limit_enabled: bool = Field(default=True, description="count /v1 requests per API key and per client address")
+    rate_limit_window_s: int = Field(default=60, ge=1, le=86400, description="the sliding window of the limits")
+    rate_limit_per_key: int = Field(default=600, ge=1, description="requests per window for one API key")
+    rate_limit_anonymous: int = Field(
+        default=60, ge=1, description="requests per window for one client address without a (valid) key",
+    )
+    trusted_proxies: str = Field(
+        default="127.0.0.1/32,::1/128",
+        description="CIDRs (comma-separated) whose X-Forwarded-For/-Proto are believed; empty: none",
+    )
+    request_timeout_s: float = Field(default=30.0, gt=0, le=600, description="504 when no response has started by then")
+    max_in_flight_requests: int = Field(
+        default=100, ge=1, description="per worker: more requests in progress get a 503 with Retry-After at once",
+    )
+    hsts_max_age_s: int = Field(default=31536000, ge=0, description="Strict-Transport-Security max-age (HTTPS only)")
     cors_allowed_origins: Annotated[list[str], NoDecode] = Field(
         default=["http://127.0.0.1:3000", "http://localhost:3000"],
         description="origins whose pages may call the API from a browser (comma-separated; never *)",
@@ -151,6 +186,65 @@ class Settings(BaseSettings):
     # The docs site (make up builds website/ and serves website/build).
     site_host: str = "127.0.0.1"
     site_port: int = Field(default=3000, ge=1, le=65535, description="where make up serves the built docs site")
+
+    # Publishing the docs site (deploy-docs).
+    docs_git_remote: str | None = Field(
+        default=None, description="git remote the built site is pushed to (URL or path), e.g. git@github.com:org/repo.git",
+    )
+    docs_branch: str = Field(default="gh-pages", pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,100}$",
+                             description="branch of DOCS_GIT_REMOTE the host serves")
+    docs_public_url: str | None = Field(
+        default=None, description="where the host serves that branch, e.g. https://org.github.io/textbook-ops/",
+    )
+    docs_api_url: str | None = Field(
+        default=None, description="the production API the published site's chat widget calls (its TEXTBOOK_API_URL)",
+    )
+    docs_verify_timeout_s: float = Field(
+        default=600.0, gt=0, le=3600, description="how long verification waits for the host to serve a new publish",
+    )
+    docs_work_dir: Path | None = Field(default=None, description="exports, builds and the publish repo; default DATA_DIR/docs")
+
+    # Backend deployment on Render (deploy-backend flow; runbooks/deploy-and-rollback.md).
+    render_api_url: str = Field(default="https://api.render.com/v1", description="Render's REST API")
+    render_api_key: SecretStr | None = Field(default=None, description="a Render API key (sent as a Bearer token)")
+    render_service_id: str | None = Field(default=None, description="the query service on Render (srv-...)")
+    service_base_url: str | None = Field(
+        default=None, description="the deployed service's public URL: the health gate and smoke test call it",
+    )
+    deploy_timeout_s: float = Field(default=1800.0, gt=0, le=7200, description="a deploy not live by then fails")
+    deploy_poll_interval_s: float = Field(default=10.0, gt=0, le=300, description="how often a deploy's status is read")
+    deploy_health_window_s: float = Field(
+        default=60.0, ge=0, le=3600, description="after live, /health and /ready must stay green this long",
+    )
+    deploy_health_interval_s: float = Field(default=5.0, gt=0, le=300, description="probe interval inside that window")
+    deploy_canary_question: str = Field(
+        default="What is a ROS 2 action?", min_length=1, description="the smoke test's question",
+    )
+    deploy_canary_chapter: str = Field(
+        default="/docs/ros2-fundamentals", min_length=1, description="a source URL of the canary's answer must contain this",
+    )
+    deploy_smoke_requests: int = Field(default=20, ge=1, le=500, description="requests in the smoke test's burst")
+    deploy_smoke_p95_ms: float = Field(default=2000.0, gt=0, description="SLO: p95 latency of the smoke burst")
+    deploy_smoke_api_key: SecretStr | None = Field(
+        default=None, description="X-API-Key for the smoke test (when ANONYMOUS_ACCESS is off)",
+    )
+    deploy_max_backup_age_hours: float = Field(
+        default=24.0, gt=0, le=720, description="newer verified backup needed before a deploy, else one is taken first",
+    )
+    deploy_notify_webhook_url: str | None = Field(default=None, description="a webhook told every deploy's outcome")
+    deploy_repo_dir: Path | None = Field(
+        default=None, description="git checkout read for release notes and the deployed commit's migrations; default: this one",
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            try:
+                ipaddress.ip_network(part, strict=False)
+            except ValueError:
+                raise ValueError(f"{part!r} is not an IP address or CIDR") from None
+        return value
 
     @field_validator("maintenance_database_url")
     @classmethod
@@ -166,7 +260,8 @@ class Settings(BaseSettings):
             raise ValueError("must look like postgresql://user:password@host:port/dbname[?sslmode=require]")
         return re.sub(r"^postgres(ql)?(\+psycopg)?://", "postgresql+psycopg://", value)
 
-    @field_validator("qdrant_url", "openai_base_url", "aws_endpoint_url", "pushgateway_url", "cost_alert_webhook_url")
+    @field_validator("qdrant_url", "openai_base_url", "aws_endpoint_url", "pushgateway_url", "cost_alert_webhook_url",
+                     "probe_base_url", "prefect_api_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value in (None, ""):
@@ -174,6 +269,23 @@ class Settings(BaseSettings):
         if not re.match(r"^https?://[^\s/]+", value):
             raise ValueError("must be an http(s):// URL")
         return value.rstrip("/")
+
+    @field_validator("docs_api_url")
+    @classmethod
+    def _docs_api_url(cls, value: str | None) -> str | None:
+        return cls._http_url(value)
+
+    @field_validator("render_api_url", "service_base_url", "deploy_notify_webhook_url")
+    @classmethod
+    def _deploy_urls(cls, value: str | None) -> str | None:
+        return cls._http_url(value)
+
+    @field_validator("docs_public_url")
+    @classmethod
+    def _site_url(cls, value: str | None) -> str | None:
+        """The public site is a folder URL (pages are resolved under it): exactly one trailing slash."""
+        value = cls._http_url(value)
+        return None if value is None else value + "/"
 
     @field_validator("cors_allowed_origins", mode="before")
     @classmethod
@@ -199,7 +311,7 @@ class Settings(BaseSettings):
         if self.vector_backend == "edge" and self.api_workers > 1:
             raise ValueError("API_WORKERS>1 needs VECTOR_BACKEND=qdrant (an embedded index opens in one process)")
         uses_openai = self.embedding_backend == "openai" or self.answer_backend == "openai"
-        if uses_openai and self.openai_api_key is None:
+        if uses_openai and self.openai_api_key is None and self.secrets_source == "settings":
             raise ValueError("EMBEDDING_BACKEND/ANSWER_BACKEND=openai needs OPENAI_API_KEY")
         if self.environment == "production":
             if self.database_url is None:
@@ -239,6 +351,14 @@ class Settings(BaseSettings):
         )
 
     @property
+    def trusted_proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(ipaddress.ip_network(p.strip(), strict=False) for p in self.trusted_proxies.split(",") if p.strip())
+
+    @property
+    def resolved_probe_base_url(self) -> str:
+        return self.probe_base_url or f"http://{self.api_host}:{self.api_port}"
+
+    @property
     def resolved_backup_dir(self) -> Path:
         return self.backup_dir or self.data_dir / "backups"
 
@@ -257,6 +377,14 @@ class Settings(BaseSettings):
     @property
     def resolved_index_dir(self) -> Path:
         return self.index_dir or self.data_dir / "index"
+
+    @property
+    def resolved_docs_work_dir(self) -> Path:
+        return self.docs_work_dir or self.data_dir / "docs"
+
+    @property
+    def resolved_deploy_repo_dir(self) -> Path:
+        return self.deploy_repo_dir or PROJECT_ROOT
 
     @property
     def resolved_embedding_model(self) -> str:

@@ -9,8 +9,11 @@ from bench import (
     cost_report,
     covered_quality,
     ingest_rust_book,
+    load_with_restart,
+    rate_limit_overhead,
     retrieval_quality,
     service_load,
+    site_paint,
 )
 
 
@@ -18,7 +21,8 @@ def main() -> int:
     failures = 0
     runs = (("ingest", ingest_rust_book, []), ("retrieval", retrieval_quality, ["--grid"]),
             ("covered", covered_quality, []), ("load", service_load, []),
-            ("backups", backup_restore, []), ("costs", cost_report, []))
+            ("rate limits", rate_limit_overhead, []), ("load with a Postgres crash", load_with_restart, []),
+            ("backups", backup_restore, []), ("costs", cost_report, []), ("site paint", site_paint, []))
     for name, bench, args in runs:
         print(f"\n=== {name} ===", flush=True)
         failures += bench.main(args) != 0

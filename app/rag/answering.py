@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from app.openai_client import create_openai_client
 from app.rag.citations import verify_citations
 from app.rag.coverage import CoveragePolicy
 from app.rag.retrieval import Retrieval, RetrievedChunk
@@ -179,15 +180,8 @@ class OpenAIAnswerer:
     """Chat completions with a grounded prompt; any failure falls back to the extractive answer."""
 
     def __init__(self, settings: Any) -> None:
-        from openai import OpenAI
-
         self.model = settings.openai_chat_model
-        self._client = OpenAI(
-            api_key=settings.openai_api_key.get_secret_value(),
-            base_url=settings.openai_base_url,
-            timeout=settings.openai_timeout_s,
-            max_retries=settings.openai_max_retries,
-        )
+        self._client = create_openai_client(settings)
         self._coverage = CoveragePolicy.from_settings(settings)
         self._extractive = ExtractiveAnswerer(coverage=self._coverage)
         self._min_support = settings.citation_min_support

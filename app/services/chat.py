@@ -21,12 +21,11 @@ from app.metrics import (
     ANSWERS,
     CITATION_FAILURES,
     DB_LATENCY,
-    EMBEDDING_LATENCY,
     GENERATION_LATENCY,
     QUERY_DURATION,
     QUERY_ERRORS,
     TOKENS_USED,
-    VECTOR_SEARCH_LATENCY,
+    observe_retrieval,
 )
 from app.models import ChatSession, Message, QueryLog, utcnow
 from app.pricing import cost_usd
@@ -190,8 +189,7 @@ class ChatService:
                                                   favour_text=selection.text if selection else None)
         if chapter is not None and not retrieval.chunks:
             self._check_chapter(chapter)
-        EMBEDDING_LATENCY.observe(retrieval.embed_ms)
-        VECTOR_SEARCH_LATENCY.observe(retrieval.search_ms)
+        observe_retrieval(retrieval)
         return retrieval
 
     def _finish(
@@ -264,8 +262,7 @@ class ChatService:
             retrieval = self._deps.retriever.retrieve(body.query, locale=body.locale, k=body.k, chapter=body.chapter)
             if body.chapter is not None and not retrieval.chunks:
                 self._check_chapter(body.chapter)
-            EMBEDDING_LATENCY.observe(retrieval.embed_ms)
-            VECTOR_SEARCH_LATENCY.observe(retrieval.search_ms)
+            observe_retrieval(retrieval)
             retrieval_ms = retrieval.embed_ms + retrieval.search_ms
             cost = cost_usd(self._deps.embedding_model, input_tokens=retrieval.embedding_tokens)
             db_started = time.perf_counter()

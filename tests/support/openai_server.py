@@ -1,7 +1,8 @@
 """A small local server that speaks the parts of OpenAI's HTTP API the project uses.
 
 Follows the documented shapes of `POST /v1/chat/completions` (JSON and `stream: true` Server-Sent
-Events with `stream_options.include_usage`), `POST /v1/embeddings` and `GET /v1/models`, with
+Events with `stream_options.include_usage`), `POST /v1/embeddings`, `GET /v1/models` and
+`GET /v1/organization/costs` (admin key; daily buckets, paginated by `next_page`), with
 Bearer-key authentication. Tests script it: `mode` = "ok" | "error" | "slow", and `reply`: the
 assistant's content, as a string or as a function of the request's messages (`source_texts` reads the
 numbered sources of the service's prompt). Without a script the reply quotes the first sentence of
@@ -17,8 +18,10 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 Reply = str | Callable[[list[dict[str, Any]]], str]
 SOURCE_HEADER_RE = re.compile(r"^\[(\d+)\] .*$", re.M)
@@ -60,6 +63,8 @@ class FakeOpenAI:
         self.slow_seconds = 5.0
         self.reply: Reply | None = None
         self.requests: list[dict[str, Any]] = []
+        self.admin_keys: set[str] = {"sk-admin-test"}
+        self.daily_costs: dict[str, float] = {}  # "YYYY-MM-DD" (UTC) -> USD, for GET /v1/organization/costs
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -100,6 +105,9 @@ class FakeOpenAI:
                 return False
 
             def do_GET(self) -> None:
+                if self.path.startswith("/v1/organization/costs"):
+                    self._organization_costs()
+                    return
                 if not self._authorized():
                     return
                 if self.path.rstrip("/") == "/v1/models":
@@ -109,6 +117,33 @@ class FakeOpenAI:
                     ]})
                 else:
                     self._json(404, {"error": {"message": "not found", "type": "invalid_request_error"}})
+
+            def _organization_costs(self) -> None:
+                """Daily buckets from start_time (inclusive) to end_time (exclusive), `limit` per page, admin key only."""
+                if self.headers.get("authorization", "").removeprefix("Bearer ") not in fake.admin_keys:
+                    self._json(401, {"error": {"message": "This endpoint requires an admin API key",
+                                               "type": "invalid_request_error", "code": "invalid_api_key"}})
+                    return
+                query = parse_qs(urlsplit(self.path).query)
+                if "start_time" not in query or query.get("bucket_width", ["1d"])[0] != "1d":
+                    self._json(400, {"error": {"message": "start_time is required; bucket_width must be 1d",
+                                               "type": "invalid_request_error"}})
+                    return
+                start = int(query["page"][0]) if "page" in query else int(query["start_time"][0])
+                end = int(query["end_time"][0]) if "end_time" in query else start + 7 * 86400
+                limit = int(query.get("limit", ["7"])[0])
+                buckets = []
+                for bucket_start in range(start, end, 86400)[:limit]:
+                    day = datetime.fromtimestamp(bucket_start, UTC).date().isoformat()
+                    results = ([{"object": "organization.costs.result", "amount": {
+                        "value": fake.daily_costs[day], "currency": "usd"}, "line_item": None, "project_id": None}]
+                        if day in fake.daily_costs else [])
+                    buckets.append({"object": "bucket", "start_time": bucket_start, "end_time": bucket_start + 86400,
+                                    "results": results})
+                next_start = start + limit * 86400
+                more = next_start < end
+                self._json(200, {"object": "page", "data": buckets, "has_more": more,
+                                 "next_page": str(next_start) if more else None})
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
