@@ -196,7 +196,11 @@ def secret_store_for(settings: Settings) -> SecretStore:
         credentials = AwsCredentials(
             aws_access_key_id=settings.aws_access_key_id.get_secret_value() if settings.aws_access_key_id else None,
             aws_secret_access_key=settings.aws_secret_access_key, region_name=settings.aws_region,
-            aws_client_parameters=AwsClientParameters(endpoint_url=settings.aws_endpoint_url),
+            # Few, quick attempts: the flow's tasks retry on their own, with delays an operator can see in the UI.
+            aws_client_parameters=AwsClientParameters(
+                endpoint_url=settings.aws_endpoint_url,
+                config={"connect_timeout": 5, "read_timeout": 20, "retries": {"max_attempts": 2, "mode": "standard"}},
+            ),
         )
         return AwsSecretsManagerStore(credentials.get_secrets_manager_client())
     return PrefectSecretStore()

@@ -192,3 +192,18 @@ def test_no_database_password_in_logs_artifacts_or_audit(prefix, caplog):
     assert name in captured, "the capture must contain the rotation's records"
     for password in passwords:
         assert password not in captured
+
+
+def test_an_unreachable_secret_store_fails_the_run_clearly_and_changes_nothing(prefix, monkeypatch, pg_cluster):
+    for name, value in (("SECRET_BACKEND", "aws"), ("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}"),
+                        ("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")):
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    with psycopg.connect(pg_cluster.superuser_dsn("textbook")) as conn:
+        before = conn.execute("SELECT count(*) FROM secret_rotation").fetchone()[0]
+    state = rotate_database_credentials(return_state=True)
+    assert state.is_failed(), "a failed run, not a crash"
+    with pytest.raises(SecretStoreError, match="AWS Secrets Manager is unreachable"):
+        state.result()
+    with psycopg.connect(pg_cluster.superuser_dsn("textbook")) as conn:
+        assert conn.execute("SELECT count(*) FROM secret_rotation").fetchone()[0] == before, "nothing half done"
