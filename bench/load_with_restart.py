@@ -112,7 +112,9 @@ async def _one(client: httpx.AsyncClient, endpoint: str, i: int, session_id: str
 
 async def paced_load(base: str, *, rate: float, duration_s: float, restart_at_s: float, down_s: float,
                      stop_postgres: Callable[[], None], start_postgres: Callable[[], None]) -> LoadReport:
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    # Idle connections expire on the client before uvicorn's 5 s keep-alive timeout closes them: otherwise a request
+    # can be written to a connection the server is closing at that moment (a ReadError no server could prevent).
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200, keepalive_expiry=2.0)
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=15) as client:
         seed = await client.post("/v1/chat", json={"question": QUESTIONS[0]})
         seed.raise_for_status()
