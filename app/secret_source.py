@@ -71,14 +71,18 @@ class PrefectBlockReader:
         return value
 
 
+def quiet_aws_loggers() -> None:
+    """botocore's DEBUG logs carry request parameters and response bodies, i.e. secret values."""
+    for noisy in ("botocore", "boto3", "urllib3"):
+        logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLogger(noisy).level))
+
+
 class AwsSecretsReader:
     """AWS Secrets Manager, always the `AWSCURRENT` stage."""
 
     def __init__(self, client: object) -> None:
         self._client = client
-        # botocore's DEBUG logs carry response bodies, i.e. secret values.
-        for noisy in ("botocore", "boto3", "urllib3"):
-            logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLogger(noisy).level))
+        quiet_aws_loggers()
 
     def read(self, name: str) -> str | None:
         from botocore.exceptions import BotoCoreError, ClientError

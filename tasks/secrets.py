@@ -7,7 +7,6 @@ previous one stays readable. Version ids identify values in logs and the audit t
 from __future__ import annotations
 
 import json
-import logging
 import uuid
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -16,6 +15,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import SecretStr
 
+from app.secret_source import quiet_aws_loggers
 from app.settings import Settings
 
 
@@ -125,9 +125,7 @@ class AwsSecretsManagerStore:
 
     def __init__(self, client: object) -> None:
         self._client = client
-        # botocore's DEBUG logs carry request parameters and response bodies, i.e. secret values.
-        for noisy in ("botocore", "boto3", "urllib3"):
-            logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLogger(noisy).level))
+        quiet_aws_loggers()
 
     def _get(self, name: str, stage: str) -> SecretVersion:
         from botocore.exceptions import ClientError, EndpointConnectionError
