@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     serve_parser.add_argument("--workers", type=int, help="default: API_WORKERS (several need a Qdrant server)")
     serve_parser.set_defaults(run=serve)
     migrate_parser = commands.add_parser("migrate", help="apply Alembic migrations")
-    migrate_parser.add_argument("--revision", default="heads")
+    migrate_parser.add_argument("--revision", default="head")
     migrate_parser.set_defaults(run=migrate)
     keys_parser = commands.add_parser("keys", help="create, list and revoke API keys (X-API-Key)")
     key_commands = keys_parser.add_subparsers(dest="keys_command", required=True)

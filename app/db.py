@@ -87,8 +87,7 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
-def migrate(database_url: str, revision: str = "heads") -> None:
-    # "heads": independent features add tables on parallel branches of the migration graph.
+def migrate(database_url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(database_url), revision)
 
 

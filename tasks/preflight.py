@@ -115,8 +115,12 @@ def inspect_pending_migrations(database_url: str, repo: Path, commit: str | None
         pending = [r for r in reversed(list(script.walk_revisions())) if r.revision not in applied]
         report: dict[str, Any] = {"pending": [], "destructive": [], "unknown_applied": unknown}
         for revision in pending:
-            down = revision.down_revision
-            start = (down[0] if isinstance(down, tuple) else down) or "base"
+            if revision.is_merge_point:
+                # A merge joins branches and carries no DDL of its own; its offline SQL from one parent
+                # would repeat the other parents' statements under the merge's name.
+                report["pending"].append(revision.revision)
+                continue
+            start = revision.down_revision or "base"
             buffer.seek(0)
             buffer.truncate()
             command.upgrade(config, f"{start}:{revision.revision}", sql=True)

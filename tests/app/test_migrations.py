@@ -37,3 +37,13 @@ def test_application_role_is_not_a_superuser(pg_cluster, settings):
     with psycopg.connect(pg_cluster.superuser_dsn()) as conn:
         superuser, = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = 'textbook_app'").fetchone()
     assert superuser is False
+
+
+def test_migration_history_has_exactly_one_head():
+    from alembic.script import ScriptDirectory
+
+    from app.db import alembic_config
+
+    script = ScriptDirectory.from_config(alembic_config("postgresql+psycopg://unused@127.0.0.1/unused"))
+    assert script.get_heads() == [script.get_current_head()], (
+        f"migrations have several heads {script.get_heads()}: new revisions revise the newest one")
