@@ -39,6 +39,7 @@ class Section:
     chapter: str
     url: str
     heading_path: tuple[str, ...]
+    text: str  # the section's chunks, joined
 
 
 def split_of(chapter: str) -> str:
@@ -61,15 +62,18 @@ def textbook_sections(site: Path | None = None) -> list[Section]:
     """Every section the index cites, in page order: the chunker's distinct URLs over both locales."""
     from prefect.logging import disable_run_logger
 
+    from app.rag.chunking import Chunk
     from app.settings import PROJECT_ROOT
     from tasks.textbook import discover_chapters, parse_and_chunk
 
     with disable_run_logger():
         chunks = parse_and_chunk.fn(discover_chapters.fn(site or PROJECT_ROOT / "website")).chunks
-    sections: dict[str, Section] = {}
+    texts: dict[str, list[str]] = {}
+    first: dict[str, Chunk] = {}
     for chunk in chunks:
-        sections.setdefault(chunk.url, Section(chunk.locale, chunk.chapter, chunk.url, chunk.heading_path))
-    return list(sections.values())
+        texts.setdefault(chunk.url, []).append(chunk.text)
+        first.setdefault(chunk.url, chunk)
+    return [Section(c.locale, c.chapter, url, c.heading_path, "\n\n".join(texts[url])) for url, c in first.items()]
 
 
 def main(argv: list[str] | None = None) -> int:
