@@ -200,6 +200,10 @@ class Deployment(SQLModel, table=True):
     service_id: str = Field(max_length=100)
     commit_id: str | None = Field(default=None, max_length=64)
     image_url: str | None = Field(default=None, max_length=500)
+    image_digest: str | None = Field(default=None, max_length=71, index=True,
+                                     sa_column_kwargs={"comment": "sha256:... of the image deployed"})
+    previous_image_digest: str | None = Field(default=None, max_length=71,
+                                              sa_column_kwargs={"comment": "the digest a rollback redeploys"})
     render_deploy_id: str | None = Field(default=None, max_length=100)
     previous_deploy_id: str | None = Field(default=None, max_length=100,
                                            sa_column_kwargs={"comment": "the deploy that was live before"})

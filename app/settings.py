@@ -208,6 +208,17 @@ class Settings(BaseSettings):
     render_api_url: str = Field(default="https://api.render.com/v1", description="Render's REST API")
     render_api_key: SecretStr | None = Field(default=None, description="a Render API key (sent as a Bearer token)")
     render_service_id: str | None = Field(default=None, description="the query service on Render (srv-...)")
+    image_repository: str = Field(
+        default="ghcr.io/textbook-ops/textbook-ops", pattern=r"^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)+$",
+        description="the image the release workflow pushes (tagged with the commit) and Render pulls by digest",
+    )
+    registry_api_url: str | None = Field(
+        default=None, description="the registry's API (OCI distribution); default https://<IMAGE_REPOSITORY's host>",
+    )
+    registry_username: str | None = Field(default=None, description="registry login for private images")
+    registry_token: SecretStr | None = Field(
+        default=None, description="registry password or token (GHCR: a token with read:packages) for private images",
+    )
     service_base_url: str | None = Field(
         default=None, description="the deployed service's public URL: the health gate and smoke test call it",
     )
@@ -275,7 +286,7 @@ class Settings(BaseSettings):
     def _docs_api_url(cls, value: str | None) -> str | None:
         return cls._http_url(value)
 
-    @field_validator("render_api_url", "service_base_url", "deploy_notify_webhook_url")
+    @field_validator("render_api_url", "service_base_url", "deploy_notify_webhook_url", "registry_api_url")
     @classmethod
     def _deploy_urls(cls, value: str | None) -> str | None:
         return cls._http_url(value)
@@ -381,6 +392,10 @@ class Settings(BaseSettings):
     @property
     def resolved_docs_work_dir(self) -> Path:
         return self.docs_work_dir or self.data_dir / "docs"
+
+    @property
+    def resolved_registry_api_url(self) -> str:
+        return (self.registry_api_url or f"https://{self.image_repository.split('/', 1)[0]}").rstrip("/")
 
     @property
     def resolved_deploy_repo_dir(self) -> Path:

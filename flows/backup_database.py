@@ -23,6 +23,7 @@ from prefect.runtime import flow_run
 
 from app.backups import BackupManifest, CatalogEntry, retention_plan
 from app.settings import get_settings
+from flows.cli import run_cli
 from tasks.catalog import catalog_begin, catalog_complete, catalog_fail, catalog_mark_pruned, read_catalog
 from tasks.concurrency import exclusive
 from tasks.notify import push_metrics
@@ -133,4 +134,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

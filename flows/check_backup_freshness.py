@@ -14,6 +14,7 @@ import sys
 from datetime import UTC, datetime
 
 from app.settings import SettingsError, get_settings
+from flows.cli import run_cli
 from tasks.catalog import newest_verified_backup
 
 DEFAULT_MAX_AGE_HOURS = 26.0  # the nightly backup and its drill, plus two hours of slack
@@ -47,4 +48,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

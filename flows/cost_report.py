@@ -23,6 +23,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from app.costs import CostSummary, cents, summarize_costs
 from app.settings import get_settings
+from flows.cli import run_cli
 from tasks.costs import CostFacts, fixed_monthly_usd, price_query_log, upsert_cost_daily
 from tasks.notify import push_metrics, send_notification
 from tasks.openai_api import fetch_openai_costs
@@ -130,4 +131,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -3,15 +3,20 @@
 When it runs: on demand (Prefect UI, `prefect deployment run 'deploy-backend/deploy-backend'`, the GitHub
 workflow deploy.yml, or `python -m flows.deploy_backend`).
 What it does, in order:
-1. preflight: the deployed commit's pending migrations (offline `alembic upgrade --sql`) hold no destructive
+1. the image: an image digest, or a commit resolved to the digest of the image the release workflow pushed
+   for it (.github/workflows/release.yml), read from the registry (IMAGE_REPOSITORY, GHCR): an unknown digest
+   or a commit without an image is refused before anything else;
+2. preflight: the deployed commit's pending migrations (offline `alembic upgrade --sql`) hold no destructive
    statement unless allow_destructive; a verified backup younger than max_backup_age_hours exists, else (and
    always before an allowed destructive migration) backup-database runs first, as a subflow;
-2. reads the live deploy (the rollback target), triggers a Render deploy of the commit or image, and polls it
-   until `live` or a failure status (a deploy still running at DEPLOY_TIMEOUT_S is canceled);
-3. health gate (/health and /ready green for DEPLOY_HEALTH_WINDOW_S), then a smoke test (the canary question
+3. reads the live deploy (the rollback target), triggers a Render deploy of `IMAGE_REPOSITORY@digest` (the
+   image CI built and tested, never a rebuild), and polls it until `live` or a failure status (a deploy still
+   running at DEPLOY_TIMEOUT_S is canceled);
+4. health gate (/health and /ready green for DEPLOY_HEALTH_WINDOW_S), then a smoke test (the canary question
    cites its chapter; p95 of a short burst under DEPLOY_SMOKE_P95_MS);
-4. when a gate fails: rollback to the previous live deploy, verified by the same gates; the run ends Failed
-   with the reason. A deploy that fails on Render's side never went live: the previous one still serves.
+5. when a gate fails: rollback to the previous live deploy's digest (a deploy of that same image), verified
+   by the same gates; the run ends Failed with the reason. A deploy that fails on Render's side never went
+   live: the previous one still serves.
 Always: a `deployment` row, the artifact `deploy-backend` (release notes = the commits since the live deploy,
 and every gate's result) and a notification to DEPLOY_NOTIFY_WEBHOOK_URL.
 
@@ -30,13 +35,15 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
-from app.settings import Settings, get_settings
+from app.settings import Settings, SettingsError, get_settings
 from flows.backup_database import backup_database
 from flows.check_backup_freshness import backup_age_hours
+from flows.cli import InvalidParameter, run_cli
 from tasks.catalog import find_newest_verified_backup
 from tasks.deploy_records import deployment_begin, deployment_finish
 from tasks.notify import send_notification
 from tasks.preflight import inspect_pending_migrations, release_notes
+from tasks.registry import ImageNotFound, ImageRef, digest_of, registry_client, resolve_image
 from tasks.render import (
     LIVE,
     DeployTimeout,
@@ -60,10 +67,16 @@ class DeployRefused(DeployFailed):
     """Preflight refused: nothing was deployed."""
 
 
+class InvalidDeployRequest(InvalidParameter):
+    """The parameters name no deployable image (or contradict each other); nothing was started."""
+
+
 @dataclass
 class Outcome:
     service_id: str
     version: str
+    image_digest: str | None = None
+    previous_image_digest: str | None = None
     status: str = "started"
     reason: str | None = None
     backup_id: str | None = None
@@ -134,7 +147,10 @@ def roll_back(client: RenderClient, settings: Settings, out: Outcome, previous: 
     if previous is None:
         out.status = "failed"
         raise DeployFailed(f"{reason}; there is no previous live deploy to roll back to: the new version stays live")
-    rollback = rollback_to(client, out.service_id, previous.id)
+    if digest_of(previous.image_ref):  # the same image again, by digest: nothing is rebuilt
+        rollback = trigger_deploy(client, out.service_id, None, previous.image_ref)
+    else:  # a deploy from before images: Render's rollback reuses its build
+        rollback = rollback_to(client, out.service_id, previous.id)
     out.rollback_deploy_id = rollback.id
     try:
         final = wait_live(client, settings, out.service_id, rollback.id)
@@ -155,32 +171,28 @@ def roll_back(client: RenderClient, settings: Settings, out: Outcome, previous: 
 
 
 @flow(name="deploy-backend", log_prints=True)
-def deploy_backend(commit_id: str | None = None, image_url: str | None = None, service_id: str | None = None,
+def deploy_backend(commit_id: str | None = None, image_digest: str | None = None, service_id: str | None = None,
                    allow_destructive: bool = False, max_backup_age_hours: float | None = None) -> dict:
-    """Deploy a commit (or an image) of the query service to Render, gated, with automatic rollback."""
+    """Deploy an image of the query service to Render, by digest (or the image of a commit), gated, with
+    automatic rollback to the previous digest."""
     logger = get_run_logger()
     settings = get_settings()
-    service_id = service_id or settings.render_service_id
-    if not service_id:
-        raise ValueError("no service: pass service_id or set RENDER_SERVICE_ID")
-    if commit_id and image_url:
-        raise ValueError("deploy a commit or an image, not both")
-    if not settings.service_base_url:
-        raise ValueError("SERVICE_BASE_URL is not set: the gates need the service's URL")
+    service_id = check_deploy_request(settings, commit_id=commit_id, image_digest=image_digest, service_id=service_id)
     client = render_client(settings)
-    out = Outcome(service_id=service_id, version=commit_id or image_url or "branch head")
-    record_id = deployment_begin(settings, service_id=service_id, commit_id=commit_id, image_url=image_url,
+    out = Outcome(service_id=service_id, version=commit_id or image_digest or "?", image_digest=image_digest)
+    record_id = deployment_begin(settings, service_id=service_id, commit_id=commit_id, image_url=None,
                                  flow_run_id=str(flow_run.id) if flow_run.id else None)
     try:
-        preflight(settings, out, commit_id=commit_id, allow_destructive=allow_destructive,
+        image = choose_image(settings, out, commit_id=commit_id, image_digest=image_digest)
+        preflight(settings, out, commit_id=image.commit_id, allow_destructive=allow_destructive,
                   max_backup_age_hours=max_backup_age_hours or settings.deploy_max_backup_age_hours)
         previous = find_live_deploy(client, service_id)
         out.previous_deploy_id = previous.id if previous else None
-        deploy = trigger_deploy(client, service_id, commit_id, image_url)
+        out.previous_image_digest = digest_of(previous.image_ref) if previous else None
+        deploy = trigger_deploy(client, service_id, None, image.url)
         out.render_deploy_id = deploy.id
-        out.version = commit_id or image_url or deploy.version
-        out.release_notes = release_notes(settings.resolved_deploy_repo_dir, previous.commit_id if previous else None,
-                                          commit_id or deploy.commit_id)
+        out.release_notes = release_notes(settings.resolved_deploy_repo_dir, commit_of(settings, previous),
+                                          image.commit_id)
         final = wait_live(client, settings, service_id, deploy.id)
         if final.status != LIVE:
             serving = verify_service(settings)
@@ -193,7 +205,7 @@ def deploy_backend(commit_id: str | None = None, image_url: str | None = None, s
         if not check["passed"]:
             roll_back(client, settings, out, previous, str(check["reason"]))
         out.status = "live"
-        logger.info("deploy %s of %s is live and passed the gates", deploy.id, out.version)
+        logger.info("deploy %s of %s is live and passed the gates", deploy.id, image.url)
     except DeployRefused as exc:
         out.status, out.reason = "refused", str(exc)
         raise
@@ -207,12 +219,58 @@ def deploy_backend(commit_id: str | None = None, image_url: str | None = None, s
     finally:
         finish(settings, record_id, out)
     return {"status": out.status, "deploy_id": out.render_deploy_id, "previous_deploy_id": out.previous_deploy_id,
+            "image_digest": out.image_digest, "previous_image_digest": out.previous_image_digest,
             "backup_id": out.backup_id, "gates": out.gates, "release_notes": out.release_notes}
+
+
+def check_deploy_request(settings: Settings, *, commit_id: str | None, image_digest: str | None,
+                         service_id: str | None) -> str:
+    """The service to deploy to, once the request and the settings it needs are complete (before any work)."""
+    missing = [name for name, value in (("RENDER_SERVICE_ID", service_id or settings.render_service_id),
+                                        ("RENDER_API_KEY", settings.render_api_key),
+                                        ("SERVICE_BASE_URL", settings.service_base_url)) if not value]
+    if missing:
+        raise SettingsError(f"deploy-backend needs {', '.join(missing)} (the service, Render's API key, the URL the "
+                            "gates call)")
+    if not commit_id and not image_digest:
+        raise InvalidDeployRequest("give image_digest (sha256:...) or commit_id (its image's tag) to deploy")
+    return str(service_id or settings.render_service_id)
+
+
+def commit_of(settings: Settings, deploy: RenderDeploy | None) -> str | None:
+    """The commit a live deploy runs: Render's commit, else its image's revision in the registry (None if gone)."""
+    if deploy is None or deploy.commit_id:
+        return deploy.commit_id if deploy else None
+    digest = digest_of(deploy.image_ref)
+    if not digest:
+        return None
+    try:
+        return resolve_image(registry_client(settings), digest=digest, commit_id=None).commit_id
+    except ImageNotFound:
+        return None
+
+
+def choose_image(settings: Settings, out: Outcome, *, commit_id: str | None, image_digest: str | None) -> ImageRef:
+    """The image to deploy, as it is in the registry; refused (nothing deployed) when it is not there."""
+    try:
+        image = resolve_image(registry_client(settings), digest=image_digest, commit_id=None if image_digest else commit_id)
+        if image_digest and commit_id:
+            built = resolve_image(registry_client(settings), digest=None, commit_id=commit_id)
+            if built.digest != image.digest:
+                raise ImageNotFound(f"{image_digest} is not the image of commit {commit_id} ({built.digest})")
+    except ImageNotFound as exc:
+        raise DeployRefused(f"no such image: {exc}; images come from the release workflow "
+                            "(.github/workflows/release.yml), pushed after CI passes on main") from exc
+    out.image_digest = image.digest
+    out.version = image.commit_id or image.digest
+    return image
 
 
 def finish(settings: Settings, record_id: int, out: Outcome) -> None:
     logger = get_run_logger()
     deployment_finish(settings, record_id, status=out.status, reason=out.reason, backup_id=out.backup_id,
+                      image_digest=out.image_digest, previous_image_digest=out.previous_image_digest,
+                      image_url=f"{settings.image_repository}@{out.image_digest}" if out.image_digest else None,
                       render_deploy_id=out.render_deploy_id, previous_deploy_id=out.previous_deploy_id,
                       rollback_deploy_id=out.rollback_deploy_id, gates=json.loads(json.dumps(out.gates, default=str)),
                       release_notes=out.release_notes)
@@ -240,9 +298,12 @@ def report_markdown(out: Outcome) -> str:
     lines = [f"# Deploy of `{out.version}` to `{out.service_id}`: {out.status}", ""]
     if out.reason:
         lines += [f"**Reason:** {out.reason}", ""]
-    lines += ["| Render deploy | id |", "|---|---|", f"| previous live | {out.previous_deploy_id or '-'} |",
-              f"| new | {out.render_deploy_id or '-'} |", f"| rollback | {out.rollback_deploy_id or '-'} |",
-              f"| backup before deploy | {out.backup_id or '-'} |", "",
+    lines += ["| Render deploy | id | image digest |", "|---|---|---|",
+              f"| previous live | {out.previous_deploy_id or '-'} | {out.previous_image_digest or '-'} |",
+              f"| new | {out.render_deploy_id or '-'} | {out.image_digest or '-'} |",
+              f"| rollback | {out.rollback_deploy_id or '-'} | "
+              f"{(out.previous_image_digest or '-') if out.rollback_deploy_id else '-'} |",
+              f"| backup before deploy | {out.backup_id or '-'} | |", "",
               "## Gates", "", "| gate | passed | detail |", "|---|---|---|",
               f"| migrations | {'**no**' if migrations.get('destructive') else 'yes'} | pending "
               f"{', '.join(migrations.get('pending', [])) or 'none'}; destructive "
@@ -260,22 +321,25 @@ def report_markdown(out: Outcome) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flows.deploy_backend", description=__doc__.split("\n")[0])
-    what = parser.add_mutually_exclusive_group()
-    what.add_argument("--commit", help="git SHA to deploy (default: the head of the service's branch)")
-    what.add_argument("--image", help="image URL to deploy (image-backed services)")
+    parser.add_argument("--commit", help="git SHA whose image (tagged with it by the release workflow) to deploy")
+    parser.add_argument("--digest", help="image digest (sha256:...) to deploy; with --commit it must be that "
+                        "commit's image")
     parser.add_argument("--service-id", help="default: RENDER_SERVICE_ID")
     parser.add_argument("--allow-destructive", action="store_true", help="allow DROP/TRUNCATE/retype migrations")
     parser.add_argument("--max-backup-age-hours", type=float, help="default: DEPLOY_MAX_BACKUP_AGE_HOURS")
     args = parser.parse_args(argv)
     try:
-        result = deploy_backend(commit_id=args.commit, image_url=args.image, service_id=args.service_id,
+        check_deploy_request(get_settings(), commit_id=args.commit, image_digest=args.digest,
+                             service_id=args.service_id)
+        result = deploy_backend(commit_id=args.commit, image_digest=args.digest, service_id=args.service_id,
                                 allow_destructive=args.allow_destructive, max_backup_age_hours=args.max_backup_age_hours)
     except DeployFailed as exc:
         print(f"deploy failed: {exc}", file=sys.stderr)
         return 1
-    print(f"deploy {result['deploy_id']} is live (previous {result['previous_deploy_id']}, backup {result['backup_id']})")
+    print(f"deploy {result['deploy_id']} of {result['image_digest']} is live (previous {result['previous_deploy_id']} "
+          f"{result['previous_image_digest'] or ''}, backup {result['backup_id']})")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

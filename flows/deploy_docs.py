@@ -24,7 +24,8 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from app.settings import PROJECT_ROOT, get_settings
+from app.settings import PROJECT_ROOT, Settings, SettingsError, get_settings
+from flows.cli import run_cli
 from flows.ingest_textbook import ingest_textbook
 from tasks.concurrency import exclusive
 from tasks.pages import (
@@ -63,6 +64,21 @@ class DeployReport:
     steps: list[str] = field(default_factory=list)
 
 
+def publish_target(settings: Settings, *, remote: str | None, public_url: str | None,
+                   api_url: str | None) -> tuple[str, str, str]:
+    """Where the site goes (remote, public URL ending in /, the API its widget calls): parameters, else settings.
+    SettingsError naming every missing one."""
+    remote = remote or settings.docs_git_remote
+    public_url = public_url or settings.docs_public_url
+    api_url = api_url or settings.docs_api_url
+    missing = [name for name, value in (("DOCS_GIT_REMOTE", remote), ("DOCS_PUBLIC_URL", public_url),
+                                        ("DOCS_API_URL", api_url)) if not value]
+    if missing:
+        raise SettingsError(f"deploy-docs needs {', '.join(missing)} (settings, or the flow's parameters)")
+    assert remote and public_url and api_url
+    return remote, public_url.rstrip("/") + "/", api_url
+
+
 @flow(name="deploy-docs", log_prints=True)
 def deploy_docs(
     ref: str = "HEAD",
@@ -80,15 +96,8 @@ def deploy_docs(
     """Build, publish to gh-pages, verify (rolling back on failure), then re-index the published commit."""
     logger = get_run_logger()
     settings = get_settings()
-    remote = remote or settings.docs_git_remote
+    remote, public_url, api_url = publish_target(settings, remote=remote, public_url=public_url, api_url=api_url)
     branch = branch or settings.docs_branch
-    public_url = public_url or settings.docs_public_url
-    api_url = api_url or settings.docs_api_url
-    missing = [name for name, value in (("DOCS_GIT_REMOTE", remote), ("DOCS_PUBLIC_URL", public_url),
-                                        ("DOCS_API_URL", api_url)) if not value]
-    if missing:
-        raise ValueError(f"deploy-docs needs {', '.join(missing)} (settings, or the flow's parameters)")
-    public_url = public_url.rstrip("/") + "/"
     work = Path(work_dir) if work_dir else settings.resolved_docs_work_dir
     report = DeployReport()
     with exclusive("deploy-docs"):  # one deploy at a time: they share the publish repository
@@ -193,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--api-url", help="the API the published chat widget calls (default DOCS_API_URL)")
     parser.add_argument("--verify-timeout", type=float, help="seconds to wait for the host (default DOCS_VERIFY_TIMEOUT_S)")
     args = parser.parse_args(argv)
+    publish_target(get_settings(), remote=args.remote, public_url=args.public_url, api_url=args.api_url)
     started = time.perf_counter()
     result = deploy_docs(ref=args.ref, checkout=args.checkout, remote=args.remote, branch=args.branch,
                          public_url=args.public_url, api_url=args.api_url, verify_timeout_s=args.verify_timeout)
@@ -203,4 +213,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -21,6 +21,7 @@ from prefect.runtime import flow_run
 from app.rag.index_plan import plan_index_changes
 from app.rag.vector_store import check_same_source
 from app.settings import PROJECT_ROOT, get_settings
+from flows.cli import run_cli
 from tasks.embeddings import embed_chunks
 from tasks.postgres import IngestSummary, record_ingest_run
 from tasks.qdrant import read_index_state, write_index_generation
@@ -161,4 +162,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

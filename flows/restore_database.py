@@ -24,6 +24,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from app.settings import get_settings
+from flows.cli import run_cli
 from tasks.catalog import find_backup_to_restore
 from tasks.postgres import (
     RefusingToOverwrite,
@@ -92,4 +93,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

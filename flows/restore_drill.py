@@ -27,6 +27,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from app.settings import get_settings
+from flows.cli import run_cli
 from tasks.catalog import catalog_drill_result, claim_backup_for_drill
 from tasks.concurrency import exclusive
 from tasks.notify import push_metrics
@@ -109,4 +110,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -22,6 +22,7 @@ from pydantic import SecretStr
 from app.api_keys import revoke_key
 from app.secret_source import api_key_secret_name
 from app.settings import get_settings
+from flows.cli import run_cli
 from tasks.api_keys import issue_successor_key, revoke_expired_api_keys
 from tasks.postgres import audit_rotation_finish, audit_rotation_start, engine_for
 from tasks.reports import rotation_report
@@ -82,4 +83,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -25,6 +25,7 @@ from pydantic import SecretStr
 
 from app.secret_source import DatabaseCredentials, database_credentials_secret_name
 from app.settings import Settings, get_settings
+from flows.cli import run_cli
 from tasks.postgres import audit_rotation_finish, audit_rotation_start
 from tasks.postgres_roles import ensure_rotation_roles, next_user, set_role_password, verify_database_login
 from tasks.reports import rotation_report
@@ -119,4 +120,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -22,6 +22,7 @@ from pydantic import SecretStr
 
 from app.secret_source import openai_api_key_secret_name
 from app.settings import get_settings
+from flows.cli import run_cli
 from tasks.openai_api import verify_openai_key
 from tasks.postgres import audit_rotation_finish, audit_rotation_start
 from tasks.reports import rotation_report
@@ -83,4 +84,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

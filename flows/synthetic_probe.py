@@ -25,6 +25,7 @@ from prefect.runtime import flow_run
 
 from app.logging_setup import scrub
 from app.settings import Settings, get_settings
+from flows.cli import run_cli
 from tasks.notify import push_metrics
 from tasks.probe import (
     AVAILABILITY_SLO,
@@ -134,4 +135,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

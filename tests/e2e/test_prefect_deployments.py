@@ -69,21 +69,24 @@ def test_deploy_backend_goes_live_then_rolls_back_a_bad_version_through_the_work
                                                                                   deploy_versions, deploy_target):
     """The issue's acceptance: a deploy run through Prefect against the local Render emulator goes live when the
     new version is healthy and rolls back by itself when it is not."""
-    from tests.support.deploy_targets import BAD, NEW, deploy_env, fake_render
+    from tests.support.deploy_targets import BAD, NEW, deploy_env, fake_registry, fake_render
 
-    render = fake_render(deploy_versions, deploy_target)
-    job_env = {"job_variables": {"env": deploy_env(render, deploy_target)}}
+    registry = fake_registry()
+    render = fake_render(deploy_versions, deploy_target, registry)
+    job_env = {"job_variables": {"env": deploy_env(render, deploy_target, registry)}}
     try:
         good = run_through_worker("deploy-backend/deploy-backend", parameters={"commit_id": NEW}, **job_env)
         assert good.state.is_completed(), good.state
         live = render.live()
-        assert live["commit"]["id"] == NEW
-        bad = run_through_worker("deploy-backend/deploy-backend", parameters={"commit_id": BAD}, **job_env)
+        assert live["image"]["sha"] == registry.tags[NEW]
+        bad = run_through_worker("deploy-backend/deploy-backend",
+                                 parameters={"image_digest": registry.tags[BAD]}, **job_env)
         assert bad.state.is_failed(), bad.state
         assert f"rolled back to {live['id']}" in bad.state.message
     finally:
         render.stop()
-    assert render.live()["trigger"] == "rollback" and render.live()["commit"]["id"] == NEW
+        registry.stop()
+    assert render.live()["image"]["sha"] == registry.tags[NEW], "the previous digest serves again"
     rows = rows_of(settings, select(Deployment).where(Deployment.flow_run_id.in_([good.id, bad.id])))  # type: ignore[union-attr]
     assert {r.flow_run_id: r.status for r in rows} == {good.id: "live", bad.id: "rolled_back"}
 

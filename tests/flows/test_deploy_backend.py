@@ -22,9 +22,11 @@ from app.models import BackupCatalog, Deployment
 from app.settings import PROJECT_ROOT, get_settings
 from flows.deploy_backend import DeployRefused, deploy_backend
 from tasks.preflight import destructive_statements
+from tasks.registry import RegistryError, registry_client
 from tasks.render import RenderApiError, RenderClient
 from tests.conftest import APP_PASSWORD, database_url
-from tests.support.deploy_targets import BAD, BROKEN_BUILD, NEW, OLD, deploy_env, fake_render
+from tests.support.deploy_targets import BAD, BROKEN_BUILD, NEW, OLD, deploy_env, fake_registry, fake_render
+from tests.support.registry_server import FakeRegistry
 from tests.support.render_server import FakeRender, WebhookRecorder
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -47,11 +49,18 @@ def deploy_database(pg_cluster, settings):
 
 
 @pytest.fixture
-def render(deploy_versions, deploy_target, deploy_database, monkeypatch, tmp_path):
-    fake = fake_render(deploy_versions, deploy_target)
+def registry():
+    fake = fake_registry()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def render(deploy_versions, deploy_target, deploy_database, registry, monkeypatch, tmp_path):
+    fake = fake_render(deploy_versions, deploy_target, registry)
     hook = WebhookRecorder()
-    env = {**deploy_env(fake, deploy_target), "DATABASE_URL": deploy_database, "BACKUP_DIR": str(tmp_path / "backups"),
-           "DEPLOY_NOTIFY_WEBHOOK_URL": hook.url}
+    env = {**deploy_env(fake, deploy_target, registry), "DATABASE_URL": deploy_database,
+           "BACKUP_DIR": str(tmp_path / "backups"), "DEPLOY_NOTIFY_WEBHOOK_URL": hook.url}
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     get_settings.cache_clear()
@@ -93,48 +102,60 @@ def posted(fake: FakeRender, path_end: str) -> list:
     return [body for method, path, body in fake.requests if method == "POST" and path.endswith(path_end)]
 
 
-def test_healthy_version_goes_live_with_a_record_release_notes_and_a_notification(render, deploy_database):
+def test_healthy_version_goes_live_by_digest_with_a_record_release_notes_and_a_notification(render, registry,
+                                                                                             deploy_database):
     backup_id = add_verified_backup(deploy_database, age_hours=1)
     state = deploy_backend(commit_id=NEW, return_state=True)
     assert state.is_completed(), state.message
     result = state.result()
     assert result["status"] == "live" and result["backup_id"] == backup_id
-    assert render.live()["commit"]["id"] == NEW and render.deploy(result["previous_deploy_id"])["status"] == "deactivated"
+    digest = registry.tags[NEW]
+    assert posted(render, "/deploys") == [{"clearCache": "do_not_clear", "imageUrl": f"{registry.repository}@{digest}"}]
+    assert render.live()["image"]["sha"] == digest and render.deploy(result["previous_deploy_id"])["status"] == "deactivated"
+    assert (result["image_digest"], result["previous_image_digest"]) == (digest, registry.tags[OLD])
     assert result["gates"]["new"]["smoke"]["passed"] and result["gates"]["new"]["health"]["probes"] >= 1
     assert posted(render, "/rollback") == []
-    subjects = subprocess.run(["git", "-C", str(PROJECT_ROOT), "log", "--format=%s", f"{OLD}..{NEW}"],
+    subjects = subprocess.run(["git", "-C", str(PROJECT_ROOT), "log", "--no-merges", "--format=%s", f"{OLD}..{NEW}"],
                               capture_output=True, text=True, check=True).stdout.split("\n")
     assert subjects[0] and subjects[0] in result["release_notes"]
     row = deployment_row(state.state_details.flow_run_id)
     assert (row.status, row.commit_id, row.render_deploy_id) == ("live", NEW, result["deploy_id"])
+    assert (row.image_digest, row.previous_image_digest) == (digest, registry.tags[OLD])
+    assert row.image_url == f"{registry.repository}@{digest}"
     assert row.gates["new"]["passed"] and row.finished_at is not None
     artifact = asyncio.run(read_artifact("deploy-backend"))
     assert f"Deploy of `{NEW}`" in artifact.data and ": live" in artifact.data and subjects[0] in artifact.data
+    assert digest in artifact.data
     assert [m["subject"] for m in render.hook.received] == [f"deploy-backend live: {NEW}"]
 
 
-def test_build_failure_keeps_the_live_version_and_fails_the_run(render, deploy_database):
+def test_an_image_that_fails_to_start_keeps_the_live_version_and_fails_the_run(render, deploy_database):
     add_verified_backup(deploy_database, age_hours=1)
     before = render.live()
     state = deploy_backend(commit_id=BROKEN_BUILD, return_state=True)
-    assert state.is_failed() and "ended build_failed" in state.message and "passes the gates" in state.message
+    assert state.is_failed() and "ended update_failed" in state.message and "passes the gates" in state.message
     assert render.live() is before and posted(render, "/rollback") == [], "nothing went live: nothing to roll back"
     row = deployment_row(state.state_details.flow_run_id)
     assert row.status == "failed" and row.gates["still_serving"]["passed"]
     assert render.hook.received[-1]["subject"] == f"deploy-backend failed: {BROKEN_BUILD}"
 
 
-def test_smoke_failure_rolls_back_to_the_previous_deploy_and_verifies_it(render, deploy_database, deploy_target):
+def test_smoke_failure_redeploys_the_previous_digest_and_verifies_it(render, registry, deploy_database,
+                                                                     deploy_target):
     add_verified_backup(deploy_database, age_hours=1)
     previous = render.live()
-    state = deploy_backend(commit_id=BAD, return_state=True)
+    state = deploy_backend(image_digest=registry.tags[BAD], return_state=True)
     assert state.is_failed()
     assert "smoke test: the canary question" in state.message and f"rolled back to {previous['id']}" in state.message
-    assert posted(render, "/rollback") == [{"deployId": previous["id"]}]
+    assert posted(render, "/rollback") == [], "a rollback is a deploy of the previous image, never a rebuild"
+    old_image = f"{registry.repository}@{registry.tags[OLD]}"
+    assert [body["imageUrl"] for body in posted(render, "/deploys")] == [
+        f"{registry.repository}@{registry.tags[BAD]}", old_image]
     live = render.live()
-    assert live["trigger"] == "rollback" and live["commit"]["id"] == OLD
+    assert live["image"] == {"ref": old_image, "sha": registry.tags[OLD]}
     row = deployment_row(state.state_details.flow_run_id)
     assert row.status == "rolled_back" and row.rollback_deploy_id == live["id"]
+    assert (row.image_digest, row.previous_image_digest) == (registry.tags[BAD], registry.tags[OLD])
     assert not row.gates["new"]["passed"] and row.gates["rollback"]["passed"]
     import httpx
 
@@ -143,10 +164,10 @@ def test_smoke_failure_rolls_back_to_the_previous_deploy_and_verifies_it(render,
     assert any(get_settings().deploy_canary_chapter in s["url"] for s in answer["sources"]), "users are served again"
 
 
-def test_a_rollback_that_fails_its_gates_too_is_reported_as_such(render, deploy_database, deploy_versions,
+def test_a_rollback_that_fails_its_gates_too_is_reported_as_such(render, registry, deploy_database, deploy_versions,
                                                                   deploy_target, monkeypatch):
     add_verified_backup(deploy_database, age_hours=1)
-    bad_everywhere = fake_render(deploy_versions, deploy_target, live=BAD)  # the previous version is broken too
+    bad_everywhere = fake_render(deploy_versions, deploy_target, registry, live=BAD)  # the previous one is broken too
     monkeypatch.setenv("RENDER_API_URL", bad_everywhere.base_url)
     get_settings.cache_clear()
     try:
@@ -158,28 +179,67 @@ def test_a_rollback_that_fails_its_gates_too_is_reported_as_such(render, deploy_
     assert row.status == "rollback_failed" and not row.gates["rollback"]["passed"]
 
 
-def test_a_deploy_stuck_past_the_timeout_is_canceled(render, deploy_database, monkeypatch):
+def test_a_deploy_stuck_past_the_timeout_is_canceled(render, registry, deploy_database, monkeypatch):
     add_verified_backup(deploy_database, age_hours=1)
-    render.stuck.add(NEW)
+    render.stuck.add(f"{registry.repository}@{registry.tags[NEW]}")
     monkeypatch.setenv("DEPLOY_TIMEOUT_S", "0.5")
     get_settings.cache_clear()
     state = deploy_backend(commit_id=NEW, return_state=True)
-    assert state.is_failed() and "still build_in_progress after 0.5 s" in state.message and "canceled" in state.message
+    assert state.is_failed() and "still update_in_progress after 0.5 s" in state.message and "canceled" in state.message
     stuck = render.deploy(deployment_row(state.state_details.flow_run_id).render_deploy_id)
-    assert stuck["status"] == "canceled" and render.live()["commit"]["id"] == OLD
+    assert stuck["status"] == "canceled" and render.live()["image"]["sha"] == registry.tags[OLD]
 
 
-def test_destructive_migration_is_refused_before_anything_is_deployed(render, deploy_database, tmp_path, monkeypatch):
+@pytest.mark.parametrize("request_", [
+    {"image_digest": "sha256:" + "0" * 64},  # a well-formed digest the registry does not have
+    {"image_digest": "latest"},  # not a digest
+    {"commit_id": "0" * 40},  # a commit the release workflow never pushed
+], ids=["unknown-digest", "malformed-digest", "commit-without-image"])
+def test_an_image_the_registry_lacks_is_refused_before_any_deploy(render, deploy_database, request_):
+    add_verified_backup(deploy_database, age_hours=1)
+    with pytest.raises(DeployRefused, match="no such image"):
+        deploy_backend(**request_)
+    assert posted(render, "/deploys") == [], "nothing was deployed"
+    assert render.live()["image"]["sha"] == render.deploys[-1]["image"]["sha"], "the seeded deploy still serves"
+
+
+def test_a_digest_that_is_not_the_given_commits_image_is_refused(render, registry, deploy_database):
+    with pytest.raises(DeployRefused, match=f"is not the image of commit {NEW}"):
+        deploy_backend(commit_id=NEW, image_digest=registry.tags[OLD])
+    assert posted(render, "/deploys") == []
+
+
+def test_a_private_registry_needs_its_credentials(render, deploy_database, monkeypatch):
+    private = FakeRegistry(private=True).start()
+    try:
+        digest = private.push(NEW)
+        monkeypatch.setenv("IMAGE_REPOSITORY", private.repository)
+        monkeypatch.setenv("REGISTRY_API_URL", private.root_url)
+        get_settings.cache_clear()
+        client = registry_client(get_settings())
+        with pytest.raises(RegistryError, match="refused a pull token"):
+            client.manifest_digest(NEW)
+        monkeypatch.setenv("REGISTRY_USERNAME", private.username)
+        monkeypatch.setenv("REGISTRY_TOKEN", private.password)
+        get_settings.cache_clear()
+        assert registry_client(get_settings()).manifest_digest(NEW) == digest
+    finally:
+        private.stop()
+
+
+def test_destructive_migration_is_refused_before_anything_is_deployed(render, registry, deploy_database, tmp_path,
+                                                                      monkeypatch):
     repo = tmp_path / "repo"
     subprocess.run(["git", "clone", "--quiet", "--shared", str(PROJECT_ROOT), str(repo)], check=True)
     (repo / "migrations" / "versions" / "0099_drop_feedback.py").write_text(
-        '"""drop feedback"""\nfrom alembic import op\n\nrevision = "0099"\ndown_revision = "0004"\n'
+        '"""drop feedback"""\nfrom alembic import op\n\nrevision = "0099"\ndown_revision = "0009"\n'
         "branch_labels = None\ndepends_on = None\n\n\ndef upgrade():\n    op.drop_table('feedback')\n\n\n"
         "def downgrade():\n    pass\n")
     git = ["git", "-C", str(repo), "-c", "user.name=test", "-c", "user.email=test@example.org"]
     subprocess.run([*git, "add", "migrations"], check=True)
     subprocess.run([*git, "commit", "--quiet", "-m", "drop the feedback table"], check=True)
     commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    registry.push(commit)  # CI built it; the preflight is what refuses it
     monkeypatch.setenv("DEPLOY_REPO_DIR", str(repo))
     get_settings.cache_clear()
     with pytest.raises(DeployRefused, match="0099: DROP TABLE"):

@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.rag.vector_store import open_index_writer
-from app.settings import PROJECT_ROOT
+from app.settings import PROJECT_ROOT, SettingsError
 from flows.deploy_docs import deploy_docs, main
 from tasks.pages import SiteBuildFailed, VerificationFailed
 from tests.support.site import SITE_API_URL, bare_remote, git, pages_host, shared_site, site_build
@@ -202,6 +202,6 @@ def test_cli_help_names_the_settings(capsys):
 def test_missing_configuration_is_named(tmp_path):
     state = deploy_docs(remote=None, public_url=None, api_url=None, work_dir=str(tmp_path), return_state=True)
     assert state.is_failed()
-    with pytest.raises(ValueError, match="DOCS_GIT_REMOTE, DOCS_PUBLIC_URL, DOCS_API_URL"):
+    with pytest.raises(SettingsError, match="DOCS_GIT_REMOTE, DOCS_PUBLIC_URL, DOCS_API_URL"):
         state.result()
     assert shutil.which("git")

@@ -1,7 +1,8 @@
 """Fixtures shared by the deploy-backend tests (flow under the harness, and end to end through a worker).
 
-Versions are real commits of this repository (so release notes are real `git log` output); each maps to the
-settings the target service runs with: the good ones serve the ingested textbook, BAD serves a collection
+Versions are real commits of this repository (so release notes are real `git log` output), each with the image
+the release workflow would have pushed for it (a FakeRegistry tag); each maps to the settings the target
+service runs with: the good ones serve the ingested textbook, BAD serves a collection
 holding only the introduction chapter (healthy and ready, but the canary question no longer cites its chapter).
 Import the fixtures into a test module: `from tests.support.deploy_targets import deploy_target, deploy_versions`.
 """
@@ -15,6 +16,7 @@ import pytest
 
 from app.settings import PROJECT_ROOT
 from tests.conftest import free_port
+from tests.support.registry_server import FakeRegistry
 from tests.support.render_server import FakeRender, ServiceThread
 
 
@@ -48,22 +50,40 @@ def deploy_target():
     service.stop()
 
 
-def fake_render(versions: dict, target: ServiceThread, step_s: float = 0.05, live: str = OLD) -> FakeRender:
-    """A started FakeRender whose deploys switch `target`, with `live` live and BROKEN_BUILD failing to build."""
+class BrokenImage(RuntimeError):
+    """BROKEN_BUILD's image: its instances never become healthy, so Render ends the deploy update_failed."""
+
+
+def fake_registry() -> FakeRegistry:
+    """A started FakeRegistry holding the image the release workflow pushed for each version's commit."""
+    registry = FakeRegistry().start()
+    for commit in (OLD, BAD, BROKEN_BUILD, NEW):
+        registry.push(commit)
+    return registry
+
+
+def fake_render(versions: dict, target: ServiceThread, registry: FakeRegistry, step_s: float = 0.05,
+                live: str = OLD) -> FakeRender:
+    """A started FakeRender whose deploys switch `target` to the version of the deployed image's commit, with
+    `live`'s image live; BROKEN_BUILD's image fails to start (update_failed)."""
 
     def activate(deploy: dict) -> None:
-        target.start(versions[(deploy.get("commit") or {}).get("id")])
+        image = (deploy.get("image") or {}).get("ref")
+        commit = registry.tag_of(image.rsplit("@", 1)[1]) if image else (deploy.get("commit") or {}).get("id")
+        if commit == BROKEN_BUILD:
+            raise BrokenImage(commit)
+        target.start(versions[commit])
 
     fake = FakeRender(activate=activate, step_s=step_s).start()
-    fake.build_failures.add(BROKEN_BUILD)
-    fake.seed_live(live)
+    fake.seed_live(image_url=f"{registry.repository}@{registry.tags[live]}")
     return fake
 
 
-def deploy_env(fake: FakeRender, target: ServiceThread) -> dict[str, str]:
+def deploy_env(fake: FakeRender, target: ServiceThread, registry: FakeRegistry) -> dict[str, str]:
     """The settings the flow needs to deploy through `fake` and gate on `target`, tuned for tests."""
     return {
         "RENDER_API_URL": fake.base_url, "RENDER_API_KEY": fake.api_key, "RENDER_SERVICE_ID": fake.service_id,
+        "IMAGE_REPOSITORY": registry.repository, "REGISTRY_API_URL": registry.root_url,
         "SERVICE_BASE_URL": target.base_url, "DEPLOY_POLL_INTERVAL_S": "0.05", "DEPLOY_TIMEOUT_S": "60",
         "DEPLOY_HEALTH_WINDOW_S": "0.5", "DEPLOY_HEALTH_INTERVAL_S": "0.25", "DEPLOY_SMOKE_REQUESTS": "5",
         "DEPLOY_SMOKE_P95_MS": "5000",

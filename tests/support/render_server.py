@@ -4,6 +4,7 @@
 authentication (401 otherwise) and Render's error shape `{"id", "message"}`:
   GET  /v1/services/{serviceId}/deploys?limit=N   -> [{"deploy": {...}, "cursor": "..."}], newest first
   POST /v1/services/{serviceId}/deploys           {"commitId"?, "imageUrl"?, "clearCache"?} -> 201 deploy
+                                                  (an imageUrl deploy pulls the image: no build step)
   GET  /v1/services/{serviceId}/deploys/{deployId}
   POST /v1/services/{serviceId}/deploys/{deployId}/cancel
   POST /v1/services/{serviceId}/rollback          {"deployId"} -> 201 deploy (trigger "rollback")
@@ -65,7 +66,7 @@ class FakeRender(LocalServer):
         self.api_key, self.service_id, self.step_s = api_key, service_id, step_s
         self.activate = activate or (lambda deploy: None)
         self.build_failures: set[str] = set()
-        self.stuck: set[str] = set()  # commits whose build never finishes
+        self.stuck: set[str] = set()  # commits whose build, or image URLs whose update, never finishes
         self.deploys: list[dict[str, Any]] = []  # newest first
         self.requests: list[tuple[str, str, Any]] = []
         self._lock = threading.Lock()
@@ -75,9 +76,9 @@ class FakeRender(LocalServer):
     def base_url(self) -> str:
         return f"{self.root_url}/v1"
 
-    def seed_live(self, commit_id: str) -> dict[str, Any]:
+    def seed_live(self, commit_id: str | None = None, image_url: str | None = None) -> dict[str, Any]:
         """A deploy that was live before the test: activates the target with it."""
-        deploy = self._new(commit_id=commit_id, image_url=None, trigger="manual")
+        deploy = self._new(commit_id=commit_id, image_url=image_url, trigger="manual")
         self.activate(deploy)
         deploy.update(status="live", finishedAt=_now(), updatedAt=_now())
         return deploy
@@ -93,8 +94,9 @@ class FakeRender(LocalServer):
                                   "createdAt": _now(), "updatedAt": _now(), "startedAt": _now()}
         if commit_id:
             deploy["commit"] = {"id": commit_id, "message": f"commit {commit_id[:8]}", "createdAt": _now()}
-        if image_url:
-            deploy["image"] = {"ref": image_url, "sha": "sha256:" + uuid.uuid4().hex}
+        if image_url:  # Render reports the digest it pulled: the pinned one, or the tag's current one
+            pinned = image_url.rsplit("@", 1)[1] if "@" in image_url else None
+            deploy["image"] = {"ref": image_url, "sha": pinned or "sha256:" + uuid.uuid4().hex * 2}
         with self._lock:
             self.deploys.insert(0, deploy)
         return deploy
@@ -170,9 +172,13 @@ class FakeRender(LocalServer):
                         return
                     deploy = fake._new(commit_id=body.get("commitId"), image_url=body.get("imageUrl"), trigger="api")
                     commit = body.get("commitId")
-                    fake._start(deploy, ["build_in_progress"] if commit in fake.stuck else
-                                ["build_in_progress", "build_failed"] if commit in fake.build_failures
-                                else ["build_in_progress", "update_in_progress", "live"])
+                    if body.get("imageUrl"):  # a prebuilt image: pulled, no build
+                        fake._start(deploy, ["update_in_progress"] if body["imageUrl"] in fake.stuck else
+                                    ["update_in_progress", "live"])
+                    else:
+                        fake._start(deploy, ["build_in_progress"] if commit in fake.stuck else
+                                    ["build_in_progress", "build_failed"] if commit in fake.build_failures
+                                    else ["build_in_progress", "update_in_progress", "live"])
                     self._json(201, deploy)
                 elif rest == "/rollback" and method == "POST":
                     if not body.get("deployId"):
@@ -276,29 +282,46 @@ class WebhookRecorder(LocalServer):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """A Render emulator for trying deploy-backend from the Prefect UI against the `make up` service: deploys go
-    live without switching anything (the gates check the running service); `--build-fails SHA` makes one fail."""
+    """A Render and GHCR emulator for trying deploy-backend from the Prefect UI against the `make up` service:
+    the registry holds an image for each of the last 20 commits; deploys go live without switching anything (the
+    gates check the running service); `--image-fails SHA` makes that commit's image fail to start."""
     import argparse
     import subprocess
 
+    from tests.support.registry_server import FakeRegistry
+
     parser = argparse.ArgumentParser(prog="python -m tests.support.render_server", description=main.__doc__)
     parser.add_argument("--target", default="http://127.0.0.1:8000", help="the service the gates check")
-    parser.add_argument("--build-fails", action="append", default=[], metavar="SHA")
+    parser.add_argument("--image-fails", action="append", default=[], metavar="SHA")
     args = parser.parse_args(argv)
-    fake = FakeRender(step_s=2.0).start()
-    fake.build_failures.update(args.build_fails)
-    live = subprocess.run(["git", "rev-parse", "HEAD~1"], capture_output=True, text=True, check=True).stdout.strip()
-    fake.seed_live(live)
+    registry = FakeRegistry().start()
+    commits = subprocess.run(["git", "rev-list", "--max-count=20", "HEAD"], capture_output=True, text=True,
+                             check=True).stdout.split()
+    for commit in commits:
+        registry.push(commit)
+    failing = {registry.tags[c] for c in args.image_fails if c in registry.tags}
+
+    def activate(deploy: dict[str, Any]) -> None:
+        if (deploy.get("image") or {}).get("sha") in failing:
+            raise RuntimeError("the image's instances never became healthy")
+
+    fake = FakeRender(step_s=2.0, activate=activate).start()
+    live = commits[1]
+    fake.seed_live(image_url=f"{registry.repository}@{registry.tags[live]}")
     env = {"RENDER_API_URL": fake.base_url, "RENDER_API_KEY": fake.api_key, "RENDER_SERVICE_ID": fake.service_id,
-           "SERVICE_BASE_URL": args.target}
-    print(f"Render emulator at {fake.base_url}; live deploy {fake.deploys[0]['id']} = {live}")
-    print("Prefect UI -> deploy-backend -> Run -> Custom run; parameters: commit_id = a SHA; job variables:")
+           "SERVICE_BASE_URL": args.target, "IMAGE_REPOSITORY": registry.repository,
+           "REGISTRY_API_URL": registry.root_url}
+    print(f"Render emulator at {fake.base_url}, registry at {registry.root_url}; live deploy {fake.deploys[0]['id']} "
+          f"= image of {live}")
+    print("Prefect UI -> deploy-backend -> Run -> Custom run; parameters: commit_id = one of the last 20 SHAs (or "
+          "image_digest); job variables:")
     print(json.dumps({"env": env}, indent=2))
     try:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
         fake.stop()
+        registry.stop()
     return 0
 
 
