@@ -8,6 +8,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
+# The PostgreSQL majors the production database may run: Neon's (14-17, 17 for new projects). The worker image's
+# client (deployments/Dockerfile) is at least as new as the newest: backup-database refuses an older pg_dump.
+SUPPORTED_SERVER_MAJORS = (14, 15, 16, 17)
+
 
 class PgBinaryNotFound(RuntimeError):
     """A PostgreSQL binary is not installed where we looked."""

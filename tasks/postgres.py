@@ -268,10 +268,14 @@ def database_exists(settings: Settings, name: str) -> bool:
 
 @task(name="restore-dump", cache_policy=NO_CACHE, timeout_seconds=6 * 3600)
 def restore_dump(settings: Settings, dump_path: Path, dbname: str, *, jobs: int, role: str | None = None) -> float:
-    """pg_restore -j into an existing empty database; objects owned by the connecting role (or `role`)."""
+    """pg_restore -j into an existing empty database; objects owned by the connecting role (or `role`).
+
+    Always without the source's owners and privileges (`--no-owner --no-privileges`): a target's roles are
+    its own (Neon names them per project; a restore into another cluster has none of the source's roles), and
+    the target's owner role, not a copy of the source's grants, decides who may read the restored data."""
     started = time.perf_counter()
     conninfo, env = libpq(settings.resolved_maintenance_database_url, dbname)
-    args = [find_pg_binary("pg_restore", settings.pg_bin_dir), "--no-owner", "--no-acl", "--exit-on-error",
+    args = [find_pg_binary("pg_restore", settings.pg_bin_dir), "--no-owner", "--no-privileges", "--exit-on-error",
             f"--jobs={jobs}", "--no-password", f"--dbname={conninfo}", str(dump_path)]
     if role:
         args.insert(-1, f"--role={role}")
