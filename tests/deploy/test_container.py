@@ -70,17 +70,18 @@ def test_dockerfile_is_multi_stage_slim_non_root_with_a_healthcheck():
             assert f"!{source.rstrip('/')}" in ignored or f"!{source.rstrip('/')}/" in ignored, source
 
 
-def test_base_is_pinned_and_the_pg_client_serves_every_supported_server_major():
-    """A pinned Python + Debian release in both stages, and a pg_dump at least as new as the newest server major
-    production may run (backup-database refuses an older one), from a repository that has it."""
+def test_base_is_pinned_and_there_is_a_pg_client_for_every_supported_server_major():
+    """A pinned Python + Debian release in both stages, and the client of each server major production may run
+    (the flows use the server's own: app.pg_binaries.find_pg_binary), from a repository that has it."""
     assert len({s.base for s in STAGES}) == 1, "one base image for both stages"
     debian = PINNED_BASE.fullmatch(RUNTIME.base)["debian"]
     runs = " ".join(i.args for i in RUNTIME.all("RUN"))
     assert not re.search(r"postgresql-client(?![-\w])", runs), "the unversioned client follows Debian's default"
-    majors = [int(m) for m in re.findall(r"postgresql-client-(\d+)", runs)]
-    assert len(majors) == 1 and majors[0] >= max(SUPPORTED_SERVER_MAJORS)
-    assert majors[0] == DEBIAN_POSTGRES_MAJOR[debian] or "apt.postgresql.org" in runs, \
-        f"Debian {debian} ships PostgreSQL {DEBIAN_POSTGRES_MAJOR[debian]}: another major needs PostgreSQL's apt repository"
+    majors = sorted(int(m) for m in re.findall(r"postgresql-client-(\d+)", runs))
+    assert majors == sorted(SUPPORTED_SERVER_MAJORS)
+    if majors != [DEBIAN_POSTGRES_MAJOR[debian]]:
+        assert "/usr/share/postgresql-common/pgdg/apt.postgresql.org.sh -y" in runs, \
+            f"Debian {debian} ships only PostgreSQL {DEBIAN_POSTGRES_MAJOR[debian]}: others need PostgreSQL's apt repository"
     majors_text = f"PostgreSQL {min(SUPPORTED_SERVER_MAJORS)}-{max(SUPPORTED_SERVER_MAJORS)}"
     for doc in ("README.md", "runbooks/deploy-and-rollback.md"):
         assert majors_text in (PROJECT_ROOT / doc).read_text(), f"{doc} states the supported server majors"
