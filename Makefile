@@ -67,5 +67,6 @@ $(SITE_STAMP): website/package-lock.json
 	@rm -f website/node_modules/.installed-*
 	@touch $(SITE_STAMP)
 
-clean: down ## stop everything and delete .data/ (the database and the index)
+clean: down ## stop everything and delete .data/ (the database and the index) and the cluster's files outside it
+	@if [ -x $(PY) ]; then $(PY) -m devenv clean; fi
 	rm -rf .data

@@ -49,6 +49,9 @@ def start_postgres(settings: Settings) -> None:
     if not cluster.is_initialized():
         say(f"creating the Postgres cluster in {cluster.root} (port {cluster.port})")
         cluster.initialize()
+        if cluster.server_dir != cluster.root:
+            say(f"the 'postgres' user cannot reach {cluster.root}: the server's files are in {cluster.server_dir} "
+                "(`make clean` deletes them)")
     say(f"starting Postgres on {cluster.host}:{cluster.port}")
     cluster.start()
     cluster.ensure_database(dbname=settings.db_name, app_user=settings.db_user,
@@ -185,6 +188,16 @@ def down(args: argparse.Namespace) -> None:
     say("stopped; data stays in .data/")
 
 
+def clean(args: argparse.Namespace) -> None:
+    """Delete the embedded cluster, including its server folder outside the checkout (the Makefile then
+    deletes the rest of .data/)."""
+    cluster = cluster_for(get_settings())
+    if cluster.root.exists():
+        say(f"deleting the Postgres cluster {cluster.root}"
+            + (f" and its server folder {cluster.server_dir}" if cluster.server_dir != cluster.root else ""))
+        cluster.remove()
+
+
 def status(args: argparse.Namespace) -> None:
     settings = get_settings()
     pid_file = api_pid_file(settings)
@@ -207,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     up_parser.set_defaults(run=up)
     commands.add_parser("down", help="stop what `up` started (data stays)").set_defaults(run=down)
     commands.add_parser("status", help="what is running").set_defaults(run=status)
+    commands.add_parser("clean", help="delete the embedded cluster (also its files outside the checkout)"
+                        ).set_defaults(run=clean)
     args = parser.parse_args(argv)
     try:
         args.run(args)

@@ -3,14 +3,22 @@
 Used by `make up` (the development cluster under `.data/postgres`) and by the test suite (a throwaway
 cluster in a temporary folder). `initdb` refuses to run as root, so when we are root every server
 command runs as the unprivileged `postgres` system user through `runuser`.
+
+That user must reach the server's files. When the checkout lies under a folder it cannot enter (root's home
+is 0700), the server's files (data directory, log, socket) go to a folder of its own outside the checkout,
+`~postgres/textbook-ops/<checkout>-<hash>`, whose path is recorded in `<root>/server-dir`; `remove()`
+(`make clean`) deletes both.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import pwd
+import re
 import secrets
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass
@@ -31,9 +39,9 @@ class PostgresSetupError(RuntimeError):
     """The embedded cluster could not be created or started."""
 
 
-def find_pg_binary(name: str) -> str:
+def find_pg_binary(name: str, bin_dir: Path | None = None) -> str:
     try:
-        return _find(name)
+        return _find(name, bin_dir)
     except PgBinaryNotFound as exc:
         raise PostgresSetupError(f"{exc}; `make up` installs it") from None
 
@@ -54,22 +62,53 @@ def _chown_to_server_user(path: Path) -> None:
         os.chown(path, entry.pw_uid, entry.pw_gid)
 
 
+def _server_user_can_write(path: Path) -> bool:
+    if not _running_as_root():
+        return True
+    return subprocess.run(_as_server_user(["test", "-w", str(path)]), check=False).returncode == 0
+
+
+def outside_server_dir(root: Path) -> Path:
+    """Where the server's files of the cluster `root` go when the server user cannot reach `root`: one folder
+    per cluster (the hash of its path) in the server user's home, named after the checkout for people."""
+    resolved = root.resolve()
+    checkout = resolved.parent.parent if resolved.parent.name == ".data" else resolved
+    label = re.sub(r"[^A-Za-z0-9_.-]", "_", checkout.name)[:24] or "cluster"
+    digest = hashlib.sha256(str(resolved).encode()).hexdigest()[:12]
+    return Path(pwd.getpwnam(SERVER_USER).pw_dir) / "textbook-ops" / f"{label}-{digest}"
+
+
 @dataclass
 class PostgresCluster:
-    """One cluster: a data directory, a port on 127.0.0.1 and a superuser password file."""
+    """One cluster: a data directory, a port on 127.0.0.1 and a superuser password file.
+
+    `root` holds the superuser password (read by us, never by the server) and, when the server user cannot
+    reach `root`, the record `server-dir` of where the server's own files are (`server_dir`)."""
 
     root: Path
     port: int
     host: str = "127.0.0.1"
     fast_unsafe: bool = False  # fsync off: for throwaway test clusters only
+    bin_dir: Path | None = None  # PostgreSQL's bin folder; default: the newest installed (app.pg_binaries)
+
+    @property
+    def server_dir_record(self) -> Path:
+        return self.root / "server-dir"
+
+    @property
+    def server_dir(self) -> Path:
+        """The folder of the server's files: `root` itself, or the one recorded in `server-dir`."""
+        if self.server_dir_record.exists():
+            return Path(self.server_dir_record.read_text().strip())
+        return self.root
 
     @property
     def data_dir(self) -> Path:
-        return self.root / "data"
+        return self.server_dir / "data"
 
     @property
     def log_file(self) -> Path:
-        return self.root / "server.log"
+        return self.server_dir / "server.log"
 
     @property
     def superuser_password_file(self) -> Path:
@@ -88,18 +127,18 @@ class PostgresCluster:
         self.root.mkdir(parents=True, exist_ok=True)
         self.root.chmod(0o755)
         _chown_to_server_user(self.root)
-        self._check_server_user_can_reach_root()
+        self._choose_server_dir()
         password = secrets.token_urlsafe(24)
         self.superuser_password_file.write_text(password + "\n")
         self.superuser_password_file.chmod(0o600)
         # The server user reads the password once, from a file only it can read.
-        pwfile = self.root / ".initdb-pwfile"
+        pwfile = self.server_dir / ".initdb-pwfile"
         pwfile.write_text(password + "\n")
         pwfile.chmod(0o600)
         _chown_to_server_user(pwfile)
         try:
             args = [
-                find_pg_binary("initdb"), "-D", str(self.data_dir), "--username=postgres",
+                find_pg_binary("initdb", self.bin_dir), "-D", str(self.data_dir), "--username=postgres",
                 f"--pwfile={pwfile}", "--auth-host=scram-sha-256", "--auth-local=scram-sha-256",
                 "--encoding=UTF8", "--locale=C.UTF-8",
             ]
@@ -113,7 +152,7 @@ class PostgresCluster:
         settings = [
             f"listen_addresses = '{self.host}'",
             f"port = {self.port}",
-            f"unix_socket_directories = '{self.root}'",
+            f"unix_socket_directories = '{self.server_dir}'",
             "max_connections = 100",
             "shared_buffers = 128MB",
         ]
@@ -122,21 +161,46 @@ class PostgresCluster:
         with open(self.data_dir / "postgresql.conf", "a", encoding="utf-8") as conf:
             conf.write("\n# textbook-ops embedded cluster\n" + "\n".join(settings) + "\n")
 
-    def _check_server_user_can_reach_root(self) -> None:
-        if not _running_as_root():
+    def _choose_server_dir(self) -> None:
+        """`root` if the server user can write there; else a folder of its own outside the checkout, recorded."""
+        self.server_dir_record.unlink(missing_ok=True)
+        if _server_user_can_write(self.root):
             return
-        reachable = subprocess.run(_as_server_user(["test", "-w", str(self.root)]), check=False).returncode == 0
-        if not reachable:
+        outside = outside_server_dir(self.root)
+        if outside.exists():  # left by an earlier cluster of this path whose .data/ was deleted without `make clean`
+            log.warning("removing the stale server folder %s of an earlier cluster", outside)
+            subprocess.run(_as_server_user([find_pg_binary("pg_ctl", self.bin_dir), "stop", "-D", str(outside / "data"), "-m",
+                                            "immediate", "-w"]), capture_output=True, check=False)
+            shutil.rmtree(outside)
+        outside.parent.mkdir(parents=True, exist_ok=True)
+        _chown_to_server_user(outside.parent)
+        outside.mkdir(mode=0o700)
+        _chown_to_server_user(outside)
+        if not _server_user_can_write(outside):
             raise PostgresSetupError(
-                f"the {SERVER_USER!r} user cannot reach {self.root}: a parent folder is not "
-                "world-executable (chmod o+x it, or choose another DATA_DIR)"
+                f"the {SERVER_USER!r} user can reach neither {self.root} nor {outside}: make one of them "
+                "reachable (chmod o+x on its parents), or choose another DATA_DIR"
             )
+        self.server_dir_record.write_text(f"{outside}\n")
+        log.info("the %r user cannot reach %s: the server's files are in %s", SERVER_USER, self.root, outside)
+
+    def remove(self) -> None:
+        """Stop the cluster and delete everything it created: `root` and the server folder outside it."""
+        self.stop(mode="immediate")
+        outside = self.server_dir
+        if outside != self.root and outside == outside_server_dir(self.root):
+            shutil.rmtree(outside, ignore_errors=True)
+            try:
+                outside.parent.rmdir()  # ~postgres/textbook-ops, when this was its last cluster
+            except OSError:
+                pass
+        shutil.rmtree(self.root, ignore_errors=True)
 
     def is_running(self) -> bool:
         if not self.is_initialized():
             return False
         result = subprocess.run(
-            _as_server_user([find_pg_binary("pg_ctl"), "status", "-D", str(self.data_dir)]),
+            _as_server_user([find_pg_binary("pg_ctl", self.bin_dir), "status", "-D", str(self.data_dir)]),
             capture_output=True, text=True,
         )
         return result.returncode == 0
@@ -149,7 +213,7 @@ class PostgresCluster:
         _chown_to_server_user(self.log_file)
         result = subprocess.run(
             _as_server_user([
-                find_pg_binary("pg_ctl"), "start", "-D", str(self.data_dir), "-l", str(self.log_file),
+                find_pg_binary("pg_ctl", self.bin_dir), "start", "-D", str(self.data_dir), "-l", str(self.log_file),
                 "-w", "-t", str(timeout_s), "-o", f"-p {self.port}",
             ]),
             capture_output=True, text=True,
@@ -163,7 +227,7 @@ class PostgresCluster:
         if not self.is_running():
             return
         subprocess.run(
-            _as_server_user([find_pg_binary("pg_ctl"), "stop", "-D", str(self.data_dir), "-m", mode, "-w"]),
+            _as_server_user([find_pg_binary("pg_ctl", self.bin_dir), "stop", "-D", str(self.data_dir), "-m", mode, "-w"]),
             capture_output=True, text=True, check=False,
         )
 

@@ -166,11 +166,12 @@ def read_database_facts(conn: psycopg.Connection) -> DatabaseFacts:
 
 @task(name="check-pg-dump-version", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=10)
 def check_pg_dump_version(settings: Settings, database_url: str) -> tuple[str, str]:
-    """pg_dump must not be older than the server (it cannot dump what it does not know)."""
-    pg_dump = find_pg_binary("pg_dump", settings.pg_bin_dir)
-    dump_version = binary_version(pg_dump)
+    """pg_dump must not be older than the server (it cannot dump what it does not know); the server's own
+    major's when installed."""
     with connect(database_url) as conn:
         server_version = conn.execute("SHOW server_version").fetchone()[0].split()[0]
+    pg_dump = find_pg_binary("pg_dump", settings.pg_bin_dir, server_major=major_version(server_version))
+    dump_version = binary_version(pg_dump)
     if major_version(dump_version) < major_version(server_version):
         raise PgDumpTooOld(
             f"pg_dump {dump_version} ({pg_dump}) is older than the server ({server_version}): install the PostgreSQL "
@@ -200,10 +201,10 @@ def dump_database(settings: Settings, database_url: str, storage: Any, temp_name
             except BaseException as exc:  # noqa: BLE001 - re-raised below, in the task's thread
                 errors.append(exc)
 
+        pg_dump = find_pg_binary("pg_dump", settings.pg_bin_dir, server_major=major_version(versions[0]))
         with tempfile.TemporaryFile() as stderr:
             process = subprocess.Popen(
-                [find_pg_binary("pg_dump", settings.pg_bin_dir), "--format=custom", f"--snapshot={snapshot}",
-                 "--no-password", f"--dbname={conninfo}"],
+                [pg_dump, "--format=custom", f"--snapshot={snapshot}", "--no-password", f"--dbname={conninfo}"],
                 stdout=subprocess.PIPE, stderr=stderr, env={**_base_env(), **env},
             )
             _widen_pipe(process.stdout)
@@ -268,10 +269,18 @@ def database_exists(settings: Settings, name: str) -> bool:
 
 @task(name="restore-dump", cache_policy=NO_CACHE, timeout_seconds=6 * 3600)
 def restore_dump(settings: Settings, dump_path: Path, dbname: str, *, jobs: int, role: str | None = None) -> float:
-    """pg_restore -j into an existing empty database; objects owned by the connecting role (or `role`)."""
+    """pg_restore -j into an existing empty database; objects owned by the connecting role (or `role`).
+
+    The target server's own major's pg_restore when installed (a newer one may send settings it rejects).
+    Always without the source's owners and privileges (`--no-owner --no-privileges`): a target's roles are its
+    own (Neon names them per project; a restore into another cluster has none of the source's roles), and the
+    target's owner role, not a copy of the source's grants, decides who may read the restored data."""
     started = time.perf_counter()
+    with connect(settings.resolved_maintenance_database_url) as conn:
+        server_major = int(conn.execute("SHOW server_version_num").fetchone()[0]) // 10000
     conninfo, env = libpq(settings.resolved_maintenance_database_url, dbname)
-    args = [find_pg_binary("pg_restore", settings.pg_bin_dir), "--no-owner", "--no-acl", "--exit-on-error",
+    pg_restore = find_pg_binary("pg_restore", settings.pg_bin_dir, server_major=server_major)
+    args = [pg_restore, "--no-owner", "--no-privileges", "--exit-on-error",
             f"--jobs={jobs}", "--no-password", f"--dbname={conninfo}", str(dump_path)]
     if role:
         args.insert(-1, f"--role={role}")

@@ -47,9 +47,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_cluster(name: str, *, durable: bool = False) -> PostgresCluster:
-    """A throwaway cluster; `durable` keeps fsync and synchronous commit on (for crash tests)."""
-    cluster = PostgresCluster(root=_TEST_ROOT / name, port=free_port(), fast_unsafe=not durable)
+def start_cluster(name: str, *, durable: bool = False, bin_dir: Path | None = None) -> PostgresCluster:
+    """A throwaway cluster; `durable` keeps fsync and synchronous commit on (for crash tests); `bin_dir`: another
+    PostgreSQL than the newest installed one."""
+    cluster = PostgresCluster(root=_TEST_ROOT / name, port=free_port(), fast_unsafe=not durable, bin_dir=bin_dir)
     cluster.initialize()
     cluster.start()
     return cluster

@@ -15,6 +15,7 @@ imported from the fresh environment.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -27,6 +28,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, inspect
 
+from app.pg_binaries import SUPPORTED_SERVER_MAJORS
 from app.settings import PROJECT_ROOT
 from tests.conftest import APP_PASSWORD, database_url, free_port
 from tests.support.dockerfile import parse_dockerfile
@@ -34,6 +36,9 @@ from tests.support.dockerfile import parse_dockerfile
 DOCKERFILE = PROJECT_ROOT / "deployments" / "Dockerfile"
 STAGES = parse_dockerfile(DOCKERFILE)
 BUILD, RUNTIME = STAGES[0], STAGES[-1]
+PINNED_BASE = re.compile(r"python:3\.11\.\d+-slim-(?P<debian>[a-z]+)")
+# The PostgreSQL major of each Debian release's own packages (packages.debian.org: postgresql-<major>).
+DEBIAN_POSTGRES_MAJOR = {"bookworm": 15, "trixie": 17}
 
 
 def readme_start_command() -> str:
@@ -44,7 +49,7 @@ def readme_start_command() -> str:
 
 
 def test_dockerfile_is_multi_stage_slim_non_root_with_a_healthcheck():
-    assert len(STAGES) >= 2 and all(s.base == "python:3.11-slim" for s in STAGES)
+    assert len(STAGES) >= 2 and all(PINNED_BASE.fullmatch(s.base) for s in STAGES)
     assert any("COPY" == i.keyword and "--from=build" in i.args for i in RUNTIME.instructions), \
         "the runtime stage takes the built environment from the build stage"
     users = RUNTIME.all("USER")
@@ -63,6 +68,23 @@ def test_dockerfile_is_multi_stage_slim_non_root_with_a_healthcheck():
     for sources, _ in BUILD.copies_from_context() + RUNTIME.copies_from_context():
         for source in sources:
             assert f"!{source.rstrip('/')}" in ignored or f"!{source.rstrip('/')}/" in ignored, source
+
+
+def test_base_is_pinned_and_there_is_a_pg_client_for_every_supported_server_major():
+    """A pinned Python + Debian release in both stages, and the client of each server major production may run
+    (the flows use the server's own: app.pg_binaries.find_pg_binary), from a repository that has it."""
+    assert len({s.base for s in STAGES}) == 1, "one base image for both stages"
+    debian = PINNED_BASE.fullmatch(RUNTIME.base)["debian"]
+    runs = " ".join(i.args for i in RUNTIME.all("RUN"))
+    assert not re.search(r"postgresql-client(?![-\w])", runs), "the unversioned client follows Debian's default"
+    majors = sorted(int(m) for m in re.findall(r"postgresql-client-(\d+)", runs))
+    assert majors == sorted(SUPPORTED_SERVER_MAJORS)
+    if majors != [DEBIAN_POSTGRES_MAJOR[debian]]:
+        assert "/usr/share/postgresql-common/pgdg/apt.postgresql.org.sh -y" in runs, \
+            f"Debian {debian} ships only PostgreSQL {DEBIAN_POSTGRES_MAJOR[debian]}: others need PostgreSQL's apt repository"
+    majors_text = f"PostgreSQL {min(SUPPORTED_SERVER_MAJORS)}-{max(SUPPORTED_SERVER_MAJORS)}"
+    for doc in ("README.md", "runbooks/deploy-and-rollback.md"):
+        assert majors_text in (PROJECT_ROOT / doc).read_text(), f"{doc} states the supported server majors"
 
 
 def _copy_build_context(target: Path) -> None:
