@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,8 +20,8 @@ from flows.backup_database import apply_retention, backup_database
 from flows.restore_drill import restore_drill
 from tasks import storage as storage_module
 from tasks.catalog import NoUsableBackup
-from tasks.postgres import DatabaseUnreachable, PgDumpTooOld
-from tests.conftest import free_port
+from tasks.postgres import DatabaseLoginRejected, DatabaseNotFound, DatabaseUnreachable, PgDumpTooOld
+from tests.conftest import APP_PASSWORD, free_port
 from tests.support.moto import MotoServer
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -112,11 +113,41 @@ def test_interrupted_upload_is_never_catalogued_as_completed(settings, backup_en
     assert [p for p in backup_env.rglob("*") if p.is_file()] == []
 
 
-def test_unreachable_postgres_is_retried_then_fails_clearly(settings, backup_env):
+@pytest.fixture
+def connection_attempts(monkeypatch) -> list[str]:
+    """Every psycopg connection opened during the test (the catalog's SQLAlchemy engine's too)."""
+    from tasks import postgres as postgres_tasks
+
+    attempts, real_connect = [], psycopg.connect
+
+    def counting_connect(*args, **kwargs):
+        attempts.append(args[0] if args else kwargs.get("conninfo", ""))
+        return real_connect(*args, **kwargs)
+
+    monkeypatch.setattr(postgres_tasks.psycopg, "connect", counting_connect)
+    return attempts
+
+
+def test_unreachable_postgres_is_retried_then_fails_clearly(settings, backup_env, connection_attempts):
     dead = f"postgresql+psycopg://textbook_app:x@127.0.0.1:{free_port()}/textbook"
     with pytest.raises(DatabaseUnreachable, match="cannot connect to Postgres at 127.0.0.1"):
         backup_database(database_url=dead)
+    assert len(connection_attempts) == 4  # the version check's first try and its 3 retries
     assert catalog(settings) == {}
+
+
+@pytest.mark.parametrize(("url_of", "error", "message"), [
+    (lambda port: f"postgresql+psycopg://textbook_app:wrong-password@127.0.0.1:{port}/textbook",
+     DatabaseLoginRejected, 'password authentication failed for user "textbook_app"; check the user and password'),
+    (lambda port: f"postgresql+psycopg://textbook_app:{APP_PASSWORD}@127.0.0.1:{port}/no_such_db",
+     DatabaseNotFound, 'database "no_such_db" does not exist; check the database name'),
+], ids=["wrong-password", "missing-database"])
+def test_a_refused_login_or_missing_database_fails_at_once_with_its_own_message(
+        settings, backup_env, pg_cluster, connection_attempts, url_of, error, message):
+    with pytest.raises(error, match=re.escape(message)) as raised:
+        backup_database(database_url=url_of(pg_cluster.port))
+    assert "(not retried)" in str(raised.value) and "wrong-password" not in str(raised.value)
+    assert len(connection_attempts) == 1
 
 
 def test_pg_dump_older_than_the_server_is_refused_with_a_clear_message(settings, backup_env, tmp_path, monkeypatch):
