@@ -65,6 +65,19 @@ def test_backup_and_drill_deployments_run_through_the_worker(settings, run_throu
     assert [r.status for r in rows] == ["verified"]
 
 
+def test_runs_through_the_worker_log_their_steps_to_the_server(prefect_stack, run_through_worker):
+    """The worker runs under PREFECT_LOGGING_LEVEL=WARNING (tests/conftest.py, like the Makefile), yet each run's
+    Logs tab (`prefect flow-run logs ID` reads the same API) shows its INFO steps."""
+    assert os.environ["PREFECT_LOGGING_LEVEL"] == "WARNING"
+    backup = run_through_worker("backup-database/backup-database")
+    drill = run_through_worker("restore-drill/restore-drill")
+    assert backup.state.is_completed() and drill.state.is_completed(), (backup.state, drill.state)
+    backup_logs = prefect_stack.prefect("flow-run", "logs", str(backup.id))
+    assert "completed:" in backup_logs and "dumped textbook" in backup_logs, backup_logs
+    drill_logs = prefect_stack.prefect("flow-run", "logs", str(drill.id))
+    assert "PASS" in drill_logs and "verified: restore" in drill_logs, drill_logs
+
+
 def test_deploy_backend_goes_live_then_rolls_back_a_bad_version_through_the_worker(settings, run_through_worker,
                                                                                   deploy_versions, deploy_target):
     """The issue's acceptance: a deploy run through Prefect against the local Render emulator goes live when the
