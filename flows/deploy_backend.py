@@ -33,6 +33,8 @@ from prefect.runtime import flow_run
 from app.settings import Settings, get_settings
 from flows.backup_database import backup_database
 from flows.check_backup_freshness import backup_age_hours
+from flows.cli import ON_THE_SERVER, run_cli
+from flows.parameters import CommitSha, ImageRef, PositiveHours, RenderServiceId
 from tasks.catalog import find_newest_verified_backup
 from tasks.deploy_records import deployment_begin, deployment_finish
 from tasks.notify import send_notification
@@ -155,8 +157,9 @@ def roll_back(client: RenderClient, settings: Settings, out: Outcome, previous: 
 
 
 @flow(name="deploy-backend", log_prints=True)
-def deploy_backend(commit_id: str | None = None, image_url: str | None = None, service_id: str | None = None,
-                   allow_destructive: bool = False, max_backup_age_hours: float | None = None) -> dict:
+def deploy_backend(commit_id: CommitSha | None = None, image_url: ImageRef | None = None,
+                   service_id: RenderServiceId | None = None, allow_destructive: bool = False,
+                   max_backup_age_hours: PositiveHours | None = None) -> dict:
     """Deploy a commit (or an image) of the query service to Render, gated, with automatic rollback."""
     logger = get_run_logger()
     settings = get_settings()
@@ -259,7 +262,8 @@ def report_markdown(out: Outcome) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flows.deploy_backend", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m flows.deploy_backend", description=__doc__.split("\n")[0],
+                                     epilog=ON_THE_SERVER)
     what = parser.add_mutually_exclusive_group()
     what.add_argument("--commit", help="git SHA to deploy (default: the head of the service's branch)")
     what.add_argument("--image", help="image URL to deploy (image-backed services)")
@@ -278,4 +282,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from prefect import task
+from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy import update
 from sqlmodel import Session, col, select
@@ -166,3 +167,29 @@ def newest_verified_backup(settings: Settings) -> dict[str, Any] | None:
       retry_condition_fn=retry_unless_rejected)
 def find_newest_verified_backup(settings: Settings) -> dict[str, Any] | None:
     return newest_verified_backup(settings)
+
+
+# status and verified_at first: the UI shows the table's left columns without scrolling.
+CATALOG_COLUMNS = ["status", "verified_at", "backup_id", "finished_at", "why", "last_restored_at", "bytes",
+                   "restore_seconds", "failure_reason", "storage", "sha256", "started_at"]
+
+
+def publish_catalog(rows: list[dict[str, Any]], why_pruned: dict[str, str]) -> None:
+    """The `backup-catalog` artifact: a new version after every backup and every drill (the UI shows the latest).
+    Backups this run pruned say why they went (`why`)."""
+    shown = [{**r, "status": "pruned", "why": why_pruned[r["backup_id"]]} if r["backup_id"] in why_pruned else r
+             for r in rows[:60]]
+    create_table_artifact(
+        key="backup-catalog",
+        table=[{k: r.get(k) for k in CATALOG_COLUMNS} for r in shown] or [{"backup_id": "-", "status": "empty"}],
+        description="the newest backups and their status",
+    )
+
+
+@task(name="catalog-mark-restored", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=5,
+      retry_condition_fn=retry_unless_rejected)
+def catalog_mark_restored(settings: Settings, backup_id: str) -> None:
+    """Retention keeps a backup a restore used for BACKUP_KEEP_RESTORED_DAYS: it may be needed again."""
+    with session_scope(engine_for(settings)) as db:
+        db.exec(update(BackupCatalog).where(col(BackupCatalog.backup_id) == backup_id).values(  # type: ignore[call-overload]
+            last_restored_at=datetime.now(UTC)))
