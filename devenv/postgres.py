@@ -7,6 +7,7 @@ command runs as the unprivileged `postgres` system user through `runuser`.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import pwd
@@ -25,15 +26,16 @@ from app.pg_binaries import find_pg_binary as _find
 log = logging.getLogger(__name__)
 
 SERVER_USER = "postgres"
+SERVER_ROOT_POINTER = "server-root"  # in a cluster's root: where its server files live, when not there
 
 
 class PostgresSetupError(RuntimeError):
     """The embedded cluster could not be created or started."""
 
 
-def find_pg_binary(name: str) -> str:
+def find_pg_binary(name: str, bin_dir: Path | None = None) -> str:
     try:
-        return _find(name)
+        return _find(name, bin_dir)
     except PgBinaryNotFound as exc:
         raise PostgresSetupError(f"{exc}; `make up` installs it") from None
 
@@ -62,14 +64,22 @@ class PostgresCluster:
     port: int
     host: str = "127.0.0.1"
     fast_unsafe: bool = False  # fsync off: for throwaway test clusters only
+    bin_dir: Path | None = None  # another PostgreSQL's binaries (tests: a newer major than Debian's)
+
+    @property
+    def server_root(self) -> Path:
+        """Where the server's own files live (data, log, socket): `root`, or, when the server user cannot enter
+        `root` (a checkout under a 0700 folder such as root's home), a folder of its own recorded in `root`."""
+        pointer = self.root / SERVER_ROOT_POINTER
+        return Path(pointer.read_text().strip()) if pointer.exists() else self.root
 
     @property
     def data_dir(self) -> Path:
-        return self.root / "data"
+        return self.server_root / "data"
 
     @property
     def log_file(self) -> Path:
-        return self.root / "server.log"
+        return self.server_root / "server.log"
 
     @property
     def superuser_password_file(self) -> Path:
@@ -88,18 +98,20 @@ class PostgresCluster:
         self.root.mkdir(parents=True, exist_ok=True)
         self.root.chmod(0o755)
         _chown_to_server_user(self.root)
+        if not self._server_user_can_reach(self.root):
+            self._move_server_files_to_the_server_users_home()
         self._check_server_user_can_reach_root()
         password = secrets.token_urlsafe(24)
         self.superuser_password_file.write_text(password + "\n")
         self.superuser_password_file.chmod(0o600)
         # The server user reads the password once, from a file only it can read.
-        pwfile = self.root / ".initdb-pwfile"
+        pwfile = self.server_root / ".initdb-pwfile"
         pwfile.write_text(password + "\n")
         pwfile.chmod(0o600)
         _chown_to_server_user(pwfile)
         try:
             args = [
-                find_pg_binary("initdb"), "-D", str(self.data_dir), "--username=postgres",
+                find_pg_binary("initdb", self.bin_dir), "-D", str(self.data_dir), "--username=postgres",
                 f"--pwfile={pwfile}", "--auth-host=scram-sha-256", "--auth-local=scram-sha-256",
                 "--encoding=UTF8", "--locale=C.UTF-8",
             ]
@@ -113,7 +125,7 @@ class PostgresCluster:
         settings = [
             f"listen_addresses = '{self.host}'",
             f"port = {self.port}",
-            f"unix_socket_directories = '{self.root}'",
+            f"unix_socket_directories = '{self.server_root}'",
             "max_connections = 100",
             "shared_buffers = 128MB",
         ]
@@ -122,13 +134,28 @@ class PostgresCluster:
         with open(self.data_dir / "postgresql.conf", "a", encoding="utf-8") as conf:
             conf.write("\n# textbook-ops embedded cluster\n" + "\n".join(settings) + "\n")
 
-    def _check_server_user_can_reach_root(self) -> None:
+    @staticmethod
+    def _server_user_can_reach(path: Path) -> bool:
         if not _running_as_root():
-            return
-        reachable = subprocess.run(_as_server_user(["test", "-w", str(self.root)]), check=False).returncode == 0
-        if not reachable:
+            return True
+        return subprocess.run(_as_server_user(["test", "-w", str(path)]), check=False).returncode == 0
+
+    def _move_server_files_to_the_server_users_home(self) -> None:
+        """The cluster of a checkout the server user cannot enter lives under its home (Debian:
+        /var/lib/postgresql/textbook-ops/<folder>-<hash of the path>), owned by it; `root` records where."""
+        home = Path(pwd.getpwnam(SERVER_USER).pw_dir)
+        digest = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:12]
+        target = home / "textbook-ops" / f"{self.root.name}-{digest}"
+        for folder in (home / "textbook-ops", target):
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _chown_to_server_user(folder)
+        (self.root / SERVER_ROOT_POINTER).write_text(f"{target}\n")
+        log.info("the %s user cannot enter %s: the cluster's files go to %s", SERVER_USER, self.root, target)
+
+    def _check_server_user_can_reach_root(self) -> None:
+        if not self._server_user_can_reach(self.server_root):
             raise PostgresSetupError(
-                f"the {SERVER_USER!r} user cannot reach {self.root}: a parent folder is not "
+                f"the {SERVER_USER!r} user cannot reach {self.server_root}: a parent folder is not "
                 "world-executable (chmod o+x it, or choose another DATA_DIR)"
             )
 
@@ -136,7 +163,7 @@ class PostgresCluster:
         if not self.is_initialized():
             return False
         result = subprocess.run(
-            _as_server_user([find_pg_binary("pg_ctl"), "status", "-D", str(self.data_dir)]),
+            _as_server_user([find_pg_binary("pg_ctl", self.bin_dir), "status", "-D", str(self.data_dir)]),
             capture_output=True, text=True,
         )
         return result.returncode == 0
@@ -149,7 +176,7 @@ class PostgresCluster:
         _chown_to_server_user(self.log_file)
         result = subprocess.run(
             _as_server_user([
-                find_pg_binary("pg_ctl"), "start", "-D", str(self.data_dir), "-l", str(self.log_file),
+                find_pg_binary("pg_ctl", self.bin_dir), "start", "-D", str(self.data_dir), "-l", str(self.log_file),
                 "-w", "-t", str(timeout_s), "-o", f"-p {self.port}",
             ]),
             capture_output=True, text=True,
@@ -163,7 +190,7 @@ class PostgresCluster:
         if not self.is_running():
             return
         subprocess.run(
-            _as_server_user([find_pg_binary("pg_ctl"), "stop", "-D", str(self.data_dir), "-m", mode, "-w"]),
+            _as_server_user([find_pg_binary("pg_ctl", self.bin_dir), "stop", "-D", str(self.data_dir), "-m", mode, "-w"]),
             capture_output=True, text=True, check=False,
         )
 
