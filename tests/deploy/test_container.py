@@ -15,6 +15,7 @@ imported from the fresh environment.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -44,7 +45,7 @@ def readme_start_command() -> str:
 
 
 def test_dockerfile_is_multi_stage_slim_non_root_with_a_healthcheck():
-    assert len(STAGES) >= 2 and all(s.base == "python:3.11-slim" for s in STAGES)
+    assert len(STAGES) >= 2 and all(s.base == "python:3.11-slim-trixie" for s in STAGES), "pinned Debian release"
     assert any("COPY" == i.keyword and "--from=build" in i.args for i in RUNTIME.instructions), \
         "the runtime stage takes the built environment from the build stage"
     users = RUNTIME.all("USER")
@@ -144,3 +145,12 @@ def test_wheel_installed_in_a_fresh_venv_starts_with_the_dockerfile_command(pg_c
                 server.wait()
         log.close()
         pg_cluster.drop_database(dbname)
+
+
+def test_the_worker_image_carries_a_pg_dump_for_every_server_major_neon_runs():
+    """Neon runs PostgreSQL 14-17; pg_dump must be at least the server's major (check_pg_dump_version refuses
+    older), and the restore must not replay owners or grants (Neon's roles differ)."""
+    installs = " ".join(i.args for i in RUNTIME.all("RUN"))
+    assert re.search(r"apt-get install [^&]*\bpostgresql-client-17\b", installs), "pg_dump 17 in the worker image"
+    restore = (PROJECT_ROOT / "tasks" / "postgres.py").read_text()
+    assert '"--no-owner", "--no-acl"' in restore  # --no-acl is pg_restore's --no-privileges
