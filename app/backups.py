@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, BinaryIO
 
 from pydantic import BaseModel
@@ -98,17 +98,21 @@ class CatalogEntry:
     status: str
     finished_at: datetime | None
     drill_in_progress: bool = False
+    last_restored_at: datetime | None = None
 
 
 @dataclass
 class RetentionPlan:
     keep: dict[str, str] = field(default_factory=dict)  # backup_id -> why
     prune: list[str] = field(default_factory=list)
+    why_pruned: dict[str, str] = field(default_factory=dict)  # backup_id -> why
 
 
-def retention_plan(entries: list[CatalogEntry], *, now: datetime, daily: int, weekly: int, monthly: int) -> RetentionPlan:
+def retention_plan(entries: list[CatalogEntry], *, now: datetime, daily: int, weekly: int, monthly: int,
+                   keep_restored_days: int = 0) -> RetentionPlan:
     """Grandfather-father-son: the newest backup of each of the last `daily` days, `weekly` ISO weeks and
-    `monthly` months. The newest verified backup and any backup a drill is reading are always kept."""
+    `monthly` months. The newest verified backup, any backup a drill is reading and any backup a restore used
+    in the last `keep_restored_days` days are always kept; each pruned backup says why it went."""
     plan = RetentionPlan()
     usable = sorted(
         (e for e in entries if e.status in ("completed", "verified") and e.finished_at is not None),
@@ -134,5 +138,20 @@ def retention_plan(entries: list[CatalogEntry], *, now: datetime, daily: int, we
     for entry in usable:
         if entry.drill_in_progress:
             plan.keep.setdefault(entry.backup_id, "a drill is reading it")
-    plan.prune = [e.backup_id for e in usable if e.backup_id not in plan.keep]
+        if entry.last_restored_at is not None and now - entry.last_restored_at < timedelta(days=keep_restored_days):
+            plan.keep.setdefault(entry.backup_id, f"a restore used it on {entry.last_restored_at:%Y-%m-%d %H:%M} UTC")
+    kept_of_day = {e.finished_at.date(): e.backup_id for e in reversed(usable)
+                   if e.backup_id in plan.keep and e.finished_at}
+    for entry in usable:
+        if entry.backup_id in plan.keep:
+            continue
+        plan.prune.append(entry.backup_id)
+        assert entry.finished_at is not None
+        if (kept := kept_of_day.get(entry.finished_at.date())) is not None:
+            plan.why_pruned[entry.backup_id] = (f"{kept} is the backup kept for {entry.finished_at:%Y-%m-%d} "
+                                                f"({plan.keep[kept]})")
+        else:
+            plan.why_pruned[entry.backup_id] = (
+                f"older than the {daily} daily backups kept, and not the newest of a week among the {weekly} weekly "
+                f"or of a month among the {monthly} monthly ones")
     return plan

@@ -143,6 +143,7 @@ class BackupCatalog(SQLModel, table=True):
     failure_reason: str | None = Field(default=None, sa_type=sa.Text)
     pruned_at: datetime | None = _timestamp(nullable=True)
     manifest: dict[str, Any] = Field(default_factory=dict, sa_type=JSONB)
+    last_restored_at: datetime | None = _timestamp(nullable=True)  # retention keeps it BACKUP_KEEP_RESTORED_DAYS
 
 
 class CostDaily(SQLModel, table=True):

@@ -117,8 +117,11 @@ class Settings(BaseSettings):
     backup_keep_daily: int = Field(default=30, ge=1, le=3650)
     backup_keep_weekly: int = Field(default=8, ge=0, le=520)
     backup_keep_monthly: int = Field(default=6, ge=0, le=120)
+    backup_keep_restored_days: int = Field(default=14, ge=0, le=3650)  # a backup a restore used stays this long
     restore_jobs: int = Field(default=2, ge=1, le=32)
     pushgateway_url: str | None = None
+    local_pushgateway_url: str | None = Field(
+        default=None, description="used when PUSHGATEWAY_URL is unset and it answers (make up: make monitoring-up's)")
     task_retry_delay_s: float = Field(default=10.0, ge=0, le=3600)
 
     # Cost reporting.
@@ -271,8 +274,8 @@ class Settings(BaseSettings):
             raise ValueError("must look like postgresql://user:password@host:port/dbname[?sslmode=require]")
         return re.sub(r"^postgres(ql)?(\+psycopg)?://", "postgresql+psycopg://", value)
 
-    @field_validator("qdrant_url", "openai_base_url", "aws_endpoint_url", "pushgateway_url", "cost_alert_webhook_url",
-                     "probe_base_url", "prefect_api_url")
+    @field_validator("qdrant_url", "openai_base_url", "aws_endpoint_url", "pushgateway_url", "local_pushgateway_url",
+                     "cost_alert_webhook_url", "probe_base_url", "prefect_api_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value in (None, ""):

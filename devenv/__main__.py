@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from app.settings import PROJECT_ROOT, Settings, SettingsError, get_settings
+from devenv.monitoring import development_stack
 from devenv.postgres import PostgresCluster, PostgresSetupError
 from devenv.prefect_stack import PrefectStack, PrefectStackError
 from devenv.processes import running, start_background, stop_process, wait_for_http
@@ -72,7 +73,8 @@ def start_prefect(settings: Settings) -> None:
     say("registering the deployments of prefect.yaml on the work pool 'ops'")
     stack.register_deployments()
     say("starting a process worker for the work pool 'ops'")
-    stack.start_worker()
+    # Runs push their facts to `make monitoring-up`'s Pushgateway whenever it answers (tasks/notify.py).
+    stack.start_worker(extra_env={"LOCAL_PUSHGATEWAY_URL": development_stack().url("pushgateway")})
 
 
 def migrate(settings: Settings) -> None:
@@ -90,7 +92,14 @@ def ingest(settings: Settings) -> None:
         raise SystemExit("the ingest flow failed; see its output above and runbooks/ingest-textbook.md")
 
 
-def start_api(settings: Settings, timeout_s: float = 120) -> None:
+def service_secrets_env(prefect_api_url: str) -> dict[str, str]:
+    """With the Prefect server up, the service reads rotated secrets from its blocks (SECRETS_SOURCE=store), so
+    a rotate-db-credentials run reaches it: new connections log in as the role the rotation made current.
+    Until the first rotation the store has no credentials and the service uses DATABASE_URL's user."""
+    return {"SECRETS_SOURCE": "store", "SECRET_BACKEND": "prefect", "PREFECT_API_URL": prefect_api_url}
+
+
+def start_api(settings: Settings, timeout_s: float = 120, *, secrets_from_store: bool = True) -> None:
     pid_file = api_pid_file(settings)
     base = f"http://{settings.api_host}:{settings.api_port}"
     if running(pid_file):
@@ -99,7 +108,8 @@ def start_api(settings: Settings, timeout_s: float = 120) -> None:
         log_file = settings.data_dir / "logs" / "api.log"
         shown = log_file.relative_to(PROJECT_ROOT) if log_file.is_relative_to(PROJECT_ROOT) else log_file
         say(f"starting the API on {base} (log: {shown})")
-        start_background([sys.executable, "-m", "app", "serve"], pid_file=pid_file, log_file=log_file, cwd=PROJECT_ROOT)
+        start_background([sys.executable, "-m", "app", "serve"], pid_file=pid_file, log_file=log_file, cwd=PROJECT_ROOT,
+                         env=service_secrets_env(prefect_stack(settings).api_url) if secrets_from_store else None)
     if not wait_for_http(f"{base}/ready", timeout_s=timeout_s):
         raise SystemExit(f"the API did not become ready within {timeout_s:.0f} s; see .data/logs/api.log")
 
@@ -166,7 +176,7 @@ def up(args: argparse.Namespace) -> None:
     if not args.no_ingest:
         ingest(settings)
     if not args.no_api:
-        start_api(settings)
+        start_api(settings, secrets_from_store=not args.no_prefect)
     if not args.no_site:
         start_site(settings)
     if not args.no_api:

@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"""==> monitoring is up ({rules} alert rules loaded; state in {stack.root})
   Prometheus:   {stack.url('prometheus')}/alerts   (scrapes the API on {stack.api_target}; `make up` starts it)
   Alertmanager: {stack.url('alertmanager')}
-  Pushgateway:  {stack.url('pushgateway')}   (set PUSHGATEWAY_URL={stack.url('pushgateway')} for the flows)
+  Pushgateway:  {stack.url('pushgateway')}   (the flows of `make up` push here while it answers)
 Stop with `make monitoring-down`.""")
     elif args.command == "down":
         stack.stop()

@@ -21,6 +21,13 @@ from devenv.processes import running, stop_process
 
 WORK_POOL = "ops"
 
+# The runs' own loggers (get_run_logger, log_prints) send INFO to the server whatever PREFECT_LOGGING_LEVEL says:
+# the Makefile's WARNING keeps the processes' consoles quiet, but every run's Logs tab must show its steps.
+RUN_LOG_LEVELS = {
+    "PREFECT_LOGGING_LOGGERS_PREFECT_FLOW_RUNS_LEVEL": "INFO",
+    "PREFECT_LOGGING_LOGGERS_PREFECT_TASK_RUNS_LEVEL": "INFO",
+}
+
 
 class PrefectStackError(RuntimeError):
     """The Prefect server or worker did not start, or the deployments could not be registered."""
@@ -50,6 +57,7 @@ class PrefectStack:
             "PREFECT_UI_API_URL": self.api_url,
             "PREFECT_WORKER_QUERY_SECONDS": "2",
             "PREFECT_LOGGING_LEVEL": os.environ.get("PREFECT_LOGGING_LEVEL", "INFO"),
+            **RUN_LOG_LEVELS,
             "TEXTBOOK_OPS_ROOT": str(PROJECT_ROOT),
             **(extra or {}),
         }

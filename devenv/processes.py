@@ -8,7 +8,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 
@@ -45,13 +45,15 @@ def stop_process(pid_file: Path, signals: int, timeout_s: float = 20) -> None:
     pid_file.unlink(missing_ok=True)
 
 
-def start_background(command: Sequence[str], *, pid_file: Path, log_file: Path, cwd: Path) -> int:
-    """Start a command in its own session (stop_process signals the group), output appended to log_file."""
+def start_background(command: Sequence[str], *, pid_file: Path, log_file: Path, cwd: Path,
+                     env: Mapping[str, str] | None = None) -> int:
+    """Start a command in its own session (stop_process signals the group), output appended to log_file;
+    `env` is added to this process's environment."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     pid_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "ab") as log:
         process = subprocess.Popen(list(command), cwd=cwd, stdout=log, stderr=subprocess.STDOUT,  # nosec B603: our argv
-                                   start_new_session=True)
+                                   start_new_session=True, env={**os.environ, **env} if env else None)
     pid_file.write_text(str(process.pid))
     return process.pid
 

@@ -1,12 +1,12 @@
 """backup-database: a checksummed, catalogued pg_dump of the service's database, then retention.
 
 When it runs: nightly at 02:00 UTC (prefect.yaml), or on demand from the Prefect UI / CLI.
-What it does, in order: check pg_dump is not older than the server -> catalogue the attempt as
-in_progress -> pg_dump -Fc in an exported snapshot, streamed to storage under a temporary name with
+What it does, in order: catalogue the attempt as in_progress -> check pg_dump is not older than the
+server -> pg_dump -Fc in an exported snapshot, streamed to storage under a temporary name with
 its sha256 computed on the way (row counts and a schema fingerprint read in the same snapshot) -> read
 the object back and give it its final name only if the checksum matches -> store the manifest -> mark
 the catalog row completed -> apply grandfather-father-son retention -> publish the catalog as an artifact.
-A failed run leaves no completed catalog row and no finalized object. Two backups never run at once.
+A failed run leaves a `failed` catalog row with its reason, and no finalized object. Two backups never run at once.
 
 When it fails: runbooks/backup-and-restore.md.
 """
@@ -18,15 +18,22 @@ import sys
 from datetime import UTC, datetime
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_table_artifact
 from prefect.runtime import flow_run
 
 from app.backups import BackupManifest, CatalogEntry, retention_plan
 from app.settings import get_settings
-from flows.cli import run_cli
-from tasks.catalog import catalog_begin, catalog_complete, catalog_fail, catalog_mark_pruned, read_catalog
+from flows.cli import ON_THE_SERVER, run_cli
+from flows.parameters import BlockName, StorageKind
+from tasks.catalog import (
+    catalog_begin,
+    catalog_complete,
+    catalog_fail,
+    catalog_mark_pruned,
+    publish_catalog,
+    read_catalog,
+)
 from tasks.concurrency import exclusive
-from tasks.notify import push_metrics
+from tasks.notify import push_metrics, pushgateway_for
 from tasks.postgres import check_pg_dump_version, database_identity, dump_database
 from tasks.storage import (
     backup_storage_for,
@@ -37,22 +44,21 @@ from tasks.storage import (
     verify_and_finalize,
 )
 
-CATALOG_COLUMNS = ["backup_id", "status", "storage", "bytes", "sha256", "started_at", "finished_at", "verified_at",
-                   "restore_seconds", "failure_reason"]
-
 
 def new_backup_id(now: datetime | None = None) -> str:
     return f"{(now or datetime.now(UTC)):%Y%m%dT%H%M%S%fZ}"
 
 
 @flow(name="backup-database", log_prints=True)
-def backup_database(database_url: str | None = None, storage: str | None = None) -> dict:
-    """Back up the service's database (default DATABASE_URL) to the configured storage (local | s3)."""
+def backup_database(storage: StorageKind | None = None, database_url_block: BlockName | None = None) -> dict:
+    """Back up the service's database (DATABASE_URL), or the one whose URL a Prefect Secret block holds
+    (`database_url_block`: parameters are shown in the UI, so they name secrets and never carry them), to the
+    configured storage (local | s3)."""
     logger = get_run_logger()
     settings = get_settings()
     if storage:
         settings = settings.model_copy(update={"backup_storage": storage})
-    url = database_url or settings.resolved_database_url
+    url = database_url_from(database_url_block) if database_url_block else settings.resolved_database_url
     store = backup_storage_for(settings)
     retry_delay = settings.task_retry_delay_s
     backup_id = new_backup_id()
@@ -60,12 +66,14 @@ def backup_database(database_url: str | None = None, storage: str | None = None)
 
     # One acquisition for the whole run: no second backup, and no drill claims the catalog during retention.
     with exclusive("backup-database", "backup-catalog"):
-        versions = check_pg_dump_version.with_options(retry_delay_seconds=retry_delay)(settings, url)
+        # Catalogued first, so that every failure after it (the version check's too) leaves a `failed` row with
+        # its reason where runbooks/backup-and-restore.md looks first.
         catalog_begin(settings, backup_id=backup_id, storage=store.kind,
                       database_name=str(database_identity(url)["dbname"]),
                       flow_run_id=str(flow_run.id) if flow_run.id else None)
         started = datetime.now(UTC)
         try:
+            versions = check_pg_dump_version.with_options(retry_delay_seconds=retry_delay)(settings, url)
             # A dump that fails half-way (an upload error) is retried from the start into the same temporary name.
             dump = dump_database.with_options(retries=2, retry_delay_seconds=retry_delay)(
                 settings, url, store, temp, versions)
@@ -87,8 +95,10 @@ def backup_database(database_url: str | None = None, storage: str | None = None)
             catalog_fail(settings, backup_id=backup_id, reason=f"{exc.__class__.__name__}: {exc}")
             raise
         pruned, catalog_rows = apply_retention(settings)
+        for pruned_id, why in pruned.items():
+            logger.info("pruned backup %s: %s", pruned_id, why)
 
-    if settings.pushgateway_url:
+    if pushgateway_for(settings):
         push_metrics(settings, "backup_database", {
             "backup_last_success_timestamp_seconds": datetime.now(UTC).timestamp(),
             "backup_size_bytes": float(dump.bytes)})
@@ -96,36 +106,39 @@ def backup_database(database_url: str | None = None, storage: str | None = None)
     logger.info("backup %s completed: %d bytes at %s; pruned %d old backups", backup_id, dump.bytes, location,
                 len(pruned))
     return {"backup_id": backup_id, "location": location, "sha256": dump.sha256, "bytes": dump.bytes,
-            "dump_seconds": dump.seconds, "pruned": pruned}
+            "dump_seconds": dump.seconds, "pruned": list(pruned)}
 
 
-def apply_retention(settings, now: datetime | None = None) -> tuple[list[str], list[dict]]:
-    """Grandfather-father-son; never the newest verified backup, never one a drill is reading.
-    Callers hold the `backup-catalog` limit (drills claim backups under it). Returns (pruned ids, catalog)."""
+def database_url_from(block_name: str) -> str:
+    from prefect.blocks.system import Secret
+
+    return str(Secret.load(block_name).get())
+
+
+def apply_retention(settings, now: datetime | None = None) -> tuple[dict[str, str], list[dict]]:
+    """Grandfather-father-son; never the newest verified backup, one a drill is reading, or one a restore used
+    in the last BACKUP_KEEP_RESTORED_DAYS. Callers hold the `backup-catalog` limit (drills claim backups under it).
+    Returns ({pruned id: why}, catalog)."""
     rows = read_catalog(settings)
+
+    def when(value: str | None) -> datetime | None:
+        return datetime.fromisoformat(value) if value else None
+
     plan = retention_plan(
-        [CatalogEntry(r["backup_id"], r["status"], datetime.fromisoformat(r["finished_at"]) if r["finished_at"]
-                      else None, r["drill_in_progress"]) for r in rows],
+        [CatalogEntry(r["backup_id"], r["status"], when(r["finished_at"]), r["drill_in_progress"],
+                      when(r["last_restored_at"])) for r in rows],
         now=now or datetime.now(UTC), daily=settings.backup_keep_daily, weekly=settings.backup_keep_weekly,
-        monthly=settings.backup_keep_monthly,
+        monthly=settings.backup_keep_monthly, keep_restored_days=settings.backup_keep_restored_days,
     )
     if plan.prune:
         catalog_mark_pruned(settings, plan.prune)  # first: a pruned row can no longer be claimed by a drill
         delete_backup_objects(backup_storage_for(settings), plan.prune)
-    return plan.prune, rows
-
-
-def publish_catalog(rows: list[dict], pruned: list[str]) -> None:
-    shown = [{**r, "status": "pruned" if r["backup_id"] in pruned else r["status"]} for r in rows[:60]]
-    create_table_artifact(
-        key="backup-catalog",
-        table=[{k: r.get(k) for k in CATALOG_COLUMNS} for r in shown] or [{"backup_id": "-", "status": "empty"}],
-        description="the newest backups and their status",
-    )
+    return plan.why_pruned, rows
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flows.backup_database", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m flows.backup_database", description=__doc__.split("\n")[0],
+                                     epilog=ON_THE_SERVER)
     parser.add_argument("--storage", choices=["local", "s3"], help="default: BACKUP_STORAGE")
     args = parser.parse_args(argv)
     result = backup_database(storage=args.storage)

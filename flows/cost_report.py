@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from prefect import flow, get_run_logger
@@ -23,18 +23,19 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from app.costs import CostSummary, cents, summarize_costs
 from app.settings import get_settings
-from flows.cli import run_cli
+from flows.cli import ON_THE_SERVER, run_cli
+from flows.parameters import IsoDate
 from tasks.costs import CostFacts, fixed_monthly_usd, price_query_log, upsert_cost_daily
-from tasks.notify import push_metrics, send_notification
+from tasks.notify import push_metrics, pushgateway_for, send_notification
 from tasks.openai_api import fetch_openai_costs
 
 
 @flow(name="cost-report", log_prints=True)
-def cost_report(as_of: str | None = None) -> dict:
+def cost_report(as_of: IsoDate | None = None) -> dict:
     """Report the month's costs up to `as_of` (YYYY-MM-DD, default today UTC)."""
     logger = get_run_logger()
     settings = get_settings()
-    day = date.fromisoformat(as_of) if as_of else datetime.now(UTC).date()
+    day = as_of or datetime.now(UTC).date()
 
     facts = price_query_log(settings, day)
     billed = None  # optional: what OpenAI billed the organization, set against what we priced
@@ -53,7 +54,7 @@ def cost_report(as_of: str | None = None) -> dict:
         reconciliation = {"openai_billed_usd": billed, "our_estimate_usd": summary.variable_month_to_date_usd,
                           "difference_usd": billed - summary.variable_month_to_date_usd}
     publish_cost_report(summary, facts, reconciliation)
-    if settings.pushgateway_url:
+    if pushgateway_for(settings):
         push_metrics(settings, "cost_report", {
             "cost_usd_month_to_date": float(summary.month_to_date_usd),
             "cost_usd_projected_month": float(summary.projected_month_usd),
@@ -119,7 +120,8 @@ def publish_cost_report(summary: CostSummary, facts: CostFacts, reconciliation: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flows.cost_report", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m flows.cost_report", description=__doc__.split("\n")[0],
+                                     epilog=ON_THE_SERVER)
     parser.add_argument("--as-of", help="YYYY-MM-DD (default: today, UTC)")
     args = parser.parse_args(argv)
     result = cost_report(as_of=args.as_of)

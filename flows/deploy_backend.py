@@ -38,7 +38,8 @@ from prefect.runtime import flow_run
 from app.settings import Settings, SettingsError, get_settings
 from flows.backup_database import backup_database
 from flows.check_backup_freshness import backup_age_hours
-from flows.cli import InvalidParameter, run_cli
+from flows.cli import ON_THE_SERVER, InvalidParameter, run_cli
+from flows.parameters import CommitSha, ImageDigest, PositiveHours, RenderServiceId
 from tasks.catalog import find_newest_verified_backup
 from tasks.deploy_records import deployment_begin, deployment_finish
 from tasks.notify import send_notification
@@ -171,8 +172,9 @@ def roll_back(client: RenderClient, settings: Settings, out: Outcome, previous: 
 
 
 @flow(name="deploy-backend", log_prints=True)
-def deploy_backend(commit_id: str | None = None, image_digest: str | None = None, service_id: str | None = None,
-                   allow_destructive: bool = False, max_backup_age_hours: float | None = None) -> dict:
+def deploy_backend(commit_id: CommitSha | None = None, image_digest: ImageDigest | None = None,
+                   service_id: RenderServiceId | None = None, allow_destructive: bool = False,
+                   max_backup_age_hours: PositiveHours | None = None) -> dict:
     """Deploy an image of the query service to Render, by digest (or the image of a commit), gated, with
     automatic rollback to the previous digest."""
     logger = get_run_logger()
@@ -320,7 +322,8 @@ def report_markdown(out: Outcome) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flows.deploy_backend", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m flows.deploy_backend", description=__doc__.split("\n")[0],
+                                     epilog=ON_THE_SERVER)
     parser.add_argument("--commit", help="git SHA whose image (tagged with it by the release workflow) to deploy")
     parser.add_argument("--digest", help="image digest (sha256:...) to deploy; with --commit it must be that "
                         "commit's image")

@@ -25,8 +25,9 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from app.settings import PROJECT_ROOT, Settings, SettingsError, get_settings
-from flows.cli import run_cli
+from flows.cli import ON_THE_SERVER, run_cli
 from flows.ingest_textbook import ingest_textbook
+from flows.parameters import CollectionName, GitRef, HttpUrl, PositiveSeconds, RelativePath
 from tasks.concurrency import exclusive
 from tasks.pages import (
     DeployDocsError,
@@ -81,16 +82,16 @@ def publish_target(settings: Settings, *, remote: str | None, public_url: str | 
 
 @flow(name="deploy-docs", log_prints=True)
 def deploy_docs(
-    ref: str = "HEAD",
+    ref: GitRef = "HEAD",
     checkout: str = str(PROJECT_ROOT),
-    site_subdir: str = "website",
+    site_subdir: RelativePath = "website",
     remote: str | None = None,
-    branch: str | None = None,
-    public_url: str | None = None,
-    api_url: str | None = None,
-    collection: str | None = None,
-    verify_timeout_s: float | None = None,
-    verify_interval_s: float = 5.0,
+    branch: GitRef | None = None,
+    public_url: HttpUrl | None = None,
+    api_url: HttpUrl | None = None,
+    collection: CollectionName | None = None,
+    verify_timeout_s: PositiveSeconds | None = None,
+    verify_interval_s: PositiveSeconds = 5.0,
     work_dir: str | None = None,
 ) -> dict:
     """Build, publish to gh-pages, verify (rolling back on failure), then re-index the published commit."""
@@ -193,7 +194,8 @@ def publish_report(report: DeployReport, remote: str, branch: str, public_url: s
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flows.deploy_docs", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m flows.deploy_docs", description=__doc__.split("\n")[0],
+                                     epilog=ON_THE_SERVER)
     parser.add_argument("--ref", default="HEAD", help="the commit (or branch, tag) of the checkout to deploy (default HEAD)")
     parser.add_argument("--checkout", default=str(PROJECT_ROOT), help="the git checkout holding the site (default: this one)")
     parser.add_argument("--remote", help="git remote to push the built site to (default DOCS_GIT_REMOTE)")

@@ -21,7 +21,8 @@ from prefect.runtime import flow_run
 from app.rag.index_plan import plan_index_changes
 from app.rag.vector_store import check_same_source
 from app.settings import PROJECT_ROOT, get_settings
-from flows.cli import run_cli
+from flows.cli import ON_THE_SERVER, run_cli
+from flows.parameters import CollectionName, Locale
 from tasks.embeddings import embed_chunks
 from tasks.postgres import IngestSummary, record_ingest_run
 from tasks.qdrant import read_index_state, write_index_generation
@@ -43,8 +44,8 @@ def default_collection(source: Path) -> str | None:
 @flow(name="ingest-textbook", log_prints=True)
 def ingest_textbook(
     source: str = str(DEFAULT_SOURCE),
-    locale: str | None = None,
-    collection: str | None = None,
+    locale: Locale | None = None,
+    collection: CollectionName | None = None,
     full_rebuild: bool = False,
 ) -> dict:
     """Ingest a Docusaurus site (both locales) or any Markdown tree into the vector index."""
@@ -137,7 +138,7 @@ def _file_rows(files, batch, plan) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = argparse.ArgumentParser(epilog=ON_THE_SERVER,
         prog="python -m flows.ingest_textbook",
         description="Ingest textbook chapters (Markdown/MDX) into the vector index, incrementally by content hash.",
     )

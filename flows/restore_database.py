@@ -24,8 +24,9 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from app.settings import get_settings
-from flows.cli import run_cli
-from tasks.catalog import find_backup_to_restore
+from flows.cli import ON_THE_SERVER, run_cli
+from flows.parameters import BackupId, DatabaseName
+from tasks.catalog import catalog_mark_restored, find_backup_to_restore
 from tasks.postgres import (
     RefusingToOverwrite,
     create_database,
@@ -41,15 +42,16 @@ from tasks.storage import backup_storage_for, download_backup, verify_backup_che
 
 
 @flow(name="restore-database", log_prints=True)
-def restore_database(target: str, backup_id: str | None = None, confirm: str | None = None) -> dict:
+def restore_database(target: DatabaseName, backup_id: BackupId | None = None, confirm: DatabaseName | None = None) -> dict:
     """Restore a backup into `target` (a database name); replacing a non-empty one needs confirm=<target>."""
     logger = get_run_logger()
     settings = get_settings()
     backup = find_backup_to_restore(settings, backup_id)
     exists = database_exists(settings, target)
     if exists and database_has_tables(settings, target) and confirm != target:
+        given = "no confirm was given" if confirm is None else f"confirm={confirm!r} was given"
         raise RefusingToOverwrite(
-            f"database {target!r} is not empty: re-run with confirm={target!r} to replace it "
+            f"database {target!r} is not empty and {given}: replacing it needs confirm={target!r} "
             "(the current one is kept as a renamed copy)"
         )
     stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
@@ -65,6 +67,7 @@ def restore_database(target: str, backup_id: str | None = None, confirm: str | N
         restore_dump(settings, dump_path, staging, jobs=settings.restore_jobs, role=settings.db_user)
         validate_restore(backup["manifest"], inspect_database(settings, staging), [])
         switch_databases(settings, staging=staging, target=target, keep_previous_as=previous)
+        catalog_mark_restored(settings, backup["backup_id"])  # retention keeps it BACKUP_KEEP_RESTORED_DAYS
     except BaseException:
         drop_database(settings, staging)
         raise
@@ -82,7 +85,8 @@ def restore_database(target: str, backup_id: str | None = None, confirm: str | N
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flows.restore_database", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m flows.restore_database", description=__doc__.split("\n")[0],
+                                     epilog=ON_THE_SERVER)
     parser.add_argument("--target", required=True, help="database name to restore into")
     parser.add_argument("--backup-id", help="default: the newest verified backup")
     parser.add_argument("--confirm", help="the target's name again, to replace a non-empty database")

@@ -6,7 +6,8 @@ it -> verify its sha256 against the catalog -> create a scratch database with a 
 pg_restore -j -> validate with Great Expectations against the manifest (tables, exact row counts,
 primary keys, key tables not empty, schema fingerprint) -> record the RTO (download + restore +
 validation) -> mark the backup verified, or failed with the reason -> always drop the scratch database
--> publish the result as an artifact and push the metrics to a Pushgateway when one is configured.
+-> publish the result (every check, every table's rows) and the catalog again as artifacts, and push
+the metrics to a Pushgateway when one is configured.
 
 When it fails: the catalog row says why; runbooks/backup-and-restore.md.
 """
@@ -27,12 +28,13 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from app.settings import get_settings
-from flows.cli import run_cli
-from tasks.catalog import catalog_drill_result, claim_backup_for_drill
+from flows.cli import ON_THE_SERVER, run_cli
+from flows.parameters import BackupId
+from tasks.catalog import catalog_drill_result, claim_backup_for_drill, publish_catalog, read_catalog
 from tasks.concurrency import exclusive
 from tasks.notify import push_metrics
-from tasks.postgres import create_database, drop_database, inspect_database, restore_dump
-from tasks.quality import validate_restore
+from tasks.postgres import DatabaseFacts, create_database, drop_database, inspect_database, restore_dump
+from tasks.quality import ExpectationOutcome, RestoreValidationFailed, validate_restore
 from tasks.storage import backup_storage_for, download_backup, verify_backup_checksum
 
 KEY_TABLES = ["public.alembic_version"]
@@ -43,7 +45,7 @@ def scratch_name(backup_id: str) -> str:
 
 
 @flow(name="restore-drill", log_prints=True)
-def restore_drill(backup_id: str | None = None) -> dict:
+def restore_drill(backup_id: BackupId | None = None) -> dict:
     """Restore a backup into a scratch database, validate it, and mark it verified (or failed)."""
     logger = get_run_logger()
     settings = get_settings()
@@ -54,14 +56,18 @@ def restore_drill(backup_id: str | None = None) -> dict:
     scratch = scratch_name(backup_id)
     workdir = Path(tempfile.mkdtemp(prefix="restore-drill-"))
     started = time.perf_counter()
-    verified, reason, rto = False, None, None
+    verified, reason, rto, checks, facts = False, None, None, [], None
     try:
         dump_path = download_backup(store, backup_id, workdir)
         verify_backup_checksum(dump_path, backup["sha256"])
         create_database(settings, scratch)
         restore_seconds = restore_dump(settings, dump_path, scratch, jobs=settings.restore_jobs)
         facts = inspect_database(settings, scratch)
-        validate_restore(backup["manifest"], facts, KEY_TABLES)
+        try:
+            checks = validate_restore(backup["manifest"], facts, KEY_TABLES)
+        except RestoreValidationFailed as exc:
+            checks = exc.outcomes
+            raise
         rto = time.perf_counter() - started
         verified = True
         logger.info("backup %s verified: restore %.1f s, RTO %.1f s", backup_id, restore_seconds, rto)
@@ -73,11 +79,13 @@ def restore_drill(backup_id: str | None = None) -> dict:
         drop_database(settings, scratch)
         shutil.rmtree(workdir, ignore_errors=True)
         catalog_drill_result(settings, backup_id=backup_id, verified=verified, reason=reason, restore_seconds=rto)
-        report(settings, backup, verified, reason, rto)
+        report(settings, backup, verified, reason, rto, checks, facts)
+        publish_catalog(read_catalog(settings), [])  # the backup run's catalog artifact predates this verdict
     return {"backup_id": backup_id, "verified": True, "rto_seconds": rto, "scratch_database": scratch}
 
 
-def report(settings, backup: dict, verified: bool, reason: str | None, rto: float | None) -> None:
+def report(settings, backup: dict, verified: bool, reason: str | None, rto: float | None,
+           checks: list[ExpectationOutcome], facts: DatabaseFacts | None) -> None:
     now = datetime.now(UTC).timestamp()
     values = {"restore_drill_success": 1.0 if verified else 0.0, "restore_drill_duration_seconds": rto or 0.0}
     if verified:
@@ -95,13 +103,22 @@ def report(settings, backup: dict, verified: bool, reason: str | None, rto: floa
         f"{rto:.2f} | {'verified' if verified else reason} |" if rto is not None else
         f"| {backup['backup_id']} | {backup.get('bytes')} | `{(backup.get('sha256') or '')[:16]}…` | - | {reason} |",
     ]
+    if checks:
+        lines += ["", "## Checks", "", "| check | of | result | details |", "|---|---|---|---|"]
+        lines += [f"| {c.expectation} | {c.column} | {'PASS' if c.success else 'FAIL'} | {c.details} |" for c in checks]
+    if facts is not None:
+        expected = backup["manifest"]["row_counts"]
+        lines += ["", "## Tables", "", "| table | rows in the manifest | rows restored |", "|---|---:|---:|"]
+        lines += [f"| {t} | {expected.get(t, '-')} | {facts.row_counts.get(t, '-')} |"
+                  for t in sorted(set(expected) | set(facts.row_counts))]
     if not verified:
         lines += ["", "See runbooks/backup-and-restore.md."]
     create_markdown_artifact(key="restore-drill", markdown="\n".join(lines), description="restore drill result")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flows.restore_drill", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m flows.restore_drill", description=__doc__.split("\n")[0],
+                                     epilog=ON_THE_SERVER)
     parser.add_argument("--backup-id", help="default: the newest completed backup not yet verified")
     args = parser.parse_args(argv)
     result = restore_drill(backup_id=args.backup_id)

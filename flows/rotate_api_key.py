@@ -22,7 +22,8 @@ from pydantic import SecretStr
 from app.api_keys import revoke_key
 from app.secret_source import api_key_secret_name
 from app.settings import get_settings
-from flows.cli import run_cli
+from flows.cli import ON_THE_SERVER, run_cli
+from flows.parameters import ApiKeyId, GraceHours
 from tasks.api_keys import issue_successor_key, revoke_expired_api_keys
 from tasks.postgres import audit_rotation_finish, audit_rotation_start, engine_for
 from tasks.reports import rotation_report
@@ -38,7 +39,7 @@ def revoke_expired_api_keys_flow() -> list[int]:
 
 
 @flow(name="rotate-api-key", log_prints=True)
-def rotate_api_key(key_id: int, grace_hours: float | None = None) -> dict:
+def rotate_api_key(key_id: ApiKeyId, grace_hours: GraceHours | None = None) -> dict:
     """Issue a successor for API key `key_id`; the old key stays valid for `grace_hours` (default 24)."""
     logger = get_run_logger()
     settings = get_settings()
@@ -71,7 +72,8 @@ def rotate_api_key(key_id: int, grace_hours: float | None = None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flows.rotate_api_key", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m flows.rotate_api_key", description=__doc__.split("\n")[0],
+                                     epilog=ON_THE_SERVER)
     parser.add_argument("key_id", type=int, help="the id of the key to replace (python -m app keys list)")
     parser.add_argument("--grace-hours", type=float, default=None, help="how long the old key stays valid (default 24)")
     args = parser.parse_args(argv)

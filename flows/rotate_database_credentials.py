@@ -25,7 +25,7 @@ from pydantic import SecretStr
 
 from app.secret_source import DatabaseCredentials, database_credentials_secret_name
 from app.settings import Settings, get_settings
-from flows.cli import run_cli
+from flows.cli import ON_THE_SERVER, run_cli
 from tasks.postgres import audit_rotation_finish, audit_rotation_start
 from tasks.postgres_roles import ensure_rotation_roles, next_user, set_role_password, verify_database_login
 from tasks.reports import rotation_report
@@ -111,7 +111,7 @@ def rotate_database_credentials() -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flows.rotate_database_credentials",
+    parser = argparse.ArgumentParser(epilog=ON_THE_SERVER, prog="python -m flows.rotate_database_credentials",
                                      description=__doc__.split("\n")[0])
     parser.parse_args(argv)
     result = rotate_database_credentials()

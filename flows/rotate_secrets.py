@@ -22,7 +22,8 @@ from pydantic import SecretStr
 
 from app.secret_source import openai_api_key_secret_name
 from app.settings import get_settings
-from flows.cli import run_cli
+from flows.cli import ON_THE_SERVER, run_cli
+from flows.parameters import BlockName
 from tasks.openai_api import verify_openai_key
 from tasks.postgres import audit_rotation_finish, audit_rotation_start
 from tasks.reports import rotation_report
@@ -37,7 +38,7 @@ from tasks.secrets import (
 
 
 @flow(name="rotate-openai-key", log_prints=True)
-def rotate_openai_key(new_key: SecretStr | None = None, new_key_block: str | None = None) -> dict:
+def rotate_openai_key(new_key: SecretStr | None = None, new_key_block: BlockName | None = None) -> dict:
     """Stage, verify and promote a new OpenAI key (given directly, or in a Prefect Secret block by name)."""
     logger = get_run_logger()
     settings = get_settings()
@@ -74,7 +75,8 @@ def rotate_openai_key(new_key: SecretStr | None = None, new_key_block: str | Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flows.rotate_secrets", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m flows.rotate_secrets", description=__doc__.split("\n")[0],
+                                     epilog=ON_THE_SERVER)
     parser.add_argument("--new-key-block", help="a Prefect Secret block holding the new key (else read from stdin)")
     args = parser.parse_args(argv)
     key = None if args.new_key_block else SecretStr(getpass.getpass("new OpenAI key: ").strip())

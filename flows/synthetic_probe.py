@@ -25,8 +25,9 @@ from prefect.runtime import flow_run
 
 from app.logging_setup import scrub
 from app.settings import Settings, get_settings
-from flows.cli import run_cli
-from tasks.notify import push_metrics
+from flows.cli import ON_THE_SERVER, run_cli
+from flows.parameters import HttpUrl, IsoDateTime
+from tasks.notify import push_metrics, pushgateway_for
 from tasks.probe import (
     AVAILABILITY_SLO,
     CheckResult,
@@ -46,7 +47,7 @@ class ProbeFailed(RuntimeError):
 
 
 @flow(name="synthetic-probe", log_prints=True)
-def synthetic_probe(base_url: str | None = None, question: str = CANARY_QUESTION,
+def synthetic_probe(base_url: HttpUrl | None = None, question: str = CANARY_QUESTION,
                     expected_source: str = CANARY_EXPECTED_SOURCE) -> dict:
     """Probe /health, /ready and a canary question; record, push, and fail when a check failed."""
     logger = get_run_logger()
@@ -62,6 +63,13 @@ def synthetic_probe(base_url: str | None = None, question: str = CANARY_QUESTION
         (logger.error if not result.success else logger.info)(
             "%s: %s in %.3f s (%s)", result.check_name, "ok" if result.success else "FAILED", result.seconds,
             result.detail)
+    create_table_artifact(
+        key="synthetic-probe",
+        table=[{"check": r.check_name, "result": "ok" if r.success else "FAILED", "status_code": r.status_code,
+                "seconds": round(r.seconds, 3), "detail": r.detail} for r in results],
+        description=f"synthetic probe round {round_id} against {shown}"
+                    + (" - see runbooks/service-down.md" if failed else ""),
+    )
     if failed:
         raise ProbeFailed(f"{', '.join(r.check_name for r in failed)} failed against {shown}: {failed[0].detail}")
     return {"round_id": round_id, "base_url": shown, "checks": {r.check_name: r.success for r in results}}
@@ -77,7 +85,7 @@ def push_probe_metrics(settings: Settings, results: list[CheckResult]) -> None:
 
 def push_operations_facts(settings: Settings) -> None:
     """Rotation and ingest outcomes come from their audit tables, so every flow that writes them is covered."""
-    if not settings.pushgateway_url:
+    if not pushgateway_for(settings):
         return
     facts = read_operations_facts(settings)
     for rotation in facts.rotations:
@@ -94,7 +102,7 @@ def push_operations_facts(settings: Settings) -> None:
 
 
 @flow(name="probe-availability-report", log_prints=True)
-def probe_availability_report(as_of: datetime | None = None) -> dict:
+def probe_availability_report(as_of: IsoDateTime | None = None) -> dict:
     """Availability of the probe rounds over 1, 7 and 30 days against the 99.5% SLO, as an artifact."""
     settings = get_settings()
     windows = probe_availability(settings, as_of or datetime.now(UTC))
@@ -116,7 +124,8 @@ def probe_availability_report(as_of: datetime | None = None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flows.synthetic_probe", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m flows.synthetic_probe", description=__doc__.split("\n")[0],
+                                     epilog=ON_THE_SERVER)
     parser.add_argument("--base-url", help="default: PROBE_BASE_URL, else the local API")
     parser.add_argument("--report", action="store_true", help="print availability over 1, 7 and 30 days instead")
     args = parser.parse_args(argv)

@@ -9,10 +9,11 @@ from prefect.cache_policies import NO_CACHE
 
 from app.api_keys import IssuedKey, revoke_expired_keys, rotate_key
 from app.settings import Settings
-from tasks.postgres import engine_for
+from tasks.postgres import engine_for, retry_unless_rejected
 
 
-@task(name="revoke-expired-api-keys", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=2)
+@task(name="revoke-expired-api-keys", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=2,
+      retry_condition_fn=retry_unless_rejected)
 def revoke_expired_api_keys(settings: Settings) -> list[int]:
     return revoke_expired_keys(engine=engine_for(settings))
 

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from prefect import task
+from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy import update
 from sqlmodel import Session, col, select
@@ -13,7 +14,7 @@ from sqlmodel import Session, col, select
 from app.db import session_scope
 from app.models import BackupCatalog
 from app.settings import Settings
-from tasks.postgres import engine_for
+from tasks.postgres import engine_for, retry_unless_rejected
 
 
 class NoUsableBackup(LookupError):
@@ -24,7 +25,8 @@ def as_dict(row: BackupCatalog) -> dict[str, Any]:
     return row.model_dump(mode="json")
 
 
-@task(name="catalog-begin", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=5)
+@task(name="catalog-begin", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=5,
+      retry_condition_fn=retry_unless_rejected)
 
 
 def catalog_begin(settings: Settings, *, backup_id: str, storage: str, database_name: str,
@@ -35,7 +37,8 @@ def catalog_begin(settings: Settings, *, backup_id: str, storage: str, database_
                              flow_run_id=flow_run_id))
 
 
-@task(name="catalog-complete", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=5)
+@task(name="catalog-complete", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=5,
+      retry_condition_fn=retry_unless_rejected)
 
 
 def catalog_complete(settings: Settings, *, backup_id: str, location: str, sha256: str, size: int,
@@ -49,7 +52,8 @@ def catalog_complete(settings: Settings, *, backup_id: str, location: str, sha25
         db.add(row)
 
 
-@task(name="catalog-fail", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=5)
+@task(name="catalog-fail", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=5,
+      retry_condition_fn=retry_unless_rejected)
 
 
 def catalog_fail(settings: Settings, *, backup_id: str, reason: str) -> None:
@@ -59,7 +63,8 @@ def catalog_fail(settings: Settings, *, backup_id: str, reason: str) -> None:
             status="failed", failure_reason=reason[:4000], finished_at=datetime.now(UTC), drill_in_progress=False))
 
 
-@task(name="claim-backup-for-drill", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=5)
+@task(name="claim-backup-for-drill", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=5,
+      retry_condition_fn=retry_unless_rejected)
 
 
 def claim_backup_for_drill(settings: Settings, backup_id: str | None) -> dict[str, Any]:
@@ -84,7 +89,8 @@ def claim_backup_for_drill(settings: Settings, backup_id: str | None) -> dict[st
         return as_dict(row)
 
 
-@task(name="catalog-drill-result", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=5)
+@task(name="catalog-drill-result", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=5,
+      retry_condition_fn=retry_unless_rejected)
 
 
 def catalog_drill_result(settings: Settings, *, backup_id: str, verified: bool, reason: str | None,
@@ -101,7 +107,8 @@ def catalog_drill_result(settings: Settings, *, backup_id: str, verified: bool, 
         db.add(row)
 
 
-@task(name="read-catalog", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=5)
+@task(name="read-catalog", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=5,
+      retry_condition_fn=retry_unless_rejected)
 
 
 def read_catalog(settings: Settings) -> list[dict[str, Any]]:
@@ -111,7 +118,8 @@ def read_catalog(settings: Settings) -> list[dict[str, Any]]:
     return rows
 
 
-@task(name="catalog-mark-pruned", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=5)
+@task(name="catalog-mark-pruned", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=5,
+      retry_condition_fn=retry_unless_rejected)
 
 
 def catalog_mark_pruned(settings: Settings, backup_ids: list[str]) -> None:
@@ -125,7 +133,8 @@ def catalog_mark_pruned(settings: Settings, backup_ids: list[str]) -> None:
         ).values(status="pruned", pruned_at=datetime.now(UTC)))
 
 
-@task(name="find-backup-to-restore", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=5)
+@task(name="find-backup-to-restore", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=5,
+      retry_condition_fn=retry_unless_rejected)
 
 
 def find_backup_to_restore(settings: Settings, backup_id: str | None) -> dict[str, Any]:
@@ -154,6 +163,33 @@ def newest_verified_backup(settings: Settings) -> dict[str, Any] | None:
         return as_dict(row) if row else None
 
 
-@task(name="newest-verified-backup", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=5)
+@task(name="newest-verified-backup", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=5,
+      retry_condition_fn=retry_unless_rejected)
 def find_newest_verified_backup(settings: Settings) -> dict[str, Any] | None:
     return newest_verified_backup(settings)
+
+
+# status and verified_at first: the UI shows the table's left columns without scrolling.
+CATALOG_COLUMNS = ["status", "verified_at", "backup_id", "finished_at", "why", "last_restored_at", "bytes",
+                   "restore_seconds", "failure_reason", "storage", "sha256", "started_at"]
+
+
+def publish_catalog(rows: list[dict[str, Any]], why_pruned: dict[str, str]) -> None:
+    """The `backup-catalog` artifact: a new version after every backup and every drill (the UI shows the latest).
+    Backups this run pruned say why they went (`why`)."""
+    shown = [{**r, "status": "pruned", "why": why_pruned[r["backup_id"]]} if r["backup_id"] in why_pruned else r
+             for r in rows[:60]]
+    create_table_artifact(
+        key="backup-catalog",
+        table=[{k: r.get(k) for k in CATALOG_COLUMNS} for r in shown] or [{"backup_id": "-", "status": "empty"}],
+        description="the newest backups and their status",
+    )
+
+
+@task(name="catalog-mark-restored", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=5,
+      retry_condition_fn=retry_unless_rejected)
+def catalog_mark_restored(settings: Settings, backup_id: str) -> None:
+    """Retention keeps a backup a restore used for BACKUP_KEEP_RESTORED_DAYS: it may be needed again."""
+    with session_scope(engine_for(settings)) as db:
+        db.exec(update(BackupCatalog).where(col(BackupCatalog.backup_id) == backup_id).values(  # type: ignore[call-overload]
+            last_restored_at=datetime.now(UTC)))

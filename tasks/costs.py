@@ -13,7 +13,7 @@ from prefect.cache_policies import NO_CACHE
 
 from app.pricing import PRICE_TABLE
 from app.settings import Settings
-from tasks.postgres import connect
+from tasks.postgres import connect, retry_unless_rejected
 
 FAR_FUTURE = date(9999, 12, 31)
 
@@ -66,8 +66,9 @@ WHERE q.created_at >= %(start)s AND q.created_at < %(end)s
 
 
 def _retry_unless_unpriced(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry database hiccups, not a missing price: that needs a code change."""
-    return not isinstance(state.result(raise_on_failure=False), UnpricedModel)
+    """Retry database hiccups, not a missing price (that needs a code change) nor a refused login."""
+    return not isinstance(state.result(raise_on_failure=False), UnpricedModel) and retry_unless_rejected(
+        task, task_run, state)
 
 
 @task(name="price-query-log", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5, timeout_seconds=600,
@@ -130,7 +131,8 @@ def fixed_monthly_usd(settings: Settings) -> Decimal:
                                           settings.cost_fixed_qdrant_usd)), Decimal(0))
 
 
-@task(name="upsert-cost-daily", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+@task(name="upsert-cost-daily", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5,
+      retry_condition_fn=retry_unless_rejected)
 def upsert_cost_daily(settings: Settings, facts: CostFacts) -> int:
     """One row per day of the month so far; re-running the same day rewrites the same rows."""
     fixed_daily = fixed_monthly_usd(settings) / days_in_month(facts.as_of)

@@ -12,10 +12,11 @@ from sqlmodel import Session, col, select
 from app.db import session_scope
 from app.models import Deployment
 from app.settings import Settings
-from tasks.postgres import engine_for
+from tasks.postgres import engine_for, retry_unless_rejected
 
 
-@task(name="deployment-begin", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=5)
+@task(name="deployment-begin", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=5,
+      retry_condition_fn=retry_unless_rejected)
 def deployment_begin(settings: Settings, *, service_id: str, commit_id: str | None, image_url: str | None,
                      flow_run_id: str | None) -> int:
     with session_scope(engine_for(settings)) as db:
@@ -27,7 +28,8 @@ def deployment_begin(settings: Settings, *, service_id: str, commit_id: str | No
         return row.id
 
 
-@task(name="deployment-finish", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=5)
+@task(name="deployment-finish", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=5,
+      retry_condition_fn=retry_unless_rejected)
 def deployment_finish(settings: Settings, deployment_id: int, **values: Any) -> None:
     with session_scope(engine_for(settings)) as db:
         row = db.exec(select(Deployment).where(Deployment.id == deployment_id)).one()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import tempfile
 import threading
@@ -23,6 +24,57 @@ from app.db import create_db_engine, session_scope
 from app.models import IngestRun, SecretRotation
 from app.pg_binaries import binary_version, find_pg_binary, major_version
 from app.settings import Settings
+
+
+class DatabaseUnreachable(RuntimeError):
+    """Postgres did not answer (refused, timed out, starting up): worth retrying."""
+
+
+class DatabaseRejected(RuntimeError):
+    """Postgres answered and said no; retrying cannot help."""
+
+
+class DatabaseLoginRejected(DatabaseRejected):
+    """Wrong user or password, or no pg_hba.conf entry / CONNECT privilege for this login."""
+
+
+class DatabaseNotFound(DatabaseRejected):
+    """The database named in the URL does not exist on the server."""
+
+
+# libpq reports connection failures without a SQLSTATE; the server's FATAL text is what tells them apart.
+_REJECTIONS: tuple[tuple[re.Pattern[str], type[DatabaseRejected], str], ...] = (
+    (re.compile(r'database "[^"]*" does not exist'), DatabaseNotFound,
+     "check the database name in the URL (DATABASE_URL / MAINTENANCE_DATABASE_URL)"),
+    (re.compile(r'password authentication failed|role "[^"]*" does not exist|no pg_hba\.conf entry|'
+                r'permission denied for database|authentication failed'), DatabaseLoginRejected,
+     "check the user and password (DATABASE_URL / MAINTENANCE_DATABASE_URL, or the rotated credentials' secret)"),
+)
+
+
+def rejection_for(exc: BaseException, url: str | None = None) -> DatabaseRejected | None:
+    """The permanent error behind a failed connection (psycopg's, or SQLAlchemy's wrapping it), or None."""
+    if isinstance(exc, DatabaseRejected):
+        return exc
+    original = getattr(exc, "orig", None) or exc
+    if not isinstance(original, psycopg.OperationalError):
+        return None
+    text = str(original).strip()
+    for pattern, kind, advice in _REJECTIONS:
+        for line in text.splitlines():
+            if pattern.search(line):
+                where = database_identity(url) if url else None
+                at = f" at {where['host']}:{where['port']} as {where['user']}" if where else ""
+                said = line.split("FATAL:", 1)[-1].strip()
+                return kind(f"Postgres{at} refused the connection: {said}; {advice} (not retried)")
+    return None
+
+
+def retry_unless_rejected(task: Any, task_run: Any, state: Any) -> bool:
+    """retry_condition_fn for database tasks: connection errors retry, a refused login or missing database does not."""
+    outcome = state.result(raise_on_failure=False)
+    return not isinstance(outcome, BaseException) or rejection_for(outcome) is None
+
 
 _engines: dict[str, Any] = {}
 
@@ -57,7 +109,8 @@ class IngestSummary:
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
-@task(name="record-ingest-run", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[1, 5, 15])
+@task(name="record-ingest-run", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[1, 5, 15],
+      retry_condition_fn=retry_unless_rejected)
 def record_ingest_run(settings: Settings, summary: IngestSummary, flow_run_id: str | None) -> int:
     """One `ingest_run` row per flow run, whatever its outcome."""
     with session_scope(engine_for(settings)) as db:
@@ -83,10 +136,6 @@ def record_ingest_run(settings: Settings, summary: IngestSummary, flow_run_id: s
 
 class PgDumpTooOld(RuntimeError):
     """pg_dump is older than the server: its dumps could miss what the server has."""
-
-
-class DatabaseUnreachable(RuntimeError):
-    """Postgres did not answer."""
 
 
 @dataclass(frozen=True)
@@ -126,6 +175,8 @@ def connect(url: str, dbname: str | None = None, **kwargs: object) -> psycopg.Co
     try:
         return psycopg.connect(conninfo, password=env["PGPASSWORD"], connect_timeout=5, **kwargs)
     except psycopg.OperationalError as exc:
+        if rejected := rejection_for(exc, url):
+            raise rejected from None
         where = database_identity(url)
         raise DatabaseUnreachable(
             f"cannot connect to Postgres at {where['host']}:{where['port']} as {where['user']}: "
@@ -164,7 +215,8 @@ def read_database_facts(conn: psycopg.Connection) -> DatabaseFacts:
     return DatabaseFacts(row_counts=counts, tables_with_primary_key=primary_keys, schema_fingerprint=fingerprint)
 
 
-@task(name="check-pg-dump-version", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=10)
+@task(name="check-pg-dump-version", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=10,
+      retry_condition_fn=retry_unless_rejected)
 def check_pg_dump_version(settings: Settings, database_url: str) -> tuple[str, str]:
     """pg_dump must not be older than the server (it cannot dump what it does not know); the server's own
     major's when installed."""
@@ -246,7 +298,8 @@ def _base_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "HOME", "TZ")}
 
 
-@task(name="create-database", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+@task(name="create-database", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5,
+      retry_condition_fn=retry_unless_rejected)
 def create_database(settings: Settings, name: str, owner: str | None = None) -> None:
     with connect(settings.resolved_maintenance_database_url, autocommit=True) as conn:
         statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
@@ -255,7 +308,8 @@ def create_database(settings: Settings, name: str, owner: str | None = None) -> 
         conn.execute(statement)
 
 
-@task(name="drop-database", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=5)
+@task(name="drop-database", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=5,
+      retry_condition_fn=retry_unless_rejected)
 def drop_database(settings: Settings, name: str) -> None:
     """Idempotent: dropping a database that is not there is fine."""
     with connect(settings.resolved_maintenance_database_url, autocommit=True) as conn:
@@ -290,7 +344,8 @@ def restore_dump(settings: Settings, dump_path: Path, dbname: str, *, jobs: int,
     return time.perf_counter() - started
 
 
-@task(name="inspect-database", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+@task(name="inspect-database", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5,
+      retry_condition_fn=retry_unless_rejected)
 def inspect_database(settings: Settings, dbname: str) -> DatabaseFacts:
     with connect(settings.resolved_maintenance_database_url, dbname) as conn:
         return read_database_facts(conn)
@@ -322,7 +377,8 @@ def switch_databases(settings: Settings, *, staging: str, target: str, keep_prev
 # -- secret rotation audit -----------------------------------------------------------------------------------
 
 
-@task(name="audit-rotation-start", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=2)
+@task(name="audit-rotation-start", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=2,
+      retry_condition_fn=retry_unless_rejected)
 def audit_rotation_start(settings: Settings, *, secret_name: str, backend: str, old_version_id: str | None,
                          flow_run_id: str | None) -> int:
     with session_scope(engine_for(settings)) as db:
@@ -334,7 +390,8 @@ def audit_rotation_start(settings: Settings, *, secret_name: str, backend: str, 
         return row.id
 
 
-@task(name="audit-rotation-finish", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=2)
+@task(name="audit-rotation-finish", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=2,
+      retry_condition_fn=retry_unless_rejected)
 def audit_rotation_finish(settings: Settings, audit_id: int, *, status: str, new_version_id: str | None,
                           error: str | None = None) -> None:
     with session_scope(engine_for(settings)) as db:

@@ -93,6 +93,8 @@ def run_chunk_expectations(chunks: list[Chunk], accepted_files: list[str], known
 class RestoreValidationFailed(ValueError):
     """The restored database is not the database the manifest describes."""
 
+    outcomes: list[ExpectationOutcome] = []
+
 
 @task(name="validate-restore", cache_policy=NO_CACHE)
 def validate_restore(manifest: dict, facts: Any, key_tables: list[str]) -> list[ExpectationOutcome]:
@@ -105,7 +107,9 @@ def validate_restore(manifest: dict, facts: Any, key_tables: list[str]) -> list[
                     outcome.details)
     failed = [o for o in outcomes if not o.success]
     if failed:
-        raise RestoreValidationFailed("; ".join(f"{o.expectation}({o.column}): {o.details}" for o in failed))
+        error = RestoreValidationFailed("; ".join(f"{o.expectation}({o.column}): {o.details}" for o in failed))
+        error.outcomes = outcomes  # the drill's artifact shows every check, the failed ones too
+        raise error
     return outcomes
 
 

@@ -38,3 +38,16 @@ def test_failed_and_in_progress_backups_are_not_retention_candidates():
     entries = [CatalogEntry("failed", "failed", NOW), CatalogEntry("running", "in_progress", None)]
     plan = retention_plan(entries, now=NOW, daily=1, weekly=0, monthly=0)
     assert plan.keep == {} and plan.prune == []
+
+
+def test_a_backup_a_restore_used_recently_is_kept_and_every_pruned_one_says_why():
+    entries = nightly(5) + [CatalogEntry("restored", "completed", NOW - timedelta(days=40),
+                                         last_restored_at=NOW - timedelta(days=2)),
+                            CatalogEntry("restored-long-ago", "completed", NOW - timedelta(days=41),
+                                         last_restored_at=NOW - timedelta(days=20))]
+    same_day = CatalogEntry("b000-earlier", "completed", NOW - timedelta(hours=2))
+    plan = retention_plan([*entries, same_day], now=NOW, daily=3, weekly=0, monthly=0, keep_restored_days=14)
+    assert plan.keep["restored"] == "a restore used it on 2026-11-25 03:00 UTC"
+    assert sorted(plan.prune) == ["b000-earlier", "b003", "b004", "restored-long-ago"]
+    assert plan.why_pruned["b000-earlier"] == "b000 is the backup kept for 2026-11-27 (daily)"
+    assert plan.why_pruned["b003"].startswith("older than the 3 daily backups kept")

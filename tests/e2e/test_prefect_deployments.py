@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
+import subprocess
+import sys
 
+import httpx
 import pytest
 from sqlmodel import Session, select
 
 from app.db import create_db_engine
 from app.models import BackupCatalog, Deployment, ProbeResult, SecretRotation
+from app.settings import PROJECT_ROOT
 from devenv.prefect_stack import PrefectStack
-from tests.conftest import free_port
+from tests.browser.conftest import CHROMIUM_ARGS
+from tests.conftest import APP_PASSWORD, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -65,6 +72,19 @@ def test_backup_and_drill_deployments_run_through_the_worker(settings, run_throu
     assert [r.status for r in rows] == ["verified"]
 
 
+def test_runs_through_the_worker_log_their_steps_to_the_server(prefect_stack, run_through_worker):
+    """The worker runs under PREFECT_LOGGING_LEVEL=WARNING (tests/conftest.py, like the Makefile), yet each run's
+    Logs tab (`prefect flow-run logs ID` reads the same API) shows its INFO steps."""
+    assert os.environ["PREFECT_LOGGING_LEVEL"] == "WARNING"
+    backup = run_through_worker("backup-database/backup-database")
+    drill = run_through_worker("restore-drill/restore-drill")
+    assert backup.state.is_completed() and drill.state.is_completed(), (backup.state, drill.state)
+    backup_logs = prefect_stack.prefect("flow-run", "logs", str(backup.id))
+    assert "completed:" in backup_logs and "dumped textbook" in backup_logs, backup_logs
+    drill_logs = prefect_stack.prefect("flow-run", "logs", str(drill.id))
+    assert "PASS" in drill_logs and "verified: restore" in drill_logs, drill_logs
+
+
 def test_deploy_backend_goes_live_then_rolls_back_a_bad_version_through_the_worker(settings, run_through_worker,
                                                                                   deploy_versions, deploy_target):
     """The issue's acceptance: a deploy run through Prefect against the local Render emulator goes live when the
@@ -114,3 +134,81 @@ def test_synthetic_probe_deployment_runs_through_the_worker(settings, run_throug
     assert probe.state.is_completed(), probe.state
     checks = rows_of(settings, select(ProbeResult).where(ProbeResult.flow_run_id == probe.id))
     assert {(c.check_name, c.success) for c in checks} == {("health", True), ("ready", True), ("canary", True)}
+
+
+def test_a_bad_parameter_is_refused_before_a_run_exists(run_through_worker):
+    """What `prefect deployment run backup-database/backup-database -p storage=S3` and the UI's Custom run meet."""
+    with pytest.raises(Exception, match="Validation failed for field 'storage'"):
+        run_through_worker("backup-database/backup-database", parameters={"storage": "S3"})
+
+
+def flow_runs_of(stack: PrefectStack, flow_name: str) -> list[dict]:
+    response = httpx.post(f"{stack.api_url}/flow_runs/filter", timeout=30, json={
+        "flows": {"name": {"any_": [flow_name]}}, "sort": "START_TIME_DESC", "limit": 20})
+    response.raise_for_status()
+    return response.json()
+
+
+def test_a_command_line_run_lands_on_the_stacks_server(prefect_stack, tmp_path):
+    """`python -m flows.cost_report` while the stack runs: no PREFECT_API_URL, only the stack's port (as `make up`
+    sets it), and a home of its own; the run shows on the stack's server, not on a temporary one."""
+    before = {r["id"] for r in flow_runs_of(prefect_stack, "cost-report")}
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update(PREFECT_PORT=str(prefect_stack.port), PREFECT_HOME=str(tmp_path / "cli-home"))
+    result = subprocess.run([sys.executable, "-m", "flows.cost_report"], cwd=PROJECT_ROOT, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"running on the Prefect server at {prefect_stack.ui_url}" in result.stderr
+    assert "database is locked" not in result.stderr
+    [new] = [r for r in flow_runs_of(prefect_stack, "cost-report") if r["id"] not in before]
+    assert new["state_type"] == "COMPLETED" and new["deployment_id"] is None
+
+
+def test_the_prefect_ui_shows_each_runs_logs_and_the_current_catalog(settings, prefect_stack, run_through_worker):
+    """The issue's acceptance, in Debian's Chromium: after a backup, a drill and a failed backup ran through the
+    worker, each run's Logs tab shows its lines and the drill's Artifacts tab the catalog with the backup verified."""
+    from playwright.sync_api import expect, sync_playwright
+    from prefect.blocks.system import Secret
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    backup = run_through_worker("backup-database/backup-database")
+    drill = run_through_worker("restore-drill/restore-drill")
+    with temporary_settings({PREFECT_API_URL: prefect_stack.api_url}):
+        Secret(value=settings.database_url.replace(APP_PASSWORD, "wrong-password")).save("wrong-database-url",
+                                                                                         overwrite=True)
+    failed = run_through_worker("backup-database/backup-database",
+                                parameters={"database_url_block": "wrong-database-url"})
+    assert backup.state.is_completed() and drill.state.is_completed() and failed.state.is_failed()
+    [backup_row] = rows_of(settings, select(BackupCatalog).where(BackupCatalog.flow_run_id == backup.id))
+    [failed_row] = rows_of(settings, select(BackupCatalog).where(BackupCatalog.flow_run_id == failed.id))
+    assert failed_row.status == "failed" and failed_row.failure_reason.startswith("DatabaseLoginRejected: ")
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(30_000)
+
+        def open_tab(run, tab: str) -> None:
+            page.goto(f"{prefect_stack.ui_url}/runs/flow-run/{run.id}")
+            page.get_by_text(tab, exact=True).first.click()
+
+        try:
+            open_tab(backup, "Logs")
+            expect(page.get_by_text(re.compile(r"^dumped textbook: \d+ bytes"))).to_be_visible()
+            expect(page.get_by_text(f"backup {backup_row.backup_id} completed: ", exact=False)).to_be_visible()
+            open_tab(drill, "Logs")
+            expect(page.get_by_text("PASS schema_fingerprint_equal(schema) ok")).to_be_visible()
+            expect(page.get_by_text(f"backup {backup_row.backup_id} verified: restore", exact=False)).to_be_visible()
+            open_tab(failed, "Logs")
+            expect(page.get_by_text(re.compile(
+                rf"backup {failed_row.backup_id} failed: .*password authentication failed"))).to_be_visible()
+            open_tab(drill, "Artifacts")
+            page.get_by_text("the newest backups and their status").click()
+            row = page.locator("tr", has_text=backup_row.backup_id)
+            expect(row).to_contain_text("verified")
+        except AssertionError:
+            (PROJECT_ROOT / "test-output").mkdir(exist_ok=True)
+            page.screenshot(path=str(PROJECT_ROOT / "test-output" / "prefect-ui-failure.png"), full_page=True)
+            raise
+        finally:
+            browser.close()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -10,6 +12,7 @@ from pathlib import Path
 import boto3
 import psycopg
 import pytest
+from prefect.artifacts import Artifact
 from sqlmodel import Session, select
 
 from app.db import create_db_engine
@@ -19,8 +22,8 @@ from flows.backup_database import apply_retention, backup_database
 from flows.restore_drill import restore_drill
 from tasks import storage as storage_module
 from tasks.catalog import NoUsableBackup
-from tasks.postgres import DatabaseUnreachable, PgDumpTooOld
-from tests.conftest import free_port
+from tasks.postgres import DatabaseLoginRejected, DatabaseNotFound, DatabaseUnreachable, PgDumpTooOld
+from tests.conftest import APP_PASSWORD, free_port
 from tests.support.moto import MotoServer
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -68,6 +71,18 @@ def test_backup_then_drill_verifies_it(settings, backup_env, pg_cluster):
     drill = restore_drill()
     row = catalog(settings)[result["backup_id"]]
     assert drill["backup_id"] == result["backup_id"] and row.status == "verified"
+    # The UI shows each key's latest artifact: the catalog as the drill left it, status and verified_at first.
+    [shown] = json.loads(Artifact.get("backup-catalog").data)
+    assert list(shown)[:2] == ["status", "verified_at"]
+    assert (shown["backup_id"], shown["status"], datetime.fromisoformat(shown["verified_at"])) == (
+        result["backup_id"], "verified", row.verified_at)
+    report = Artifact.get("restore-drill").data
+    for check in ("| expect_column_values_to_be_in_set | present | PASS |",
+                  "| expect_column_pair_values_to_be_equal | expected_rows=restored_rows | PASS |",
+                  "| schema_fingerprint_equal | schema | PASS |"):
+        assert check in report, report
+    sessions = row.manifest["row_counts"]["public.chat_session"]
+    assert f"| public.chat_session | {sessions} | {sessions} |" in report
     assert row.restore_seconds and row.restore_seconds > 0 and not row.drill_in_progress
     assert scratch_databases(pg_cluster) == []
     with pytest.raises(NoUsableBackup):
@@ -112,11 +127,73 @@ def test_interrupted_upload_is_never_catalogued_as_completed(settings, backup_en
     assert [p for p in backup_env.rglob("*") if p.is_file()] == []
 
 
-def test_unreachable_postgres_is_retried_then_fails_clearly(settings, backup_env):
-    dead = f"postgresql+psycopg://textbook_app:x@127.0.0.1:{free_port()}/textbook"
+def url_in_block(url: str, name: str = "backup-target-url") -> str:
+    """A Prefect Secret block holding a database URL, as an operator would create one; returns its name."""
+    from prefect.blocks.system import Secret
+
+    Secret(value=url).save(name, overwrite=True)
+    return name
+
+
+@pytest.fixture
+def connection_attempts(monkeypatch) -> list[str]:
+    """Every psycopg connection opened during the test (the catalog's SQLAlchemy engine's too)."""
+    from tasks import postgres as postgres_tasks
+
+    attempts, real_connect = [], psycopg.connect
+
+    def counting_connect(*args, **kwargs):
+        attempts.append(f"{args[0] if args else kwargs.get('conninfo', '')} {kwargs.get('password', '')}")
+        return real_connect(*args, **kwargs)
+
+    monkeypatch.setattr(postgres_tasks.psycopg, "connect", counting_connect)
+    return attempts
+
+
+def test_unreachable_postgres_is_retried_then_fails_clearly(settings, backup_env, connection_attempts):
+    dead_port = free_port()
+    dead = f"postgresql+psycopg://textbook_app:x@127.0.0.1:{dead_port}/textbook"
     with pytest.raises(DatabaseUnreachable, match="cannot connect to Postgres at 127.0.0.1"):
-        backup_database(database_url=dead)
-    assert catalog(settings) == {}
+        backup_database(database_url_block=url_in_block(dead))
+    assert len([a for a in connection_attempts if f":{dead_port}/" in a]) == 4  # the version check's try + 3 retries
+    [row] = catalog(settings).values()
+    assert row.status == "failed" and row.failure_reason.startswith("DatabaseUnreachable: cannot connect to Postgres")
+
+
+@pytest.mark.parametrize(("url_of", "error", "message"), [
+    (lambda port: f"postgresql+psycopg://textbook_app:wrong-password@127.0.0.1:{port}/textbook",
+     DatabaseLoginRejected, 'password authentication failed for user "textbook_app"; check the user and password'),
+    (lambda port: f"postgresql+psycopg://textbook_app:{APP_PASSWORD}@127.0.0.1:{port}/no_such_db",
+     DatabaseNotFound, 'database "no_such_db" does not exist; check the database name'),
+], ids=["wrong-password", "missing-database"])
+def test_a_refused_login_or_missing_database_fails_at_once_with_its_own_message(
+        settings, backup_env, pg_cluster, connection_attempts, url_of, error, message):
+    with pytest.raises(error, match=re.escape(message)) as raised:
+        backup_database(database_url_block=url_in_block(url_of(pg_cluster.port)))
+    assert "(not retried)" in str(raised.value) and "wrong-password" not in str(raised.value)
+    assert len([a for a in connection_attempts if "/no_such_db " in a or a.endswith(" wrong-password")]) == 1
+    [row] = catalog(settings).values()  # runbooks/backup-and-restore.md's first step finds the reason
+    assert row.status == "failed" and row.failure_reason == f"{error.__name__}: {raised.value}"
+
+
+def test_the_run_records_the_name_of_the_url_block_never_the_url(settings, backup_env):
+    """What the UI's Parameters tab and `prefect flow-run inspect` show."""
+    from prefect import get_client
+
+    result = backup_database(database_url_block=url_in_block(settings.database_url))
+    with get_client(sync_client=True) as client:
+        runs = [r for r in client.read_flow_runs() if r.parameters.get("database_url_block")]
+    assert runs and result["backup_id"]
+    for run in runs:
+        assert run.parameters == {"storage": None, "database_url_block": "backup-target-url"}
+
+
+def test_a_bad_parameter_fails_the_run_before_any_work_naming_it(settings, backup_env):
+    from prefect.exceptions import ParameterTypeError
+
+    with pytest.raises(ParameterTypeError, match=r"storage[\s\S]*'local' or 's3'"):
+        backup_database(storage="S3")
+    assert catalog(settings) == {} and not backup_env.exists()
 
 
 def test_pg_dump_older_than_the_server_is_refused_with_a_clear_message(settings, backup_env, tmp_path, monkeypatch):
@@ -128,7 +205,8 @@ def test_pg_dump_older_than_the_server_is_refused_with_a_clear_message(settings,
     get_settings.cache_clear()
     with pytest.raises(PgDumpTooOld, match=r"pg_dump 12.4 .* older than the server \(15"):
         backup_database()
-    assert catalog(settings) == {}
+    [row] = catalog(settings).values()  # the runbook's first step: failure_reason says why
+    assert row.status == "failed" and row.failure_reason.startswith("PgDumpTooOld: pg_dump 12.4")
 
 
 @pytest.fixture
@@ -188,7 +266,9 @@ def test_retention_keeps_the_last_verified_backup_when_the_newest_failed(setting
     with exclusive("backup-catalog"):
         pruned, _ = apply_retention(get_settings(), now=datetime.now(UTC) + timedelta(days=10))
     rows = catalog(settings)
-    assert pruned == [unverified["backup_id"]] and rows[unverified["backup_id"]].status == "pruned"
+    assert list(pruned) == [unverified["backup_id"]] and rows[unverified["backup_id"]].status == "pruned"
+    assert pruned[unverified["backup_id"]] == (f"{verified['backup_id']} is the backup kept for "
+                                               f"{rows[unverified['backup_id']].finished_at:%Y-%m-%d} (newest verified)")
     assert rows[verified["backup_id"]].status == "verified"
     assert sorted(r.status for r in rows.values()) == ["failed", "pruned", "verified"]
     assert sorted(p.name for p in backup_env.iterdir() if p.is_file()) == [
@@ -216,8 +296,12 @@ def test_restore_database_into_a_new_target_then_replace_it_only_with_confirmati
     assert owner == "textbook_app"
     assert restored_sessions == catalog(settings)[backup["backup_id"]].manifest["row_counts"]["public.chat_session"]
 
-    with pytest.raises(RefusingToOverwrite, match="confirm='textbook_recovered'"):
+    with pytest.raises(RefusingToOverwrite, match="not empty and no confirm was given: replacing it needs "
+                                                  "confirm='textbook_recovered'"):
         restore_database(target="textbook_recovered")
+    with pytest.raises(RefusingToOverwrite, match="not empty and confirm='textbook' was given: replacing it needs "
+                                                  "confirm='textbook_recovered'"):
+        restore_database(target="textbook_recovered", confirm="textbook")
     second = restore_database(target="textbook_recovered", confirm="textbook_recovered")
     assert second["previous"].startswith("textbook_recovered__before_")
     with psycopg.connect(pg_cluster.superuser_dsn()) as conn:
@@ -263,32 +347,77 @@ def test_two_backups_never_overlap(settings, backup_env):
     assert first.finished_at <= second.started_at, "the second backup started before the first one finished"
 
 
-def test_drill_pushes_its_metrics_to_a_pushgateway(settings, backup_env, monkeypatch):
+@pytest.fixture
+def fake_pushgateway():
+    """Records pushes (POST /metrics/job/<job>, push-add, text exposition format); answers /-/healthy."""
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    pushes = []
+    pushes: list[tuple[str, str]] = []
 
     class Pushgateway(BaseHTTPRequestHandler):
         def log_message(self, *args):
             pass
 
-        def do_POST(self):  # the Pushgateway API: POST /metrics/job/<job> (push-add), text exposition format
+        def do_GET(self):
+            self.send_response(200 if self.path == "/-/healthy" else 404)
+            self.end_headers()
+
+        def do_POST(self):
             pushes.append((self.path, self.rfile.read(int(self.headers["content-length"])).decode()))
             self.send_response(200)
             self.end_headers()
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Pushgateway)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setenv("PUSHGATEWAY_URL", f"http://127.0.0.1:{server.server_address[1]}")
+    yield f"http://127.0.0.1:{server.server_address[1]}", pushes
+    server.shutdown()
+
+
+@pytest.mark.parametrize("variable", ["PUSHGATEWAY_URL", "LOCAL_PUSHGATEWAY_URL"])
+def test_drill_pushes_its_metrics_to_a_pushgateway(settings, backup_env, monkeypatch, fake_pushgateway, variable):
+    """PUSHGATEWAY_URL, or (what `make up` gives its worker) the local Pushgateway when it answers."""
+    url, pushes = fake_pushgateway
+    monkeypatch.setenv(variable, url)
     get_settings.cache_clear()
-    try:
-        backup_database()
-        restore_drill()
-    finally:
-        server.shutdown()
+    backup_database()
+    restore_drill()
     jobs = {path: body for path, body in pushes}
     assert "backup_last_success_timestamp_seconds" in jobs["/metrics/job/backup_database"]
     drill = jobs["/metrics/job/restore_drill"]
     for name in ("restore_drill_success 1.0", "restore_drill_duration_seconds", "backup_last_verified_timestamp_seconds"):
         assert name in drill
+
+
+def test_a_local_pushgateway_that_does_not_answer_is_skipped(settings, backup_env, monkeypatch):
+    """`make up` without `make monitoring-up`: runs succeed and push nothing."""
+    monkeypatch.setenv("LOCAL_PUSHGATEWAY_URL", f"http://127.0.0.1:{free_port()}")
+    get_settings.cache_clear()
+    backup_database()
+    assert restore_drill()["verified"]
+
+
+def test_retention_keeps_a_backup_a_restore_just_used_and_says_why_others_went(settings, backup_env, pg_cluster,
+                                                                               monkeypatch):
+    """The issue's day: backups and drills, a restore from the first backup, more backups; keeping one a day
+    must not prune the backup the restore used."""
+    from flows.restore_database import restore_database
+
+    for name, value in (("BACKUP_KEEP_DAILY", "1"), ("BACKUP_KEEP_WEEKLY", "0"), ("BACKUP_KEEP_MONTHLY", "0")):
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    used = backup_database()
+    restore_drill()
+    restore_database(target="textbook_retention", backup_id=used["backup_id"])
+    pg_cluster.drop_database("textbook_retention")
+    newer = backup_database()
+    restore_drill()
+    third = backup_database()
+    fourth = backup_database()
+    rows = catalog(settings)
+    assert rows[used["backup_id"]].status == "verified" and rows[used["backup_id"]].last_restored_at is not None
+    assert rows[newer["backup_id"]].status == "verified"  # the newest verified
+    assert fourth["pruned"] == [third["backup_id"]] and rows[third["backup_id"]].status == "pruned"
+    shown = {r["backup_id"]: r for r in json.loads(Artifact.get("backup-catalog").data)}
+    assert shown[third["backup_id"]]["why"] == (
+        f"{fourth['backup_id']} is the backup kept for {rows[third['backup_id']].finished_at:%Y-%m-%d} (daily)")

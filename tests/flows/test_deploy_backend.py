@@ -190,11 +190,18 @@ def test_a_deploy_stuck_past_the_timeout_is_canceled(render, registry, deploy_da
     assert stuck["status"] == "canceled" and render.live()["image"]["sha"] == registry.tags[OLD]
 
 
+def test_a_malformed_digest_is_refused_by_the_parameter_schema(render, deploy_database):
+    from prefect.exceptions import ParameterTypeError
+
+    with pytest.raises(ParameterTypeError, match="image_digest"):
+        deploy_backend(image_digest="latest")
+    assert posted(render, "/deploys") == []
+
+
 @pytest.mark.parametrize("request_", [
     {"image_digest": "sha256:" + "0" * 64},  # a well-formed digest the registry does not have
-    {"image_digest": "latest"},  # not a digest
     {"commit_id": "0" * 40},  # a commit the release workflow never pushed
-], ids=["unknown-digest", "malformed-digest", "commit-without-image"])
+], ids=["unknown-digest", "commit-without-image"])
 def test_an_image_the_registry_lacks_is_refused_before_any_deploy(render, deploy_database, request_):
     add_verified_backup(deploy_database, age_hours=1)
     with pytest.raises(DeployRefused, match="no such image"):

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import subprocess
 import threading
@@ -15,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 import uvicorn
+from prefect.artifacts import Artifact
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
@@ -116,6 +118,10 @@ def test_probe_of_a_dead_service_records_the_failures_and_fails_the_run(settings
     assert not any(r.success for r in rows.values()) and rows["health"].status_code is None
     metrics = pushed(pushgateway)
     assert metrics[("probe_success", frozenset({"job": "synthetic_probe", "check": "canary", "instance": ""}.items()))] == 0
+    artifact = Artifact.get("synthetic-probe")  # what the run's Artifacts tab shows
+    assert [(c["check"], c["result"]) for c in json.loads(artifact.data)] == [
+        ("health", "FAILED"), ("ready", "FAILED"), ("canary", "FAILED")]
+    assert dead in artifact.description and "runbooks/service-down.md" in artifact.description
 
 
 def test_canary_fails_when_the_expected_page_is_not_cited(settings, prefect_harness, service_url):
