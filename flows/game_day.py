@@ -206,9 +206,9 @@ def practice_step(step: RunbookStep, scenario: str, timeout_s: int) -> StepResul
 def game_day(scenario: str, allow_production: str | None = None, practice: bool = False,
              runbooks_dir: str | None = None) -> dict:
     """Run one scenario end to end and measure it; fails when any phase fails, after undoing the fault."""
-    logger = get_run_logger()
     settings = get_settings()
-    refuse_production(settings, allow_production)
+    refuse_production(settings, allow_production)  # before anything else: nothing is touched when it refuses
+    logger = get_run_logger()
     if scenario not in SCENARIOS:
         raise GameDayRefused(f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}")
     spec = SCENARIOS[scenario]

@@ -72,7 +72,7 @@ def runbook_steps(scenario: str, runbooks_dir: Path = RUNBOOKS_DIR) -> list[Runb
         for tags, body in TAGGED_BLOCK.findall(path.read_text()):
             if scenario not in tags.split(","):
                 continue
-            joined = re.sub(r"\\\n\s*", " ", body)
+            joined = re.sub(r"[ \t]*\\\n\s*", " ", body)
             steps += [RunbookStep(path.name, line.strip()) for line in joined.splitlines()
                       if line.strip() and not line.strip().startswith("#")]
     return steps
