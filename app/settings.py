@@ -149,13 +149,11 @@ class Settings(BaseSettings):
 
     # Game days (flows/game_day.py).
     alertmanager_url: str | None = Field(default=None, description="Alertmanager's API, where a game day reads the alert")
-    game_day_detect_timeout_s: float = Field(default=900.0, gt=0, le=7200, description="an alert not firing by then fails the game day")
-    game_day_recover_timeout_s: float = Field(default=900.0, gt=0, le=7200, description="no recovery by then fails the game day")
+    game_day_detect_timeout_s: float = Field(default=900.0, gt=0, le=7200,
+                                             description="an alert not firing by then fails the game day")
+    game_day_recover_timeout_s: float = Field(default=900.0, gt=0, le=7200,
+                                              description="no recovery by then fails the game day")
     game_day_poll_s: float = Field(default=1.0, gt=0, le=60, description="how often a game day reads Alertmanager and the probe")
-    fault_hooks_enabled: bool = Field(
-        default=False, description="game days: the service reads injected faults from DATA_DIR/game-day/faults.json; "
-                                   "refused with ENVIRONMENT=production",
-    )
 
     # Local Prefect server (make up).
     prefect_host: str = "127.0.0.1"
@@ -323,8 +321,6 @@ class Settings(BaseSettings):
         uses_openai = self.embedding_backend == "openai" or self.answer_backend == "openai"
         if uses_openai and self.openai_api_key is None and self.secrets_source == "settings":
             raise ValueError("EMBEDDING_BACKEND/ANSWER_BACKEND=openai needs OPENAI_API_KEY")
-        if self.environment == "production" and self.fault_hooks_enabled:
-            raise ValueError("FAULT_HOOKS_ENABLED is for game days on staging-like stacks, never production")
         if self.environment == "production":
             if self.database_url is None:
                 raise ValueError("ENVIRONMENT=production needs DATABASE_URL")
