@@ -61,6 +61,15 @@ class GameDayRefused(RuntimeError):
     """The game day will not run here: production without allow_production, an unknown scenario, a sick stack."""
 
 
+class GameDaysFailed(RuntimeError):
+    """At least one scenario of a weekly run failed; `outcomes` has every scenario's."""
+
+    def __init__(self, outcomes: dict[str, str]) -> None:
+        self.outcomes = outcomes
+        failed = {name: outcome for name, outcome in outcomes.items() if outcome != "passed"}
+        super().__init__(f"game days failed: {failed}")
+
+
 class RecoveryCheckFailed(RuntimeError):
     """The alert resolved, but the scenario's own proof of recovery does not hold."""
 
@@ -344,9 +353,8 @@ def game_days_weekly(scenarios: list[str] | None = None, allow_production: str |
         except Exception as exc:  # noqa: BLE001 - the next scenarios still run; the run fails at the end
             outcomes[name] = f"failed: {exc.__class__.__name__}: {exc}"
     game_day_report()
-    failed = {name: outcome for name, outcome in outcomes.items() if outcome != "passed"}
-    if failed:
-        raise RuntimeError(f"game days failed: {failed}")
+    if any(outcome != "passed" for outcome in outcomes.values()):
+        raise GameDaysFailed(outcomes)
     return outcomes
 
 

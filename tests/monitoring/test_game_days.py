@@ -248,10 +248,17 @@ def test_practice_mode_pauses_before_each_step_and_measures_the_person(game_day_
     assert row.mode == "practice" and [s["by"] for s in row.steps] == ["person"] * len(steps)
 
 
-def test_game_day_report_compares_mttr_and_success_rate_with_the_targets(game_day_stack):
-    from flows.game_day import game_day_report
+def test_weekly_runs_the_scenarios_in_sequence_then_reports_mttr_and_success_rate_against_the_targets(
+        game_day_stack):
+    from flows.game_day import GameDaysFailed, game_day_report, game_days_weekly
 
+    before = game_day_report(days=90)["secret-leaked"]["runs"]
+    with pytest.raises(GameDaysFailed) as failed:  # one failed: the weekly run fails, after running the rest
+        game_days_weekly(scenarios=["no-such-scenario", "secret-leaked"])
+    assert failed.value.outcomes["no-such-scenario"].startswith("failed: GameDayRefused: unknown scenario")
+    assert failed.value.outcomes["secret-leaked"] == "passed"
     report = game_day_report(days=90)
+    assert report["secret-leaked"]["runs"] == before + 1 and report["secret-leaked"]["result"] == "met"
     assert report["error-burst"]["runs"] == 3 and report["error-burst"]["success rate"] == "67%"  # the broken runbook
     assert report["error-burst"]["result"] == "MISSED"
     assert report["service-down"]["success rate"] == "100%" and report["service-down"]["result"] == "met"
