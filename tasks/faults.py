@@ -106,7 +106,9 @@ def damage_newest_backup(settings: Settings) -> DamagedBackup:
         backup_id, storage_name = row.backup_id, row.storage
     store = backup_storage_for(settings.model_copy(update={"backup_storage": storage_name}))
     workdir = Path(tempfile.mkdtemp(prefix="game-day-backup-"))
-    original = store.download(dump_name(backup_id), workdir / "intact.dump")
+    # Local storage "downloads" by returning the stored file itself: copy it before damaging the stored one.
+    original = workdir / "intact.dump"
+    shutil.copyfile(store.download(dump_name(backup_id), workdir / "stored.dump"), original)
     data = bytearray(original.read_bytes())
     middle = len(data) // 2
     data[middle:middle + 64] = bytes(b ^ 0xFF for b in data[middle:middle + 64])
@@ -122,7 +124,7 @@ def restore_backup_object(settings: Settings, damaged: DamagedBackup) -> None:
     store = backup_storage_for(settings.model_copy(update={"backup_storage": damaged.storage}))
     with open(damaged.original, "rb") as stream:
         store.write_stream(dump_name(damaged.backup_id), stream)
-    shutil.rmtree(damaged.original.parent, ignore_errors=True)
+    shutil.rmtree(damaged.original.parent, ignore_errors=True)  # the game day's own temporary folder
 
 
 # secret-leaked: a client's API key is declared leaked while another client keeps using the service.

@@ -173,11 +173,16 @@ def test_backup_broken_fails_the_drill_fires_restoredrillfailed_and_a_new_backup
 
     result = game_day(scenario="backup-broken")
     assert_passed(game_day_stack, "backup-broken", result, {"RestoreDrillFailed"})
+    from tasks.storage import backup_storage_for, dump_name
+
     engine = create_db_engine(game_day_stack)
     with Session(engine) as db:
-        statuses = [r.status for r in db.exec(select(BackupCatalog).order_by(BackupCatalog.started_at)).all()]
+        backups = list(db.exec(select(BackupCatalog).order_by(BackupCatalog.started_at)).all())
     engine.dispose()
-    assert statuses[-2:] == ["failed", "verified"], statuses  # the damaged one failed its drill; the new one passed
+    assert [b.status for b in backups][-2:] == ["failed", "verified"]  # the damaged one failed its drill; the new one passed
+    # The finally put the damaged dump back as it was, and left every other backup alone.
+    store = backup_storage_for(game_day_stack)
+    assert [store.sha256(dump_name(b.backup_id))[0] for b in backups] == [b.sha256 for b in backups]
 
 
 def test_secret_leaked_old_key_refused_new_key_works_other_clients_unharmed(game_day_stack):
