@@ -234,3 +234,27 @@ class ProbeResult(SQLModel, table=True):
     seconds: float
     detail: str | None = Field(default=None, sa_type=sa.Text)
     checked_at: datetime = _timestamp(index=True)
+
+
+class GameDay(SQLModel, table=True):
+    """One game day (flows/game_day.py): a real fault injected, the alert that caught it, the runbook that fixed it."""
+
+    __tablename__ = "game_day"
+
+    id: int | None = Field(default=None, primary_key=True)
+    scenario: str = Field(max_length=40, index=True)
+    environment: str = Field(max_length=20)
+    mode: str = Field(max_length=20, sa_column_kwargs={"comment": "automatic | practice (a person runs the steps)"})
+    status: str = Field(max_length=20, sa_column_kwargs={"comment": "running | passed | failed"})
+    flow_run_id: uuid.UUID | None = None
+    started_at: datetime = _timestamp(index=True)
+    finished_at: datetime | None = _timestamp(nullable=True)
+    inject_seconds: float | None = None
+    detect_seconds: float | None = Field(default=None, sa_column_kwargs={"comment": "fault injected -> alert at Alertmanager"})
+    mitigate_seconds: float | None = Field(default=None, sa_column_kwargs={"comment": "alert -> runbook steps done"})
+    recover_seconds: float | None = Field(default=None, sa_column_kwargs={"comment": "steps done -> probe green, alert resolved"})
+    mttr_seconds: float | None = Field(default=None, sa_column_kwargs={"comment": "fault injected -> recovered"})
+    detected_by: str | None = Field(default=None, max_length=100)
+    steps: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSONB,
+                                        sa_column_kwargs={"comment": "each runbook step: command, exit code, seconds"})
+    failure_reason: str | None = Field(default=None, sa_type=sa.Text)

@@ -150,6 +150,14 @@ class Settings(BaseSettings):
     probe_api_key: SecretStr | None = Field(default=None, description="X-API-Key for the canary when anonymous access is off")
     probe_timeout_s: float = Field(default=30.0, gt=0, le=300, description="per probe request")
 
+    # Game days (flows/game_day.py).
+    alertmanager_url: str | None = Field(default=None, description="Alertmanager's API, where a game day reads the alert")
+    game_day_detect_timeout_s: float = Field(default=900.0, gt=0, le=7200,
+                                             description="an alert not firing by then fails the game day")
+    game_day_recover_timeout_s: float = Field(default=900.0, gt=0, le=7200,
+                                              description="no recovery by then fails the game day")
+    game_day_poll_s: float = Field(default=1.0, gt=0, le=60, description="how often a game day reads Alertmanager and the probe")
+
     # Local Prefect server (make up).
     prefect_host: str = "127.0.0.1"
     prefect_port: int = Field(default=4200, ge=1, le=65535)
@@ -275,7 +283,7 @@ class Settings(BaseSettings):
         return re.sub(r"^postgres(ql)?(\+psycopg)?://", "postgresql+psycopg://", value)
 
     @field_validator("qdrant_url", "openai_base_url", "aws_endpoint_url", "pushgateway_url", "local_pushgateway_url",
-                     "cost_alert_webhook_url", "probe_base_url", "prefect_api_url")
+                     "cost_alert_webhook_url", "probe_base_url", "prefect_api_url", "alertmanager_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value in (None, ""):

@@ -179,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
   Prometheus:   {stack.url('prometheus')}/alerts   (scrapes the API on {stack.api_target}; `make up` starts it)
   Alertmanager: {stack.url('alertmanager')}
   Pushgateway:  {stack.url('pushgateway')}   (the flows of `make up` push here while it answers)
+  Game days read alerts from Alertmanager: set ALERTMANAGER_URL={stack.url('alertmanager')} (runbooks/on-call.md)
 Stop with `make monitoring-down`.""")
     elif args.command == "down":
         stack.stop()

@@ -24,7 +24,8 @@ def test_every_seed_metric_and_operations_signal_has_a_panel():
                    "slo:latency_retrieval_slow:ratio_rate1h", "slo:latency_generation_slow:ratio_rate1h",
                    "backup_last_verified_timestamp_seconds", "restore_drill_success", "cost_usd_projected_month",
                    "cost_usd_monthly_budget", "probe_success", "probe_availability_ratio",
-                   "secret_rotation_last_success_timestamp_seconds", "ingest_last_run_success"]:
+                   "secret_rotation_last_success_timestamp_seconds", "ingest_last_run_success",
+                   "game_day_mttr_seconds", "game_day_success", "game_day_last_success_timestamp_seconds"]:
         assert metric in shown, f"no panel shows {metric}"
 
 
