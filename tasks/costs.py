@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import calendar
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -45,19 +45,23 @@ def price_rows() -> list[tuple[str, date, date, Decimal, Decimal]]:
     return rows
 
 
-# The price table (app/pricing.py) travels as arrays and is joined inside Postgres: `day_prices` is the price in
-# force on each day of the period, per model (days x models rows). Costs are linear in tokens, so the month is
-# summed per (day, model, embedding model) in one scan and priced after that; only the p95 of the cost per query
-# needs each row's own cost.
-PRICES_CTE = """
-prices(model, valid_from, valid_to, input_per_m, output_per_m) AS (
-    SELECT * FROM unnest(%(models)s::text[], %(froms)s::date[], %(tos)s::date[], %(ins)s::numeric[], %(outs)s::numeric[])
-),
-day_prices AS (
-    SELECT d::date AS day, p.model, p.input_per_m, p.output_per_m
-    FROM generate_series(%(first_day)s::date, %(as_of)s::date, interval '1 day') AS d
-    JOIN prices p ON d::date >= p.valid_from AND d::date < p.valid_to
-)"""
+# The price table (app/pricing.py) travels as arrays into a temporary table inside Postgres: the price in force on
+# each day of the period, per model (days x models rows, analyzed, so the planner hashes it). Costs are linear in
+# tokens, so the month is summed per (day, model, embedding model) in one scan and priced after that; only the p95
+# of the cost per query needs each row's own price.
+DAY_PRICE_SQL = """
+CREATE TEMP TABLE day_price ON COMMIT DROP AS
+SELECT d::date AS day, p.model, p.input_per_m, p.output_per_m,
+       p.input_per_m::float8 / 1000000 AS input_per_token, p.output_per_m::float8 / 1000000 AS output_per_token
+FROM generate_series(%(first_day)s::date, %(as_of)s::date, interval '1 day') AS d
+JOIN unnest(%(models)s::text[], %(froms)s::date[], %(tos)s::date[], %(ins)s::numeric[], %(outs)s::numeric[])
+     AS p(model, valid_from, valid_to, input_per_m, output_per_m)
+  ON d::date >= p.valid_from AND d::date < p.valid_to
+"""
+# A month has few (day, model, embedding model) groups, but the planner cannot tell from `created_at::date`: it
+# expects a million, then JIT-compiles the query (seconds on a busy machine) and sorts on disk (4 MB work_mem).
+# The report's transaction turns JIT off and gives the hash and the p95's sort room in memory.
+REPORT_SETTINGS = ("SET LOCAL jit = off", "SET LOCAL work_mem = '64MB'")
 
 PRICED_USAGE = """
 SELECT u.*,
@@ -67,18 +71,17 @@ SELECT u.*,
        (u.model IS NOT NULL AND g.model IS NULL) AS model_unpriced,
        (u.embedding_model IS NOT NULL AND e.model IS NULL) AS embedding_unpriced
 FROM usage u
-LEFT JOIN day_prices g ON g.day = u.day AND g.model = u.model
-LEFT JOIN day_prices e ON e.day = u.day AND e.model = u.embedding_model"""
+LEFT JOIN day_price g ON g.day = u.day AND g.model = u.model
+LEFT JOIN day_price e ON e.day = u.day AND e.model = u.embedding_model"""
 
 USAGE_SUMS = """count(*) AS queries, sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens,
            sum(embedding_tokens) AS embedding_tokens"""
 
 MONTH = "created_at >= %(start)s AND created_at < %(end)s"
 
-# One scan of the month: tokens per day and model pair, priced.
+# One scan of the month: tokens per day and model pair (hashed on its own: MATERIALIZED), then priced.
 USAGE_SQL = f"""
-WITH {PRICES_CTE},
-usage AS (
+WITH usage AS MATERIALIZED (
     SELECT created_at::date AS day, model, embedding_model, {USAGE_SUMS}
     FROM query_log WHERE {MONTH} GROUP BY 1, 2, 3
 )
@@ -87,8 +90,7 @@ ORDER BY day, model, embedding_model"""
 
 # The costliest sessions: their rows summed per day and model pair, priced, summed per session.
 SESSIONS_SQL = f"""
-WITH {PRICES_CTE},
-usage AS (
+WITH usage AS MATERIALIZED (
     SELECT session_id, created_at::date AS day, model, embedding_model, {USAGE_SUMS}
     FROM query_log WHERE {MONTH} AND session_id IS NOT NULL GROUP BY 1, 2, 3, 4
 ),
@@ -96,15 +98,15 @@ priced AS ({PRICED_USAGE})
 SELECT session_id, sum(queries) AS queries, sum(generation_cost + embedding_cost) AS cost_usd FROM priced
 GROUP BY session_id ORDER BY cost_usd DESC, session_id LIMIT 10"""
 
-# The 95th percentile of one query's cost: the one figure that needs every row's own price.
-P95_SQL = f"""
-WITH {PRICES_CTE}
-SELECT coalesce(percentile_cont(0.95) WITHIN GROUP (ORDER BY (
-    (q.prompt_tokens * coalesce(g.input_per_m, 0) + q.completion_tokens * coalesce(g.output_per_m, 0)
-     + q.embedding_tokens * coalesce(e.input_per_m, 0)) / 1000000)::float8), 0)
+# The 95th percentile of one query's cost: the one figure that needs every row's own price (in float8: a
+# percentile shown to the millionth of a dollar; the sums above stay exact numerics).
+P95_SQL = """
+SELECT coalesce(percentile_cont(0.95) WITHIN GROUP (ORDER BY
+    q.prompt_tokens * coalesce(g.input_per_token, 0) + q.completion_tokens * coalesce(g.output_per_token, 0)
+    + q.embedding_tokens * coalesce(e.input_per_token, 0)), 0)
 FROM query_log q
-LEFT JOIN day_prices g ON g.day = q.created_at::date AND g.model = q.model
-LEFT JOIN day_prices e ON e.day = q.created_at::date AND e.model = q.embedding_model
+LEFT JOIN day_price g ON g.day = q.created_at::date AND g.model = q.model
+LEFT JOIN day_price e ON e.day = q.created_at::date AND e.model = q.embedding_model
 WHERE q.created_at >= %(start)s AND q.created_at < %(end)s"""
 
 
@@ -118,17 +120,22 @@ def _retry_unless_unpriced(task: Any, task_run: Any, state: Any) -> bool:
 def price_query_log(settings: Settings, as_of: date) -> CostFacts:
     """Every query of the month up to `as_of`, priced at the price in force on its own day."""
     start = as_of.replace(day=1)
-    end = datetime.combine(as_of + timedelta(days=1), time.min)
+    # Aware bounds: compared with the timestamptz column as they are (naive ones would convert every row).
+    end = datetime.combine(as_of + timedelta(days=1), time.min, tzinfo=UTC)
     prices = price_rows()
     params = {
         "models": [p[0] for p in prices], "froms": [p[1] for p in prices], "tos": [p[2] for p in prices],
         "ins": [p[3] for p in prices], "outs": [p[4] for p in prices],
-        "start": datetime.combine(start, time.min), "end": end,
+        "start": datetime.combine(start, time.min, tzinfo=UTC), "end": end,
     }
     facts = CostFacts(start=start, as_of=as_of)
     params["first_day"], params["as_of"] = start, as_of
     with connect(settings.resolved_database_url) as conn:
         conn.execute("SET TIME ZONE 'UTC'")
+        for setting in REPORT_SETTINGS:
+            conn.execute(setting)
+        conn.execute(DAY_PRICE_SQL, params)
+        conn.execute("ANALYZE day_price")
         usage = _dicts(conn.execute(USAGE_SQL, params))
         unpriced: dict[str, int] = {}
         for row in usage:
