@@ -45,8 +45,8 @@ QUESTIONS = [
     "How do I publish a crate to crates.io?",
 ]
 ARMS = {
-    "torch, 1 query/encode (baseline)": {"EMBEDDING_RUNTIME": "torch", "EMBEDDING_BATCH_MAX": "1"},
-    "onnx, 1 query/encode": {"EMBEDDING_RUNTIME": "onnx", "EMBEDDING_BATCH_MAX": "1"},
+    "torch 1 query/encode (baseline)": {"EMBEDDING_RUNTIME": "torch", "EMBEDDING_BATCH_MAX": "1"},
+    "onnx 1 query/encode": {"EMBEDDING_RUNTIME": "onnx", "EMBEDDING_BATCH_MAX": "1"},
     "onnx + micro-batching": {"EMBEDDING_RUNTIME": "onnx"},
 }
 DEFAULT_ARM = "onnx + micro-batching"
@@ -141,10 +141,10 @@ def measure(base: str, arm: str, endpoint: str, concurrency: int, requests: int,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=300, help="requests per (endpoint, concurrency)")
-    parser.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated, of: {', '.join(ARMS)}")
+    parser.add_argument("--arms", default=";".join(ARMS), help=f"separated by ';', of: {'; '.join(ARMS)}")
     parser.add_argument("--no-write", action="store_true", help="print only, do not update bench/RESULTS.md")
     args = parser.parse_args(argv)
-    arms = [arm.strip() for arm in args.arms.split(",")]
+    arms = [arm.strip() for arm in args.arms.split(";")]
     rows: list[list[object]] = []
     shares: list[list[object]] = []
     with bench_environment() as env:

@@ -51,8 +51,7 @@ def price_rows() -> list[tuple[str, date, date, Decimal, Decimal]]:
 # of the cost per query needs each row's own price.
 DAY_PRICE_SQL = """
 CREATE TEMP TABLE day_price ON COMMIT DROP AS
-SELECT d::date AS day, p.model, p.input_per_m, p.output_per_m,
-       p.input_per_m::float8 / 1000000 AS input_per_token, p.output_per_m::float8 / 1000000 AS output_per_token
+SELECT d::date AS day, p.model, p.input_per_m, p.output_per_m
 FROM generate_series(%(first_day)s::date, %(as_of)s::date, interval '1 day') AS d
 JOIN unnest(%(models)s::text[], %(froms)s::date[], %(tos)s::date[], %(ins)s::numeric[], %(outs)s::numeric[])
      AS p(model, valid_from, valid_to, input_per_m, output_per_m)
@@ -98,15 +97,22 @@ priced AS ({PRICED_USAGE})
 SELECT session_id, sum(queries) AS queries, sum(generation_cost + embedding_cost) AS cost_usd FROM priced
 GROUP BY session_id ORDER BY cost_usd DESC, session_id LIMIT 10"""
 
-# The 95th percentile of one query's cost: the one figure that needs every row's own price (in float8: a
-# percentile shown to the millionth of a dollar; the sums above stay exact numerics).
+# The 95th percentile of one query's cost: the one figure that needs every row's own price. Rows meet the price
+# periods by model (a hash) and by their timestamp (no per-row date); in float8: a percentile shown to the
+# millionth of a dollar, while the sums above stay exact numerics.
 P95_SQL = """
+WITH price AS MATERIALIZED (
+    SELECT model, valid_from::timestamptz AS valid_from, valid_to::timestamptz AS valid_to,
+           input_per_m::float8 / 1000000 AS input_per_token, output_per_m::float8 / 1000000 AS output_per_token
+    FROM unnest(%(models)s::text[], %(froms)s::date[], %(tos)s::date[], %(ins)s::numeric[], %(outs)s::numeric[])
+         AS p(model, valid_from, valid_to, input_per_m, output_per_m)
+)
 SELECT coalesce(percentile_cont(0.95) WITHIN GROUP (ORDER BY
     q.prompt_tokens * coalesce(g.input_per_token, 0) + q.completion_tokens * coalesce(g.output_per_token, 0)
     + q.embedding_tokens * coalesce(e.input_per_token, 0)), 0)
 FROM query_log q
-LEFT JOIN day_price g ON g.day = q.created_at::date AND g.model = q.model
-LEFT JOIN day_price e ON e.day = q.created_at::date AND e.model = q.embedding_model
+LEFT JOIN price g ON g.model = q.model AND q.created_at >= g.valid_from AND q.created_at < g.valid_to
+LEFT JOIN price e ON e.model = q.embedding_model AND q.created_at >= e.valid_from AND q.created_at < e.valid_to
 WHERE q.created_at >= %(start)s AND q.created_at < %(end)s"""
 
 
