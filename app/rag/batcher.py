@@ -6,10 +6,11 @@ EMBEDDING_BATCH_MAX texts, encodes them in one call and hands each caller its ow
 
 Waiting for company costs latency, so the worker waits only when the service is busy: after an encode call that
 served several callers it lingers up to EMBEDDING_BATCH_WAIT_MS for as many as that call had (queries that
-arrive while an encode runs are batched anyway). One query at a time never waits: it is encoded as soon as the
-worker sees it (a thread hand-off, well under a millisecond). A full queue refuses at once (EncoderOverloaded,
-503 with Retry-After) instead of growing the wait of everyone behind it; an encode error goes to every caller
-of that batch.
+arrive while an encode runs are batched anyway). One query at a time never waits, nor changes threads: when the
+encoder is idle, nothing is queued and the last call served one caller, `embed` encodes in the caller's own
+thread (a hand-off to the worker and back costs two wake-ups, milliseconds on a busy machine). A full queue
+refuses at once (EncoderOverloaded, 503 with Retry-After) instead of growing the wait of everyone behind it; an
+encode error goes to every caller of that batch.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class BatchingEmbedder:
         self._jobs: deque[_Job] = deque()
         self._queued_texts = 0
         self._last_batch_jobs = 1
+        self._encoding = False  # an encode call runs (the worker's, or a lone caller's in its own thread)
         self._closed = False
         self._changed = threading.Condition()
         self._worker = threading.Thread(target=self._run, name="embedding-batcher", daemon=True)
@@ -71,7 +73,20 @@ class BatchingEmbedder:
         return future
 
     def embed(self, texts: list[str]) -> EmbeddingResult:
-        return self.submit(texts).result()
+        with self._changed:
+            alone = (not self._encoding and not self._jobs and not self._closed and self._last_batch_jobs <= 1
+                     and len(texts) <= self._max_batch)
+            if alone:
+                self._encoding = True
+        if not alone:
+            return self.submit(texts).result()
+        try:
+            EMBEDDING_BATCH_QUERIES.observe(1)
+            return self._embedder.embed(texts)
+        finally:
+            with self._changed:
+                self._encoding = False
+                self._changed.notify_all()  # the worker takes what was queued meanwhile
 
     async def embed_async(self, texts: list[str]) -> EmbeddingResult:
         return await asyncio.wrap_future(self.submit(texts))
@@ -102,7 +117,7 @@ class BatchingEmbedder:
 
     def _next_batch(self) -> list[_Job] | None:
         with self._changed:
-            while not self._jobs and not self._closed:
+            while (not self._jobs or self._encoding) and not self._closed:
                 self._changed.wait()
             if self._closed:
                 for job in self._jobs:
@@ -121,6 +136,7 @@ class BatchingEmbedder:
                     break
                 self._changed.wait(remaining)
                 size = self._take(batch, size)
+            self._encoding = bool(batch)
             return batch
 
     def _run(self) -> None:
@@ -137,6 +153,9 @@ class BatchingEmbedder:
                 for job in batch:
                     job.future.set_exception(error)
                 continue
+            finally:
+                with self._changed:
+                    self._encoding = False
             self._deliver(batch, result)
 
     @staticmethod

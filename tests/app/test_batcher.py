@@ -21,6 +21,7 @@ class GatedEmbedder:
 
     def __init__(self) -> None:
         self.calls: list[list[str]] = []
+        self.threads: list[str] = []
         self.entered = threading.Semaphore(0)
         self.gate = threading.Event()
         self.gate.set()
@@ -31,6 +32,7 @@ class GatedEmbedder:
 
     def embed(self, texts: list[str]) -> EmbeddingResult:
         self.calls.append(list(texts))
+        self.threads.append(threading.current_thread().name)
         self.entered.release()
         assert self.gate.wait(10), "the test never opened the gate"
         if self.fail_with is not None:
@@ -107,6 +109,7 @@ def test_one_query_at_a_time_never_waits_for_company(encoder, batcher_for):
         assert batcher.embed([f"question {i}"]).vectors[0][1] == i + 1
     assert time.monotonic() - started < 4, "a lone query waited for company"
     assert [len(call) for call in encoder.calls] == [1] * 5
+    assert set(encoder.threads) == {threading.current_thread().name}, "encoded in the caller's thread: no hand-off"
 
 
 def test_after_a_shared_call_the_worker_waits_briefly_for_as_many_callers(encoder, batcher_for):
@@ -197,3 +200,17 @@ def test_the_service_answers_503_overloaded_when_the_encoder_queue_is_full(clien
     response = client.post("/v1/search", json={"query": "what is a ROS 2 node?"})
     assert response.status_code == 503, response.text
     assert response.json()["error_code"] == "overloaded" and response.headers["retry-after"] == "1"
+
+
+def test_queries_arriving_during_a_lone_callers_encode_are_batched_after_it(encoder, batcher_for):
+    batcher = batcher_for(encoder)
+    encoder.hold()
+    lone = ThreadPoolExecutor(1)
+    first = lone.submit(batcher.embed, ["lone"])
+    assert encoder.entered.acquire(timeout=10)  # encoding in the caller's thread
+    waiting = [batcher.submit(["a"]), batcher.submit(["bb"])]
+    encoder.gate.set()
+    assert first.result(timeout=10).vectors == [[4.0, 1.0]]
+    assert [w.result(timeout=10).vectors[0][0] for w in waiting] == [1.0, 2.0]
+    assert encoder.calls == [["lone"], ["a", "bb"]] and encoder.threads[1] == "embedding-batcher"
+    lone.shutdown()
