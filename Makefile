@@ -4,6 +4,8 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock 2>/dev/null | sha256sum | cut -c1-16)
+# The ONNX embedding model the service runs (EMBEDDING_MODEL_DIR's default: inside the environment).
+EMBEDDING_MODEL := $(VENV)/share/textbook-ops/all-MiniLM-L6-v2-onnx/embedding.json
 SITE_STAMP := website/node_modules/.installed-$(shell sha256sum website/package-lock.json 2>/dev/null | cut -c1-16)
 export PREFECT_HOME ?= $(CURDIR)/.data/prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
@@ -46,7 +48,7 @@ deploy-docs: install ## build HEAD's site, publish it to gh-pages (DOCS_* settin
 lint: install ## ruff
 	@$(VENV)/bin/ruff check app flows tasks devenv bench tests
 
-install: system-packages $(STAMP) $(SITE_STAMP) ## Python packages into .venv, the site's npm packages (only when their locks changed)
+install: system-packages $(STAMP) $(EMBEDDING_MODEL) $(SITE_STAMP) ## Python packages into .venv (dev: torch too), the ONNX embedding model, the site's npm packages (only when their locks changed)
 
 system-packages:
 	@bash devenv/install-system-packages.sh
@@ -59,6 +61,11 @@ $(STAMP): pyproject.toml requirements.lock
 	@$(PY) -m pip install -q -c requirements.lock -e '.[dev]'
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
+
+$(EMBEDDING_MODEL): $(STAMP)
+	@echo "==> exporting the embedding model to ONNX (the service runs it without torch)"
+	@$(PY) -m app export-embedding-model --output $(dir $(EMBEDDING_MODEL))
+	@touch $(EMBEDDING_MODEL)
 
 $(SITE_STAMP): website/package-lock.json
 	@command -v npm >/dev/null || { echo "error: npm not found (Node.js 20 builds the docs site)"; exit 2; }

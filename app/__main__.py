@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import sys
+from pathlib import Path
 
 from app.settings import SettingsError, get_settings
 
@@ -74,6 +75,22 @@ def keys(args: argparse.Namespace) -> int:
         engine.dispose()
 
 
+def export_embedding_model(args: argparse.Namespace) -> int:
+    from app.rag.model_export import ExportError, export_model
+
+    target = args.output or get_settings().resolved_embedding_model_dir
+    if args.if_missing and (target / "embedding.json").is_file():
+        print(f"embedding model already exported: {target}")
+        return 0
+    try:
+        export_model(target)
+    except ExportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"embedding model exported to {target}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app", description="textbook-ops query service")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -95,6 +112,11 @@ def main(argv: list[str] | None = None) -> int:
     revoke = key_commands.add_parser("revoke", help="revoke a key by id")
     revoke.add_argument("id", type=int)
     keys_parser.set_defaults(run=keys)
+    export_parser = commands.add_parser(
+        "export-embedding-model", help="write the ONNX embedding model (install/build time; needs the export extra)")
+    export_parser.add_argument("--output", type=Path, help="default: EMBEDDING_MODEL_DIR (<venv>/share/textbook-ops/...)")
+    export_parser.add_argument("--if-missing", action="store_true", help="do nothing if the folder is already there")
+    export_parser.set_defaults(run=export_embedding_model)
     args = parser.parse_args(argv)
     try:
         return args.run(args)

@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api_keys import InvalidApiKey, MissingScope
 from app.metrics import QUERY_ERRORS
+from app.rag.batcher import EncoderOverloaded
 from app.rag.embeddings import EmbeddingError
 from app.rag.vector_store import IndexUnavailable
 
@@ -113,6 +114,12 @@ def install_error_handlers(app: FastAPI) -> None:
     async def index_down(request: Request, exc: IndexUnavailable) -> JSONResponse:
         log.warning("vector index unavailable: %s", exc)
         return unavailable(request, f"the vector index is unavailable: {exc}", "index_unavailable")
+
+    @app.exception_handler(EncoderOverloaded)
+    async def encoder_overloaded(request: Request, exc: EncoderOverloaded) -> JSONResponse:
+        QUERY_ERRORS.labels(error_code="overloaded").inc()
+        return JSONResponse(status_code=503, headers={"Retry-After": "1"}, content=error_body(
+            request, f"the service is busy ({exc}); retry shortly", "overloaded"))
 
     @app.exception_handler(EmbeddingError)
     async def embedding_down(request: Request, exc: EmbeddingError) -> JSONResponse:

@@ -18,7 +18,8 @@ from app.logging_setup import configure_logging
 from app.metrics import instrument_pool, release_pool
 from app.middleware import BodySizeLimitMiddleware, HttpMetricsMiddleware, RequestIdMiddleware
 from app.rag.answering import create_answerer
-from app.rag.embeddings import create_embedder
+from app.rag.batcher import BatchingEmbedder
+from app.rag.embeddings import Embedder, create_embedder
 from app.rag.retrieval import Retriever
 from app.rag.vector_store import open_vector_index
 from app.secret_source import service_database_credentials
@@ -26,6 +27,15 @@ from app.services.chat import ChatService, QueryDeps
 from app.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
+
+
+def query_embedder(settings: Settings) -> Embedder:
+    """The local model behind a micro-batcher (concurrent queries share encode calls); OpenAI as it is."""
+    embedder = create_embedder(settings)
+    if settings.embedding_backend != "local":
+        return embedder
+    return BatchingEmbedder(embedder, max_batch=settings.embedding_batch_max,
+                            max_wait_s=settings.embedding_batch_wait_ms / 1000, max_queue=settings.embedding_queue_max)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -36,9 +46,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_db_engine(settings, service_database_credentials(settings))
         instrument_pool(engine)
-        embedder = create_embedder(settings)
+        embedder = query_embedder(settings)
         if hasattr(embedder, "load"):
-            await run_in_threadpool(embedder.load)  # load the model before the first reader waits for it
+            # Load the model before the first reader waits for it; a missing ONNX export stops the start here.
+            await run_in_threadpool(embedder.load)
         vector_index = open_vector_index(settings)
         app.state.settings = settings
         app.state.engine = engine
@@ -52,6 +63,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            if isinstance(embedder, BatchingEmbedder):
+                embedder.close()
             vector_index.close()
             release_pool(engine)
             engine.dispose()

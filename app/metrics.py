@@ -43,6 +43,10 @@ RETRIEVAL_LATENCY = Histogram(
     "rag_retrieval_latency_ms", "Retrieval latency: query embedding plus vector search (ms)", buckets=MS_BUCKETS
 )
 EMBEDDING_LATENCY = Histogram("rag_query_embedding_latency_ms", "Query embedding latency (ms)", buckets=MS_BUCKETS)
+EMBEDDING_BATCH_QUERIES = Histogram(
+    "rag_query_embedding_batch_queries", "Queries that shared one encode call (app/rag/batcher.py)",
+    buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64),
+)
 GENERATION_LATENCY = Histogram(
     "rag_llm_generation_latency_ms", "Answer generation latency (ms)", ["backend"], buckets=MS_BUCKETS
 )

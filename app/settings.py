@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -61,6 +62,23 @@ class Settings(BaseSettings):
     embedding_model: str | None = None
     embedding_batch_size: int = Field(default=32, ge=1, le=2048)
     embedding_threads: int = Field(default=2, ge=1, le=64)
+    # Lean inference (issue 17): the local model runs on ONNX Runtime; torch only where the model is exported.
+    embedding_runtime: Literal["onnx", "torch"] = Field(
+        default="onnx",
+        description="local model runtime: onnx (the exported model, no torch) or torch (needs the export extra)",
+    )
+    embedding_model_dir: Path | None = Field(
+        default=None,
+        description="the exported ONNX model (`python -m app export-embedding-model`); default <venv>/share/textbook-ops",
+    )
+    embedding_batch_wait_ms: float = Field(
+        default=2.0, ge=0, le=50,
+        description="a query waits at most this long for others to share its encode call (only under concurrency)",
+    )
+    embedding_batch_max: int = Field(default=32, ge=1, le=256, description="queries per shared encode call")
+    embedding_queue_max: int = Field(
+        default=256, ge=1, le=10000, description="queries waiting for the encoder beyond this get 503 (overloaded)",
+    )
     answer_backend: Literal["extractive", "openai"] = "extractive"
     openai_api_key: SecretStr | None = None
     openai_base_url: str = "https://api.openai.com/v1"
@@ -419,6 +437,11 @@ class Settings(BaseSettings):
     @property
     def embedding_dimensions(self) -> int:
         return EMBEDDING_DIMENSIONS[self.resolved_embedding_model]
+
+    @property
+    def resolved_embedding_model_dir(self) -> Path:
+        """Where `make install` / the image's build stage put the exported model: inside the environment."""
+        return self.embedding_model_dir or Path(sys.prefix) / "share" / "textbook-ops" / "all-MiniLM-L6-v2-onnx"
 
     def collection_name(self, base: str | None = None) -> str:
         """Collection names carry the embedding model so switching models never mixes vectors."""

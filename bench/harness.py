@@ -106,3 +106,10 @@ def write_section(title: str, body: str) -> None:
     else:
         text = text.rstrip("\n") + "\n" + section
     RESULTS.write_text(text)
+
+
+def report_section(title: str, *parts: str, write: bool = True) -> None:
+    """Print a benchmark's tables and notes; unless told not to, put them in RESULTS.md under `title`."""
+    print(*parts, sep="\n\n")
+    if write:
+        write_section(title, "\n\n".join([machine_line(), *parts]))

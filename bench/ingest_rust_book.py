@@ -1,9 +1,11 @@
 """Ingest benchmark on the Rust book (../shared/corpora/rust-book).
 
 Measures: first ingest (chunks, chunks/s, seconds); a re-ingest with nothing changed (seconds, embeddings:
-must be 0; the model must not even load); one chapter edited (only its chunks re-embedded). Baseline in
-the same run: a full rebuild of the same tree (what a non-incremental ingest costs every time).
-Targets: first ingest <= 120 s, unchanged re-ingest <= 5 s.
+must be 0; the model must not even load); one chapter edited (only its chunks re-embedded). Baselines in
+the same run: a full rebuild of the same tree (what a non-incremental ingest costs every time), the first
+ingest with the torch runtime into a collection of its own (EMBEDDING_RUNTIME=torch: the ingest before issue 17),
+and the bare ONNX model embedding the same chunks outside Prefect (the limit).
+Targets (issue 17): first ingest <= 15 s (>= 100 chunks/s), unchanged re-ingest <= 1 s.
 """
 
 from __future__ import annotations
@@ -17,6 +19,34 @@ from pathlib import Path
 from bench.harness import bench_environment, machine_line, markdown_table, write_section
 
 EDITED_CHAPTER = "ch08-02-strings.md"
+TARGET_FIRST_S, TARGET_NOOP_S = 15, 1
+
+
+def with_runtime(runtime: str) -> None:
+    import os
+
+    from app.settings import get_settings
+
+    os.environ["EMBEDDING_RUNTIME"] = runtime
+    get_settings.cache_clear()
+
+
+def bare_onnx_chunks_per_s(tree: Path) -> tuple[int, float]:
+    """The same chunks embedded by the ONNX model alone (no flow, no index): the embedding's ceiling."""
+    from unittest import mock
+
+    import tasks.textbook as textbook
+    from app.rag.embeddings import create_embedder
+    from app.settings import get_settings
+
+    with mock.patch.object(textbook, "get_run_logger"):
+        chunks = textbook.parse_and_chunk.fn(textbook.discover_chapters.fn(tree)).chunks
+    texts = [c.embedding_text() for c in chunks]
+    embedder = create_embedder(get_settings())
+    embedder.embed(texts[:8])
+    started = time.perf_counter()
+    embedder.embed(texts)
+    return len(texts), len(texts) / (time.perf_counter() - started)
 
 
 def timed(fn, **kwargs) -> tuple[dict, float]:
@@ -44,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
         tree = env.root / "rust-book"
         shutil.copytree(corpus, tree)
 
+        with_runtime("torch")
+        torch_first, torch_first_s = timed(ingest_textbook, source=str(tree), collection="rust-book-torch")
+        with_runtime("onnx")
         first, first_s = timed(ingest_textbook, source=str(tree))
         model_loaded_before = any(e.loaded for e in embeddings._local_embedders.values())
         embeddings._local_embedders.clear()  # prove the unchanged run does not load the model
@@ -55,26 +88,36 @@ def main(argv: list[str] | None = None) -> int:
         chapter.write_text(chapter.read_text().replace("\n\n### ", " This sentence was added by the benchmark.\n\n### ", 1))
         edited, edited_s = timed(ingest_textbook, source=str(tree))
         rebuild, rebuild_s = timed(ingest_textbook, source=str(tree), full_rebuild=True)
+        bare_chunks, bare_rate = bare_onnx_chunks_per_s(tree)
 
+    first_met = first_s <= TARGET_FIRST_S and first["chunks_total"] / first_s >= 100
+    noop_met = again_s <= TARGET_NOOP_S and again["embeddings_computed"] == 0
     rows = [
-        ["first ingest", first["chunks_total"], first["embeddings_computed"], first_s,
-         first["chunks_total"] / first_s, "<= 120 s", "yes" if first_s <= 120 else "NO"],
+        ["baseline: first ingest, torch (before)", torch_first["chunks_total"], torch_first["embeddings_computed"],
+         torch_first_s, torch_first["chunks_total"] / torch_first_s, "-", "-"],
+        ["first ingest (onnx)", first["chunks_total"], first["embeddings_computed"], first_s,
+         first["chunks_total"] / first_s, f"<= {TARGET_FIRST_S} s, >= 100 chunks/s", "yes" if first_met else "NO"],
         ["re-ingest, nothing changed", again["chunks_total"], again["embeddings_computed"], again_s, "-",
-         "<= 5 s, 0 embeddings", "yes" if again_s <= 5 and again["embeddings_computed"] == 0 else "NO"],
+         f"<= {TARGET_NOOP_S} s, 0 embeddings", "yes" if noop_met else "NO"],
         [f"one chapter edited ({EDITED_CHAPTER})", edited["chunks_total"], edited["embeddings_computed"], edited_s, "-",
          "only its chunks", "yes" if 0 < edited["embeddings_computed"] <= 3 else "NO"],
-        ["baseline: full rebuild", rebuild["chunks_total"], rebuild["embeddings_computed"], rebuild_s,
+        ["baseline: full rebuild (onnx)", rebuild["chunks_total"], rebuild["embeddings_computed"], rebuild_s,
          rebuild["chunks_total"] / rebuild_s, "-", "-"],
+        ["limit: the bare ONNX model on the same chunks", bare_chunks, bare_chunks, bare_chunks / bare_rate, bare_rate,
+         "-", "-"],
     ]
     table = markdown_table(["run", "chunks", "embeddings computed", "seconds", "chunks/s", "target", "met"], rows)
     notes = (f"Files: {first['files_seen']} ({first['files_skipped']} skipped). Seconds are the wall time of the "
              f"flow call (Prefect flow run included). Model loaded by the unchanged re-ingest: "
-             f"{'yes' if model_loaded_by_noop else 'no'} (it was loaded for the first ingest: {model_loaded_before}).")
+             f"{'yes' if model_loaded_by_noop else 'no'} (it was loaded for the first ingest: {model_loaded_before}). First "
+             f"ingest: {first_s / torch_first_s:.2f}x the torch baseline's time; the flow reaches "
+             f"{first['chunks_total'] / first_s / bare_rate:.0%} of the bare model's rate. The machine was shared "
+             "with six other engineers' test runs: absolute numbers are noisy, same-run ratios are what count.")
     print(table)
     print(notes)
     if not args.no_write:
         write_section("Ingest: the Rust book", f"{machine_line()}\n\n{table}\n\n{notes}")
-    return 0
+    return 0 if first_met and noop_met else 1
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from bench import (
     load_with_restart,
     rate_limit_overhead,
     retrieval_quality,
+    runtime_size,
     service_load,
     site_paint,
 )
@@ -22,7 +23,8 @@ def main() -> int:
     runs = (("ingest", ingest_rust_book, []), ("retrieval", retrieval_quality, ["--grid"]),
             ("covered", covered_quality, []), ("load", service_load, []),
             ("rate limits", rate_limit_overhead, []), ("load with a Postgres crash", load_with_restart, []),
-            ("backups", backup_restore, []), ("costs", cost_report, []), ("site paint", site_paint, []))
+            ("backups", backup_restore, []), ("costs", cost_report, []), ("runtime size", runtime_size, []),
+            ("site paint", site_paint, []))
     for name, bench, args in runs:
         print(f"\n=== {name} ===", flush=True)
         failures += bench.main(args) != 0

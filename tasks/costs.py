@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import calendar
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -45,24 +45,75 @@ def price_rows() -> list[tuple[str, date, date, Decimal, Decimal]]:
     return rows
 
 
-PRICED_SQL = """
-CREATE TEMP TABLE priced ON COMMIT DROP AS
-WITH prices(model, valid_from, valid_to, input_per_m, output_per_m) AS (
-    SELECT * FROM unnest(%(models)s::text[], %(froms)s::date[], %(tos)s::date[], %(ins)s::numeric[], %(outs)s::numeric[])
-)
-SELECT q.created_at::date AS day, q.session_id, q.model, q.embedding_model,
-       q.prompt_tokens, q.completion_tokens, q.embedding_tokens,
-       (q.prompt_tokens * coalesce(p.input_per_m, 0) + q.completion_tokens * coalesce(p.output_per_m, 0)) / 1000000
-           AS generation_cost,
-       q.embedding_tokens * coalesce(e.input_per_m, 0) / 1000000 AS embedding_cost,
-       (q.model IS NOT NULL AND p.model IS NULL) AS model_unpriced,
-       (q.embedding_model IS NOT NULL AND e.model IS NULL) AS embedding_unpriced
-FROM query_log q
-LEFT JOIN prices p ON p.model = q.model AND q.created_at::date >= p.valid_from AND q.created_at::date < p.valid_to
-LEFT JOIN prices e ON e.model = q.embedding_model
-     AND q.created_at::date >= e.valid_from AND q.created_at::date < e.valid_to
-WHERE q.created_at >= %(start)s AND q.created_at < %(end)s
+# The price table (app/pricing.py) travels as arrays into a temporary table inside Postgres: the price in force on
+# each day of the period, per model (days x models rows, analyzed, so the planner hashes it). Costs are linear in
+# tokens, so the month is summed per (day, model, embedding model) in one scan and priced after that; only the p95
+# of the cost per query needs each row's own price.
+DAY_PRICE_SQL = """
+CREATE TEMP TABLE day_price ON COMMIT DROP AS
+SELECT d::date AS day, p.model, p.input_per_m, p.output_per_m
+FROM generate_series(%(first_day)s::date, %(as_of)s::date, interval '1 day') AS d
+JOIN unnest(%(models)s::text[], %(froms)s::date[], %(tos)s::date[], %(ins)s::numeric[], %(outs)s::numeric[])
+     AS p(model, valid_from, valid_to, input_per_m, output_per_m)
+  ON d::date >= p.valid_from AND d::date < p.valid_to
 """
+# A month has few (day, model, embedding model) groups, but the planner cannot tell from `created_at::date`: it
+# expects a million, then JIT-compiles the query (seconds on a busy machine) and sorts on disk (4 MB work_mem).
+# The report's transaction turns JIT off and gives the hash and the p95's sort room in memory.
+REPORT_SETTINGS = ("SET LOCAL jit = off", "SET LOCAL work_mem = '64MB'")
+
+PRICED_USAGE = """
+SELECT u.*,
+       (u.prompt_tokens * coalesce(g.input_per_m, 0) + u.completion_tokens * coalesce(g.output_per_m, 0)) / 1000000
+           AS generation_cost,
+       u.embedding_tokens * coalesce(e.input_per_m, 0) / 1000000 AS embedding_cost,
+       (u.model IS NOT NULL AND g.model IS NULL) AS model_unpriced,
+       (u.embedding_model IS NOT NULL AND e.model IS NULL) AS embedding_unpriced
+FROM usage u
+LEFT JOIN day_price g ON g.day = u.day AND g.model = u.model
+LEFT JOIN day_price e ON e.day = u.day AND e.model = u.embedding_model"""
+
+USAGE_SUMS = """count(*) AS queries, sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens,
+           sum(embedding_tokens) AS embedding_tokens"""
+
+MONTH = "created_at >= %(start)s AND created_at < %(end)s"
+
+# One scan of the month: tokens per day and model pair (hashed on its own: MATERIALIZED), then priced.
+USAGE_SQL = f"""
+WITH usage AS MATERIALIZED (
+    SELECT created_at::date AS day, model, embedding_model, {USAGE_SUMS}
+    FROM query_log WHERE {MONTH} GROUP BY 1, 2, 3
+)
+{PRICED_USAGE}
+ORDER BY day, model, embedding_model"""
+
+# The costliest sessions: their rows summed per day and model pair, priced, summed per session.
+SESSIONS_SQL = f"""
+WITH usage AS MATERIALIZED (
+    SELECT session_id, created_at::date AS day, model, embedding_model, {USAGE_SUMS}
+    FROM query_log WHERE {MONTH} AND session_id IS NOT NULL GROUP BY 1, 2, 3, 4
+),
+priced AS ({PRICED_USAGE})
+SELECT session_id, sum(queries) AS queries, sum(generation_cost + embedding_cost) AS cost_usd FROM priced
+GROUP BY session_id ORDER BY cost_usd DESC, session_id LIMIT 10"""
+
+# The 95th percentile of one query's cost: the one figure that needs every row's own price. Rows meet the price
+# periods by model (a hash) and by their timestamp (no per-row date); in float8: a percentile shown to the
+# millionth of a dollar, while the sums above stay exact numerics.
+P95_SQL = """
+WITH price AS MATERIALIZED (
+    SELECT model, valid_from::timestamptz AS valid_from, valid_to::timestamptz AS valid_to,
+           input_per_m::float8 / 1000000 AS input_per_token, output_per_m::float8 / 1000000 AS output_per_token
+    FROM unnest(%(models)s::text[], %(froms)s::date[], %(tos)s::date[], %(ins)s::numeric[], %(outs)s::numeric[])
+         AS p(model, valid_from, valid_to, input_per_m, output_per_m)
+)
+SELECT coalesce(percentile_cont(0.95) WITHIN GROUP (ORDER BY
+    q.prompt_tokens * coalesce(g.input_per_token, 0) + q.completion_tokens * coalesce(g.output_per_token, 0)
+    + q.embedding_tokens * coalesce(e.input_per_token, 0)), 0)
+FROM query_log q
+LEFT JOIN price g ON g.model = q.model AND q.created_at >= g.valid_from AND q.created_at < g.valid_to
+LEFT JOIN price e ON e.model = q.embedding_model AND q.created_at >= e.valid_from AND q.created_at < e.valid_to
+WHERE q.created_at >= %(start)s AND q.created_at < %(end)s"""
 
 
 def _retry_unless_unpriced(task: Any, task_run: Any, state: Any) -> bool:
@@ -76,45 +127,70 @@ def _retry_unless_unpriced(task: Any, task_run: Any, state: Any) -> bool:
 def price_query_log(settings: Settings, as_of: date) -> CostFacts:
     """Every query of the month up to `as_of`, priced at the price in force on its own day."""
     start = as_of.replace(day=1)
-    end = datetime.combine(as_of + timedelta(days=1), time.min)
+    # Aware bounds: compared with the timestamptz column as they are (naive ones would convert every row).
+    end = datetime.combine(as_of + timedelta(days=1), time.min, tzinfo=UTC)
     prices = price_rows()
     params = {
         "models": [p[0] for p in prices], "froms": [p[1] for p in prices], "tos": [p[2] for p in prices],
         "ins": [p[3] for p in prices], "outs": [p[4] for p in prices],
-        "start": datetime.combine(start, time.min), "end": end,
+        "start": datetime.combine(start, time.min, tzinfo=UTC), "end": end,
     }
     facts = CostFacts(start=start, as_of=as_of)
+    params["first_day"], params["as_of"] = start, as_of
     with connect(settings.resolved_database_url) as conn:
         conn.execute("SET TIME ZONE 'UTC'")
-        conn.execute(PRICED_SQL, params)
-        unpriced = conn.execute(
-            "SELECT CASE WHEN model_unpriced THEN model ELSE embedding_model END, count(*) FROM priced "
-            "WHERE model_unpriced OR embedding_unpriced GROUP BY 1 ORDER BY 1"
-        ).fetchall()
+        for setting in REPORT_SETTINGS:
+            conn.execute(setting)
+        conn.execute(DAY_PRICE_SQL, params)
+        conn.execute("ANALYZE day_price")
+        usage = _dicts(conn.execute(USAGE_SQL, params))
+        unpriced: dict[str, int] = {}
+        for row in usage:
+            if row["model_unpriced"] or row["embedding_unpriced"]:
+                model = row["model"] if row["model_unpriced"] else row["embedding_model"]
+                unpriced[model] = unpriced.get(model, 0) + row["queries"]
         if unpriced:
-            listed = ", ".join(f"{model!r} ({count} rows)" for model, count in unpriced)
+            listed = ", ".join(f"{model!r} ({count} rows)" for model, count in sorted(unpriced.items()))
             raise UnpricedModel(f"no price in app/pricing.py for {listed}: add a ModelPrice row, then re-run")
-        facts.daily = _dicts(conn.execute(
-            "SELECT day, count(*) AS queries, sum(prompt_tokens) AS prompt_tokens, "
-            "sum(completion_tokens) AS completion_tokens, sum(embedding_tokens) AS embedding_tokens, "
-            "sum(generation_cost + embedding_cost) AS variable_cost_usd FROM priced GROUP BY day ORDER BY day"))
-        facts.per_model = _dicts(conn.execute(
-            "SELECT model, kind, sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens, "
-            "sum(cost) AS cost_usd FROM ("
-            "  SELECT model, 'generation' AS kind, prompt_tokens AS input_tokens, completion_tokens AS output_tokens,"
-            "         generation_cost AS cost FROM priced WHERE model IS NOT NULL"
-            "  UNION ALL"
-            "  SELECT embedding_model, 'embedding', embedding_tokens, 0, embedding_cost FROM priced"
-            "  WHERE embedding_model IS NOT NULL) AS usage GROUP BY model, kind ORDER BY cost_usd DESC, model"))
-        facts.costliest_sessions = _dicts(conn.execute(
-            "SELECT session_id, count(*) AS queries, sum(generation_cost + embedding_cost) AS cost_usd FROM priced "
-            "WHERE session_id IS NOT NULL GROUP BY session_id ORDER BY cost_usd DESC, session_id LIMIT 10"))
-        queries, mean, p95 = conn.execute(
-            "SELECT count(*), coalesce(avg(generation_cost + embedding_cost), 0), "
-            "coalesce(percentile_cont(0.95) WITHIN GROUP (ORDER BY generation_cost + embedding_cost), 0) FROM priced"
-        ).fetchone()
-        facts.queries, facts.cost_per_query_mean, facts.cost_per_query_p95 = queries, Decimal(mean), Decimal(p95)
+        facts.costliest_sessions = _dicts(conn.execute(SESSIONS_SQL, params))
+        (p95,) = conn.execute(P95_SQL, params).fetchone()
+    facts.daily = _daily(usage)
+    facts.per_model = _per_model(usage)
+    facts.queries = sum(row["queries"] for row in usage)
+    total = sum((row["generation_cost"] + row["embedding_cost"] for row in usage), Decimal(0))
+    facts.cost_per_query_mean = total / facts.queries if facts.queries else Decimal(0)
+    facts.cost_per_query_p95 = Decimal(str(p95))
     return facts
+
+
+def _daily(usage: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The priced usage summed per day (a few hundred rows at most)."""
+    days: dict[date, dict[str, Any]] = {}
+    for row in usage:
+        day = days.setdefault(row["day"], {"day": row["day"], "queries": 0, "prompt_tokens": 0, "completion_tokens": 0,
+                                           "embedding_tokens": 0, "variable_cost_usd": Decimal(0)})
+        for name in ("queries", "prompt_tokens", "completion_tokens", "embedding_tokens"):
+            day[name] += row[name]
+        day["variable_cost_usd"] += row["generation_cost"] + row["embedding_cost"]
+    return list(days.values())
+
+
+def _per_model(usage: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Tokens and dollars per model and kind (generation, embedding), costliest first."""
+    models: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in usage:
+        for model, kind, input_tokens, output_tokens, cost in (
+            (row["model"], "generation", row["prompt_tokens"], row["completion_tokens"], row["generation_cost"]),
+            (row["embedding_model"], "embedding", row["embedding_tokens"], 0, row["embedding_cost"]),
+        ):
+            if model is None:
+                continue
+            entry = models.setdefault((model, kind), {"model": model, "kind": kind, "input_tokens": 0,
+                                                      "output_tokens": 0, "cost_usd": Decimal(0)})
+            entry["input_tokens"] += input_tokens
+            entry["output_tokens"] += output_tokens
+            entry["cost_usd"] += cost
+    return sorted(models.values(), key=lambda m: (-m["cost_usd"], m["model"]))
 
 
 def _dicts(cursor: Any) -> list[dict[str, Any]]:
@@ -131,31 +207,36 @@ def fixed_monthly_usd(settings: Settings) -> Decimal:
                                           settings.cost_fixed_qdrant_usd)), Decimal(0))
 
 
+UPSERT_DAILY_SQL = """
+INSERT INTO cost_daily (day, queries, prompt_tokens, completion_tokens, embedding_tokens, variable_cost_usd,
+                        fixed_cost_usd, total_cost_usd, computed_at)
+SELECT d::date, coalesce(u.queries, 0), coalesce(u.prompt_tokens, 0), coalesce(u.completion_tokens, 0),
+       coalesce(u.embedding_tokens, 0), coalesce(u.variable, 0), %(fixed)s, coalesce(u.variable, 0) + %(fixed)s, now()
+FROM generate_series(%(first_day)s::date, %(as_of)s::date, interval '1 day') AS d
+LEFT JOIN unnest(%(days)s::date[], %(queries)s::bigint[], %(prompt)s::bigint[], %(completion)s::bigint[],
+                 %(embedding)s::bigint[], %(variable)s::numeric[])
+     AS u(day, queries, prompt_tokens, completion_tokens, embedding_tokens, variable) ON u.day = d::date
+ON CONFLICT (day) DO UPDATE SET
+    queries = EXCLUDED.queries, prompt_tokens = EXCLUDED.prompt_tokens, completion_tokens = EXCLUDED.completion_tokens,
+    embedding_tokens = EXCLUDED.embedding_tokens, variable_cost_usd = EXCLUDED.variable_cost_usd,
+    fixed_cost_usd = EXCLUDED.fixed_cost_usd, total_cost_usd = EXCLUDED.total_cost_usd, computed_at = EXCLUDED.computed_at
+"""
+
+
 @task(name="upsert-cost-daily", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5,
       retry_condition_fn=retry_unless_rejected)
 def upsert_cost_daily(settings: Settings, facts: CostFacts) -> int:
-    """One row per day of the month so far; re-running the same day rewrites the same rows."""
-    fixed_daily = fixed_monthly_usd(settings) / days_in_month(facts.as_of)
-    by_day = {row["day"]: row for row in facts.daily}
-    rows = []
-    day = facts.start
-    while day <= facts.as_of:
-        row = by_day.get(day, {})
-        variable = Decimal(row.get("variable_cost_usd") or 0)
-        rows.append((day, row.get("queries", 0), row.get("prompt_tokens") or 0, row.get("completion_tokens") or 0,
-                     row.get("embedding_tokens") or 0, variable, fixed_daily, variable + fixed_daily))
-        day += timedelta(days=1)
+    """One row per day of the month so far, in one statement; re-running the same day rewrites the same rows."""
+    daily = facts.daily
     with connect(settings.resolved_database_url) as conn:
-        with conn.cursor() as cursor:
-            cursor.executemany(
-                "INSERT INTO cost_daily (day, queries, prompt_tokens, completion_tokens, embedding_tokens, "
-                "variable_cost_usd, fixed_cost_usd, total_cost_usd, computed_at) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, now()) ON CONFLICT (day) DO UPDATE SET "
-                "queries = EXCLUDED.queries, prompt_tokens = EXCLUDED.prompt_tokens, "
-                "completion_tokens = EXCLUDED.completion_tokens, embedding_tokens = EXCLUDED.embedding_tokens, "
-                "variable_cost_usd = EXCLUDED.variable_cost_usd, fixed_cost_usd = EXCLUDED.fixed_cost_usd, "
-                "total_cost_usd = EXCLUDED.total_cost_usd, computed_at = EXCLUDED.computed_at",
-                rows,
-            )
+        written = conn.execute(UPSERT_DAILY_SQL, {
+            "first_day": facts.start, "as_of": facts.as_of,
+            "fixed": fixed_monthly_usd(settings) / days_in_month(facts.as_of),
+            "days": [r["day"] for r in daily], "queries": [int(r["queries"]) for r in daily],
+            "prompt": [int(r["prompt_tokens"] or 0) for r in daily],
+            "completion": [int(r["completion_tokens"] or 0) for r in daily],
+            "embedding": [int(r["embedding_tokens"] or 0) for r in daily],
+            "variable": [Decimal(r["variable_cost_usd"] or 0) for r in daily],
+        }).rowcount
         conn.commit()
-    return len(rows)
+    return written

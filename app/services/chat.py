@@ -342,6 +342,7 @@ def error_code_for(exc: BaseException) -> str:
     from sqlalchemy.exc import OperationalError
     from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+    from app.rag.batcher import EncoderOverloaded
     from app.rag.embeddings import EmbeddingError
     from app.rag.vector_store import IndexUnavailable
 
@@ -349,6 +350,8 @@ def error_code_for(exc: BaseException) -> str:
         return "not_found"
     if isinstance(exc, IndexUnavailable):
         return "index_unavailable"
+    if isinstance(exc, EncoderOverloaded):
+        return "overloaded"
     if isinstance(exc, EmbeddingError):
         return "embedding_unavailable"
     if isinstance(exc, (OperationalError, PoolTimeoutError)):

