@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import get_args
 
 import httpx
 from prefect import flow, get_run_logger
@@ -36,6 +37,7 @@ from prefect.runtime import flow_run
 from app.secret_source import api_key_secret_name
 from app.settings import Settings, get_settings
 from flows.cli import ON_THE_SERVER, run_cli
+from flows.parameters import Days, EnvironmentName, FolderPath, GameDayScenario, IsoDateTime
 from flows.restore_drill import restore_drill
 from tasks import faults
 from tasks.game_day import (
@@ -169,7 +171,7 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
     # No alert is specific to a leak (runbooks/security-incident.md): it is detected when it is declared.
     Scenario("secret-leaked", (), _inject_secret_leaked, _restore_secret_leaked, verify=_verify_secret_leaked),
 ]}
-WEEKLY_ORDER = ["service-down", "database-down", "error-burst", "backup-broken", "secret-leaked"]
+WEEKLY_ORDER = list(get_args(GameDayScenario))  # the parameter's choices, in the order the weekly run takes them
 
 
 class StepDone(RunInput):
@@ -214,8 +216,8 @@ def practice_step(step: RunbookStep, scenario: str, timeout_s: int) -> StepResul
 
 
 @flow(name="game-day", log_prints=True)
-def game_day(scenario: str, allow_production: str | None = None, practice: bool = False,
-             runbooks_dir: str | None = None) -> dict:
+def game_day(scenario: GameDayScenario, allow_production: EnvironmentName | None = None, practice: bool = False,
+             runbooks_dir: FolderPath | None = None) -> dict:
     """Run one scenario end to end and measure it; fails when any phase fails, after undoing the fault."""
     settings = get_settings()
     refuse_production(settings, allow_production)  # before anything else: nothing is touched when it refuses
@@ -326,7 +328,7 @@ def publish(settings: Settings, scenario: str, measured: dict, timeline: Timelin
 
 
 @flow(name="game-day-report", log_prints=True)
-def game_day_report(days: int = 90, as_of: datetime | None = None) -> dict:
+def game_day_report(days: Days = 90, as_of: IsoDateTime | None = None) -> dict:
     """Per scenario over the last `days`: success rate against 100%, MTTR against 15 minutes, as an artifact."""
     reports = game_day_history(get_settings(), as_of or datetime.now(UTC), days)
     seen = {r.scenario for r in reports}
@@ -345,7 +347,8 @@ def game_day_report(days: int = 90, as_of: datetime | None = None) -> dict:
 
 
 @flow(name="game-days-weekly", log_prints=True)
-def game_days_weekly(scenarios: list[str] | None = None, allow_production: str | None = None) -> dict:
+def game_days_weekly(scenarios: list[GameDayScenario] | None = None,
+                     allow_production: EnvironmentName | None = None) -> dict:
     """Every scenario one after another, then the 90-day report; fails when any scenario failed."""
     outcomes: dict[str, str] = {}
     for name in scenarios or WEEKLY_ORDER:

@@ -14,6 +14,12 @@ from typing import Annotated, Literal
 from pydantic import Field, WithJsonSchema
 
 StorageKind = Literal["local", "s3"]
+GameDayScenario = Literal["service-down", "database-down", "error-burst", "backup-broken", "secret-leaked"]
+EnvironmentName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,31}$",
+                                       description="an ENVIRONMENT value, e.g. production")]
+FolderPath = Annotated[str, Field(pattern=r"^/?[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*/?$",
+                                  description="a folder (absolute, or relative to the checkout)")]
+Days = Annotated[int, Field(ge=1, le=3650, description="a number of days, 1 to 3650")]
 Locale = Literal["en", "ur"]
 
 BackupId = Annotated[str, Field(pattern=r"^\d{8}T\d{12}Z$",

@@ -60,6 +60,7 @@ def is_constrained(prop: dict) -> bool:
     variants = [v for v in prop.get("anyOf", [prop]) if v.get("type") != "null"]
     return bool(variants) and all(
         v.get("type") == "boolean" or "enum" in v or "pattern" in v or "format" in v
+        or (v.get("type") == "array" and is_constrained(v.get("items", {})))
         or (v.get("type") in ("integer", "number") and ({"minimum", "exclusiveMinimum"} & set(v)))
         for v in variants)
 
@@ -83,6 +84,8 @@ def test_every_deployment_parameter_says_what_a_valid_value_is(name):
     ("cost-report", {"as_of": "yesterday"}, "as_of"),
     ("rotate-api-key", {"key_id": 0}, "key_id"),
     ("synthetic-probe", {"base_url": "localhost:8000"}, "base_url"),
+    ("game-day", {"scenario": "meteor-strike"}, "scenario"),
+    ("deploy-backend", {"image_digest": "latest"}, "image_digest"),
 ])
 def test_a_bad_parameter_is_refused_naming_it(name, parameters, named):
     from prefect.utilities.schema_tools import ValidationError, validate
