@@ -32,9 +32,11 @@ def serve(args: argparse.Namespace) -> int:
     # SIGTERM: uvicorn stops accepting, lets in-flight requests finish (up to the request timeout), then re-raises
     # the signal; this handler takes that re-raise, so a graceful stop exits 0 instead of dying by the signal.
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    from app.server_protocol import HeaderDeadlineProtocol
+
     uvicorn.run(
-        "app.main:create_app", factory=True, host=args.host or settings.api_host, port=args.port or settings.api_port,
-        workers=workers, log_level=settings.log_level.lower(),
+        "app.main:create_app", factory=True, http=HeaderDeadlineProtocol, host=args.host or settings.api_host,
+        port=args.port or settings.api_port, workers=workers, log_level=settings.log_level.lower(),
         proxy_headers=False,  # X-Forwarded-* are read by app.http_hygiene, from TRUSTED_PROXIES only
         timeout_graceful_shutdown=int(settings.request_timeout_s) + 2,
     )
@@ -91,6 +93,17 @@ def export_embedding_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def positive_days(value: str) -> int:
+    """--expires-days: 0 or a negative number would read as "never" or as already expired; both are refused."""
+    try:
+        days = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of days") from None
+    if days < 1:
+        raise argparse.ArgumentTypeError(f"{days} days: a key expires after 1 day or more (omit it for never)")
+    return days
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app", description="textbook-ops query service")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -107,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     create = key_commands.add_parser("create", help="issue a key (shown once)")
     create.add_argument("--name", required=True)
     create.add_argument("--scopes", default="chat", help="comma-separated: chat, admin")
-    create.add_argument("--expires-days", type=int, help="default: never")
+    create.add_argument("--expires-days", type=positive_days, help="a whole number of days, 1 or more; default: never")
     key_commands.add_parser("list", help="every key, without secrets")
     revoke = key_commands.add_parser("revoke", help="revoke a key by id")
     revoke.add_argument("id", type=int)

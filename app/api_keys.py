@@ -44,8 +44,10 @@ def issue_key(*, engine: Engine, name: str, scopes: list[str], expires_in_days: 
     unknown = sorted(set(scopes) - set(SCOPES))
     if unknown or not scopes:
         raise ValueError(f"scopes must be some of {', '.join(SCOPES)}; got {', '.join(scopes) or 'none'}")
+    if expires_in_days is not None and expires_in_days < 1:
+        raise ValueError(f"expires_in_days must be 1 or more (None for never); got {expires_in_days}")
     key = KEY_PREFIX + secrets.token_urlsafe(32)
-    expires = datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days else None
+    expires = datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days is not None else None
     with session_scope(engine) as db:
         row = ApiKey(name=name, key_prefix=key[:12], key_hash=hash_key(key), scopes=sorted(set(scopes)),
                      expires_at=expires)

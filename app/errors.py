@@ -70,9 +70,14 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(exc.status_code, "http_error")
+        code = {404: "not_found", 405: "method_not_allowed", 408: "body_timeout",
+                413: "payload_too_large"}.get(exc.status_code, "http_error")
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code in (408, 413):  # the rest of the body is not read: the connection cannot be reused
+            QUERY_ERRORS.labels(error_code=code).inc()
+            headers["Connection"] = "close"
         return JSONResponse(status_code=exc.status_code, content=error_body(request, str(exc.detail), code),
-                            headers=getattr(exc, "headers", None))
+                            headers=headers or None)
 
     @app.exception_handler(InvalidApiKey)
     async def invalid_key(request: Request, exc: InvalidApiKey) -> JSONResponse:

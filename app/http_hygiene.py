@@ -1,7 +1,8 @@
 """HTTP hygiene: trusted proxies, security headers (and the rate-limit headers), a request timeout, 429 answers.
 
-`install_hygiene(app, settings)` adds them all; middleware order, outermost first: proxies (the real client
-address and scheme), headers, load shedding, timeout.
+`install_hygiene(app, settings)` adds the outermost two, `install_load_limits` the inner ones; middleware order,
+outermost first: proxies (the real client address and scheme), security headers, [CORS, request id, metrics],
+the per-client cap, load shedding, the request timeout, [the body limits].
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from starlette.datastructures import MutableHeaders
 
 from app.errors import error_body
 from app.metrics import QUERY_ERRORS
-from app.rate_limit import RateLimitExceeded
+from app.rate_limit import RateLimitExceeded, client_bucket
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -180,23 +181,69 @@ class RequestTimeoutMiddleware:
                          "request_timeout", retry_after_s=5)
 
 
-async def send_error(scope: dict, send: Any, status: int, detail: str, error_code: str, retry_after_s: int) -> None:
+async def send_error(scope: dict, send: Any, status: int, detail: str, error_code: str,
+                     retry_after_s: int | None = None, close: bool = False) -> None:
     """A JSON error answer from middleware (outside FastAPI's handlers), counted like theirs."""
     QUERY_ERRORS.labels(error_code=error_code).inc()
     request_id = (scope.get("state") or {}).get("request_id")
     body = json.dumps({"detail": detail, "error_code": error_code, "request_id": request_id}).encode()
-    await send({"type": "http.response.start", "status": status, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-        (b"retry-after", str(retry_after_s).encode()), (b"x-request-id", (request_id or "").encode()),
-    ]})
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+               (b"x-request-id", (request_id or "").encode())]
+    if retry_after_s is not None:
+        headers.append((b"retry-after", str(retry_after_s).encode()))
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+class InFlightGauge:
+    """Requests in progress in this worker, against the limit: shared by the load shedder and /ready."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_flight = 0
+
+    @property
+    def saturated(self) -> bool:
+        return self.in_flight >= self.limit
 
 
 class InFlightLimitMiddleware:
     """Shed load: past `limit` requests in progress, answer 503 with Retry-After at once instead of queueing.
 
     An overloaded worker then fails fast and visibly (and recovers as soon as the queue is short) rather than
-    letting every request wait into client timeouts. /health and /metrics are never shed.
+    letting every request wait into client timeouts. /health and /metrics are never shed, and /ready is not
+    either: it answers 503 `saturated` itself, so a load balancer sees a full worker.
+    """
+
+    EXEMPT = ("/health", "/metrics", "/ready")
+
+    def __init__(self, app: Any, gauge: InFlightGauge) -> None:
+        self.app = app
+        self.gauge = gauge
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope.get("path") in self.EXEMPT:
+            await self.app(scope, receive, send)
+            return
+        gauge = self.gauge
+        if gauge.saturated:
+            await send_error(scope, send, 503, f"the service is busy ({gauge.limit} requests in progress); retry shortly",
+                             "overloaded", retry_after_s=1)
+            return
+        gauge.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            gauge.in_flight -= 1
+
+
+class ClientConcurrencyMiddleware:
+    """At most `limit` requests in progress per client address (IPv6 per /64), past that 429 at once.
+
+    The rate limiter counts requests once their body is parsed; this counts them from their headers, so one
+    client holding many slow requests open cannot take every slot of the in-flight limit from everyone else.
     """
 
     EXEMPT = ("/health", "/metrics")
@@ -204,21 +251,28 @@ class InFlightLimitMiddleware:
     def __init__(self, app: Any, limit: int) -> None:
         self.app = app
         self.limit = limit
-        self.in_flight = 0
+        self.in_progress: dict[str, int] = {}
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope.get("path") in self.EXEMPT:
             await self.app(scope, receive, send)
             return
-        if self.in_flight >= self.limit:
-            await send_error(scope, send, 503, f"the service is busy ({self.limit} requests in progress); retry shortly",
-                             "overloaded", retry_after_s=1)
+        client = scope.get("client")
+        bucket = client_bucket(client[0] if client else "unknown")
+        if self.in_progress.get(bucket, 0) >= self.limit:
+            await send_error(scope, send, 429, f"too many requests in progress from this client address "
+                             f"(at most {self.limit}); retry when one has finished", "too_many_in_progress",
+                             retry_after_s=1)
             return
-        self.in_flight += 1
+        self.in_progress[bucket] = self.in_progress.get(bucket, 0) + 1
         try:
             await self.app(scope, receive, send)
         finally:
-            self.in_flight -= 1
+            remaining = self.in_progress[bucket] - 1
+            if remaining:
+                self.in_progress[bucket] = remaining
+            else:
+                del self.in_progress[bucket]
 
 
 def _forget(task: asyncio.Future) -> None:
@@ -231,7 +285,8 @@ OPENAPI_ERRORS = {
     "403": "the API key lacks the scope",
     "413": "request body too large",
     "422": "invalid request",
-    "429": "rate limit exceeded (Retry-After, X-RateLimit-Limit/Remaining/Reset)",
+    "408": "the request body did not arrive within BODY_READ_TIMEOUT_S",
+    "429": "rate limit exceeded (Retry-After, X-RateLimit-Limit/Remaining/Reset), or too many requests in progress",
     "503": "Postgres, the vector index or the embedding backend unavailable, or the service busy (Retry-After)",
     "504": "no answer within REQUEST_TIMEOUT_S",
 }
@@ -258,7 +313,18 @@ def _documented_errors(app: FastAPI, original: Callable[[], dict]) -> Callable[[
     return openapi
 
 
+def install_load_limits(app: FastAPI, settings: Settings) -> InFlightGauge:
+    """Inside the request-id and metrics middleware: the request timeout, load shedding, the per-client cap."""
+    gauge = InFlightGauge(settings.max_in_flight_requests)
+    app.add_middleware(RequestTimeoutMiddleware, timeout_s=settings.request_timeout_s)
+    app.add_middleware(InFlightLimitMiddleware, gauge=gauge)
+    app.add_middleware(ClientConcurrencyMiddleware, limit=settings.max_in_flight_per_client)
+    return gauge
+
+
 def install_hygiene(app: FastAPI, settings: Settings) -> None:
+    """Outermost (outside CORS, so preflights get them too): security headers, then trusted proxies around them."""
+
     @app.exception_handler(RateLimitExceeded)
     async def rate_limited(request: Request, exc: RateLimitExceeded) -> JSONResponse:
         QUERY_ERRORS.labels(error_code="rate_limited").inc()
@@ -269,7 +335,5 @@ def install_hygiene(app: FastAPI, settings: Settings) -> None:
                             headers={"Retry-After": str(state.retry_after_s)})
 
     app.openapi = _documented_errors(app, app.openapi)  # type: ignore[method-assign]
-    app.add_middleware(RequestTimeoutMiddleware, timeout_s=settings.request_timeout_s)
-    app.add_middleware(InFlightLimitMiddleware, limit=settings.max_in_flight_requests)
     app.add_middleware(SecurityHeadersMiddleware, hsts_max_age_s=settings.hsts_max_age_s)
     app.add_middleware(TrustedProxyMiddleware, networks=settings.trusted_proxy_networks)

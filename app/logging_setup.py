@@ -1,6 +1,7 @@
 """Logging: readable text in development, JSON lines in production (LOG_JSON=true), never a secret.
 
-- The service's records carry the request id (`X-Request-ID`, set by RequestIdMiddleware in a contextvar);
+- The service's records carry the request id (`X-Request-ID`, set by RequestIdMiddleware in a contextvar) and
+  the client's own X-Request-ID, when it sent one, as `correlation_id`;
   the flows' records carry the flow run id (Prefect's run logger puts it on each record).
 - Secrets are scrubbed where records are made (a log record factory), so every handler sees the scrubbed
   text, Prefect's API handler and uvicorn's included: API keys (`tbo_...`, `tbk_...`, `sk-...`), passwords
@@ -21,6 +22,7 @@ from typing import Any
 from app.settings import Settings
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+correlation_id_var: ContextVar[str | None] = ContextVar("correlation_id", default=None)  # the client's X-Request-ID
 
 REDACTED = "***"
 _SECRET_PATTERNS: list[tuple[re.Pattern[str], str]] = [
@@ -28,12 +30,13 @@ _SECRET_PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s:/@]*:)([^\s@/]+)(@)"), rf"\1{REDACTED}\3"),
     (re.compile(r"(?i)(\bbearer\s+)[A-Za-z0-9._~+/\-]+=*"), rf"\1{REDACTED}"),
     (re.compile(r"""(?i)(x-api-key['"]?\s*[:=,]\s*\(?\s*b?['"]?)([^\s'",)}]+)"""), rf"\1{REDACTED}"),
-    (re.compile(r"\b(tb[ko]_)[A-Za-z0-9_\-]{6,}"), rf"\1{REDACTED}"),
-    (re.compile(r"\b(sk-)[A-Za-z0-9_\-]{6,}"), rf"\1{REDACTED}"),
+    # also percent-encoded, as in a logged query string: tbo%5F..., sk%2D...
+    (re.compile(r"\b(tb[ko](?:_|%5[Ff]))(?:[A-Za-z0-9_\-]|%[0-9A-Fa-f]{2}){6,}"), rf"\1{REDACTED}"),
+    (re.compile(r"\b(sk(?:-|%2[Dd]))(?:[A-Za-z0-9_\-]|%[0-9A-Fa-f]{2}){6,}"), rf"\1{REDACTED}"),
     (re.compile(r"""(?i)\b((?:password|passwd|pwd|secret|token|api_key|apikey|access_key)['"]?\s*[=:]\s*['"]?)"""
                 r"""([^\s&;'",}]+)"""), rf"\1{REDACTED}"),
 ]
-_CONTEXT_FIELDS = ("request_id", "flow_run_id", "flow_run_name", "task_run_id", "task_run_name")
+_CONTEXT_FIELDS = ("request_id", "correlation_id", "flow_run_id", "flow_run_name", "task_run_id", "task_run_name")
 
 
 def scrub(text: str) -> str:
@@ -73,6 +76,8 @@ def _scrubbing_factory(previous: Any) -> Any:
             record.exc_text = scrub("".join(traceback.format_exception(*record.exc_info)).rstrip())
         if getattr(record, "request_id", None) is None:
             record.request_id = request_id_var.get()
+        if getattr(record, "correlation_id", None) is None:
+            record.correlation_id = correlation_id_var.get()
         return record
 
     make_record._textbook_ops_scrubbing = True  # type: ignore[attr-defined]

@@ -13,10 +13,10 @@ from fastapi.middleware.cors import CORSMiddleware
 from app.api import chat, feedback, health, search, sessions
 from app.db import create_db_engine
 from app.errors import install_error_handlers
-from app.http_hygiene import install_hygiene
+from app.http_hygiene import install_hygiene, install_load_limits
 from app.logging_setup import configure_logging
 from app.metrics import instrument_pool, release_pool
-from app.middleware import BodySizeLimitMiddleware, HttpMetricsMiddleware, RequestIdMiddleware
+from app.middleware import HttpMetricsMiddleware, RequestBodyMiddleware, RequestIdMiddleware
 from app.rag.answering import create_answerer
 from app.rag.batcher import BatchingEmbedder
 from app.rag.embeddings import Embedder, create_embedder
@@ -74,18 +74,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description="Chat with the textbook *Physical AI & Humanoid Robotics*: answers with cited sources.",
         lifespan=lifespan,
+        redirect_slashes=False,  # `/v1/chat/` is a 404, not a redirect whose Location comes from the Host header
     )
     install_error_handlers(app)
     for router in (health.router, chat.router, search.router, sessions.router, feedback.router):
         app.include_router(router)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
-    install_hygiene(app, settings)  # 429s; timeout, security headers, trusted proxies (app/http_hygiene.py)
+    app.add_middleware(RequestBodyMiddleware, max_bytes=settings.max_body_bytes, timeout_s=settings.body_read_timeout_s)
+    app.state.in_flight = install_load_limits(app, settings)  # per-client cap, shedding, timeout (app/http_hygiene.py)
     app.add_middleware(HttpMetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)
-    # Outermost, so error responses (413, 503) carry the CORS headers the site needs to read them.
+    # Outside the request id (error responses, 413 and 503 too, carry the CORS headers the site needs to read them)
     app.add_middleware(
         CORSMiddleware, allow_origins=settings.cors_allowed_origins, allow_methods=["GET", "POST"],
         allow_headers=["content-type", "x-api-key", "x-request-id"],
-        expose_headers=["x-request-id", "retry-after"], max_age=600,
+        expose_headers=["x-request-id", "x-correlation-id", "retry-after"], max_age=600,
     )
+    install_hygiene(app, settings)  # outermost: trusted proxies, security headers (preflights too); 429 answers
     return app

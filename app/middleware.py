@@ -1,22 +1,29 @@
-"""ASGI middleware: request ids and the request body limit (413 before the body is read whole)."""
+"""ASGI middleware: request ids, metrics by route, and the request body limits (size and time)."""
 
 from __future__ import annotations
 
-import json
+import asyncio
 import logging
 import uuid
 from typing import Any
 
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
-from app.logging_setup import request_id_var
+from app.http_hygiene import send_error
+from app.logging_setup import correlation_id_var, request_id_var
 from app.metrics import HTTP_REQUESTS
 
 log = logging.getLogger(__name__)
 
 
 class RequestIdMiddleware:
-    """Give every request an id (or keep a valid incoming X-Request-ID) and echo it in the response."""
+    """Give every request its own id (X-Request-ID in the answer, `request_id` in logs and in query_log).
+
+    A valid incoming X-Request-ID is the client's correlation id, not a key: it is kept beside the id
+    (`correlation_id` in logs and query_log, echoed as X-Correlation-ID), so a client reusing one never collides
+    with an earlier request.
+    """
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -27,16 +34,22 @@ class RequestIdMiddleware:
             return
         incoming = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
         try:
-            request_id = str(uuid.UUID(incoming))
+            correlation_id: str | None = str(uuid.UUID(incoming))
         except ValueError:
-            request_id = str(uuid.uuid4())
-        scope.setdefault("state", {})["request_id"] = request_id
-        token = request_id_var.set(request_id)  # every log record made while serving it carries the id
+            correlation_id = None
+        request_id = str(uuid.uuid4())
+        state = scope.setdefault("state", {})
+        state["request_id"], state["correlation_id"] = request_id, correlation_id
+        token = request_id_var.set(request_id)  # every log record made while serving it carries the ids
+        correlation_token = correlation_id_var.set(correlation_id)
 
         async def send_with_id(message: dict) -> None:
             if message["type"] == "http.response.start":
-                headers = [h for h in message.get("headers", []) if h[0].lower() != b"x-request-id"]
+                headers = [h for h in message.get("headers", [])
+                           if h[0].lower() not in (b"x-request-id", b"x-correlation-id")]
                 headers.append((b"x-request-id", request_id.encode()))
+                if correlation_id:
+                    headers.append((b"x-correlation-id", correlation_id.encode()))
                 message["headers"] = headers
             await send(message)
 
@@ -44,6 +57,26 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             request_id_var.reset(token)
+            correlation_id_var.reset(correlation_token)
+
+
+def route_template(scope: dict) -> str:
+    """The route's path template; for a request refused before routing (shed, throttled), the route it asked for."""
+    route = scope.get("route")
+    if route is not None:
+        return getattr(route, "path", "unmatched")
+    return _matching_path(getattr(getattr(scope.get("app"), "router", None), "routes", ()), scope)
+
+
+def _matching_path(routes: Any, scope: dict) -> str:
+    for candidate in routes:
+        included = getattr(candidate, "original_router", None)  # FastAPI wraps an included router's routes
+        if included is not None:
+            if (path := _matching_path(included.routes, scope)) != "unmatched":
+                return path
+        elif candidate.matches(scope)[0] == Match.FULL:
+            return getattr(candidate, "path", "unmatched")
+    return "unmatched"
 
 
 class HttpMetricsMiddleware:
@@ -71,9 +104,7 @@ class HttpMetricsMiddleware:
         try:
             await self.app(scope, receive, send_counting)
         finally:
-            route = scope.get("route")
-            HTTP_REQUESTS.labels(route=getattr(route, "path", "unmatched"), method=scope.get("method", ""),
-                                 code=str(status)).inc()
+            HTTP_REQUESTS.labels(route=route_template(scope), method=scope.get("method", ""), code=str(status)).inc()
 
 
 class BodyTooLarge(HTTPException):
@@ -84,24 +115,27 @@ class BodyTooLarge(HTTPException):
         super().__init__(status_code=413, detail=f"request body larger than {max_bytes} bytes")
 
 
-class BodySizeLimitMiddleware:
-    """Refuse bodies over `max_bytes` with 413: by Content-Length up front, or while streaming in."""
+class BodyTooSlow(HTTPException):
+    def __init__(self, timeout_s: float = 0) -> None:
+        super().__init__(status_code=408, detail=f"the request body did not arrive within {timeout_s:g} s")
 
-    def __init__(self, app: Any, max_bytes: int) -> None:
+
+class RequestBodyMiddleware:
+    """Refuse bodies over `max_bytes` with 413 (by Content-Length up front, or while streaming in), and bodies
+    that have not arrived whole within `timeout_s` of the request's headers with 408; both close the connection.
+
+    The deadline is what keeps a client that sends one byte now and then from holding a request slot (and a
+    connection) until the request timeout: such requests never reach the rate limiter, which runs on the parsed body.
+    """
+
+    def __init__(self, app: Any, max_bytes: int, timeout_s: float) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
 
-    async def _reject(self, scope: dict, send: Any) -> None:
-        request_id = scope.get("state", {}).get("request_id")
-        body = json.dumps({
-            "detail": f"request body larger than {self.max_bytes} bytes",
-            "error_code": "payload_too_large", "request_id": request_id,
-        }).encode()
-        await send({"type": "http.response.start", "status": 413, "headers": [
-            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-            (b"connection", b"close"), (b"x-request-id", (request_id or "").encode()),
-        ]})
-        await send({"type": "http.response.body", "body": body})
+    async def _reject(self, scope: dict, send: Any, refusal: HTTPException) -> None:
+        code = "payload_too_large" if refusal.status_code == 413 else "body_timeout"
+        await send_error(scope, send, refusal.status_code, str(refusal.detail), code, close=True)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -109,18 +143,26 @@ class BodySizeLimitMiddleware:
             return
         length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            await self._reject(scope, send)
+            await self._reject(scope, send, BodyTooLarge(self.max_bytes))
             return
         received = 0
+        body_complete = False
         response_started = False
+        deadline = asyncio.get_running_loop().time() + self.timeout_s
 
         async def limited_receive() -> dict:
-            nonlocal received
-            message = await receive()
+            nonlocal received, body_complete
+            if body_complete:
+                return await receive()  # after the body: only a disconnect can come, whenever it comes
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - asyncio.get_running_loop().time()))
+            except TimeoutError:
+                raise BodyTooSlow(self.timeout_s) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
                     raise BodyTooLarge(self.max_bytes)
+                body_complete = not message.get("more_body", False)
             return message
 
         async def tracking_send(message: dict) -> None:
@@ -131,6 +173,6 @@ class BodySizeLimitMiddleware:
 
         try:
             await self.app(scope, limited_receive, tracking_send)
-        except BodyTooLarge:
+        except (BodyTooLarge, BodyTooSlow) as refusal:
             if not response_started:
-                await self._reject(scope, send)
+                await self._reject(scope, send, refusal)

@@ -52,6 +52,9 @@ class QueryLog(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     request_id: uuid.UUID = Field(unique=True)
+    correlation_id: uuid.UUID | None = Field(
+        default=None, index=True, sa_column_kwargs={"comment": "the client's X-Request-ID, if it sent one"},
+    )
     session_id: uuid.UUID | None = Field(default=None, index=True)
     endpoint: str = Field(max_length=32)
     locale: str | None = Field(default=None, max_length=8)
@@ -74,7 +77,7 @@ class Feedback(SQLModel, table=True):
     __table_args__ = (sa.CheckConstraint("rating IN (-1, 1)", name="feedback_rating_is_plus_or_minus_one"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    request_id: uuid.UUID = Field(foreign_key="query_log.request_id", index=True, ondelete="CASCADE")
+    request_id: uuid.UUID = Field(foreign_key="query_log.request_id", unique=True, ondelete="CASCADE")
     rating: int = Field(sa_type=sa.SmallInteger)
     comment: str | None = Field(default=None, max_length=2000)
     created_at: datetime = _timestamp()

@@ -2,7 +2,9 @@
 
 One statement a request (`INSERT ... ON CONFLICT DO UPDATE ... RETURNING`, autocommit): it counts the hit in the
 current fixed window and returns the previous window's count, and the limit applies to the sliding estimate
-`previous * (1 - elapsed / window) + current` (no double burst at a window edge). Windows older than the previous
+`previous * (1 - elapsed / window) + current` (no double burst at a window edge). A refused request is taken
+back out of the count by a second statement, so refusals never push the window away and Retry-After holds: a
+client that waits as long as it says gets through. Windows older than the previous
 one are deleted by the same statement, once per window and process. Postgres's clock is the only clock, so
 workers on several machines agree.
 
@@ -40,11 +42,16 @@ WITH clock AS (
 INSERT INTO rate_limit_counter AS c (bucket, window_start, hits)
 SELECT :bucket, window_start, 1 FROM clock
 ON CONFLICT (bucket, window_start) DO UPDATE SET hits = c.hits + 1
-RETURNING c.hits,
+RETURNING c.hits, extract(epoch FROM c.window_start)::float8 AS window_start,
           (SELECT now_s - extract(epoch FROM c.window_start) FROM clock)::float8 AS elapsed,
           COALESCE((SELECT p.hits FROM rate_limit_counter p
                     WHERE p.bucket = :bucket AND p.window_start = c.window_start - make_interval(secs => :window)),
                    0) AS previous
+""")
+# A refused request is taken back out of the count: refusals must not push the window further away.
+_UNCOUNT = text("""
+UPDATE rate_limit_counter SET hits = hits - 1
+WHERE bucket = :bucket AND window_start = to_timestamp(:window_start) AND hits > 0
 """)
 
 
@@ -76,7 +83,12 @@ class RateLimitExceeded(Exception):
 
 
 def evaluate(*, hits: int, previous: int, elapsed: float, window: int, limit: int) -> RateLimitState:
-    """The sliding-window decision for counts read from the table (pure: tested on its own)."""
+    """The sliding-window decision for counts read from the table (pure: tested on its own).
+
+    `hits` includes this request. A refused request is not counted (the caller takes it back), so Retry-After is
+    the wait until one more request fits under the estimate, given the requests counted so far: a client that
+    waits that long gets through.
+    """
     elapsed = min(max(elapsed, 0.0), float(window))
     weight = 1 - elapsed / window
     estimate = previous * weight + hits
@@ -84,12 +96,20 @@ def evaluate(*, hits: int, previous: int, elapsed: float, window: int, limit: in
     remaining = max(0, math.floor(limit - estimate))
     if estimate <= limit:
         return RateLimitState(limit=limit, remaining=remaining, reset_s=reset_s, retry_after_s=None)
-    if hits <= limit and previous > 0:
-        # the previous window's share shrinks over time: wait until it leaves room for one more request
-        wait = (1 - (limit - hits) / previous) * window - elapsed
-    else:
-        wait = window - elapsed  # this window alone is over: wait for the next one
-    return RateLimitState(limit=limit, remaining=0, reset_s=reset_s, retry_after_s=max(1, math.ceil(wait)))
+    return RateLimitState(limit=limit, remaining=0, reset_s=reset_s,
+                          retry_after_s=max(1, math.ceil(_wait_for_room(hits - 1, previous, elapsed, window, limit))))
+
+
+def _wait_for_room(counted: int, previous: int, elapsed: float, window: int, limit: int) -> float:
+    """Seconds until a request counted on top of `counted` (this window) and `previous` (the last) is allowed."""
+    if counted + 1 <= limit and previous > 0:
+        # still in this window, once the previous window's share has shrunk enough
+        in_this_window = (1 - (limit - counted - 1) / previous) * window - elapsed
+        if elapsed + in_this_window < window:
+            return max(0.0, in_this_window)
+    # next window: this window's count becomes the shrinking previous share
+    into_next = max(0.0, (1 - (limit - 1) / counted) * window) if counted > 0 else 0.0
+    return window - elapsed + into_next
 
 
 def client_bucket(address: str) -> str:
@@ -120,14 +140,17 @@ class RateLimiter:
             self._pruned_window = current_window
         try:
             with self._engine.connect() as conn:
-                hits, elapsed, previous = conn.execute(
+                hits, window_start, elapsed, previous = conn.execute(
                     _HIT, {"bucket": bucket, "window": self._window, "prune": prune}).one()
+                state = evaluate(hits=hits, previous=previous, elapsed=elapsed, window=self._window, limit=limit)
+                if not state.allowed:
+                    conn.execute(_UNCOUNT, {"bucket": bucket, "window_start": window_start})
         except SQLAlchemyError as exc:
             self._paused_until = time.monotonic() + FAIL_OPEN_PAUSE_S
             log.warning("rate limiter unavailable, requests pass unlimited for %.0f s: %s", FAIL_OPEN_PAUSE_S,
                         str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__)
             return None
-        return evaluate(hits=hits, previous=previous, elapsed=elapsed, window=self._window, limit=limit)
+        return state
 
 
 def limiter_for(app: Any, settings: Settings) -> RateLimiter | None:

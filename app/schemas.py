@@ -42,19 +42,12 @@ class SelectionIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    text: str = Field(min_length=1, max_length=4000, description="the selected text (at most 4000 characters)")
+    text: CleanText = Field(min_length=1, max_length=4000, description="the selected text (at most 4000 characters)")
     page_url: str = Field(
         min_length=1, max_length=2000,
         description="the page it was selected on: a site path (/docs/..., /ur/docs/...) or an absolute URL of the site",
         json_schema_extra={"pattern": PAGE_URL_PATTERN},
     )
-
-    @field_validator("text")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("the selected text is empty")
-        return value.strip()
 
     @field_validator("page_url")
     @classmethod

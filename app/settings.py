@@ -199,12 +199,21 @@ class Settings(BaseSettings):
         default=60, ge=1, description="requests per window for one client address without a (valid) key",
     )
     trusted_proxies: str = Field(
-        default="127.0.0.1/32,::1/128",
-        description="CIDRs (comma-separated) whose X-Forwarded-For/-Proto are believed; empty: none",
+        default="",
+        description="CIDRs (comma-separated) whose X-Forwarded-For/-Proto are believed; empty (default): none",
     )
     request_timeout_s: float = Field(default=30.0, gt=0, le=600, description="504 when no response has started by then")
     max_in_flight_requests: int = Field(
         default=100, ge=1, description="per worker: more requests in progress get a 503 with Retry-After at once",
+    )
+    max_in_flight_per_client: int = Field(
+        default=20, ge=1, description="per worker and client address: more requests in progress get a 429 at once",
+    )
+    body_read_timeout_s: float = Field(
+        default=5.0, gt=0, le=600, description="408 and the connection closed when a request body takes longer",
+    )
+    header_read_timeout_s: float = Field(
+        default=5.0, gt=0, le=600, description="a connection whose request headers take longer is closed",
     )
     hsts_max_age_s: int = Field(default=31536000, ge=0, description="Strict-Transport-Security max-age (HTTPS only)")
     cors_allowed_origins: Annotated[list[str], NoDecode] = Field(

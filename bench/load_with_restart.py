@@ -34,6 +34,9 @@ QUESTIONS = [
     "What does a ROS 2 action do?", "How does inverse kinematics work?", "What is a vision-language-action model?",
     "How do quality of service settings work in ROS 2?",
 ]
+# The load comes from one loopback address but stands for many readers: no per-address limit may bind (the
+# per-client cap above MAX_IN_FLIGHT_REQUESTS, so a saturated worker answers 503 overloaded, not 429).
+ONE_ADDRESS_MANY_READERS = {"RATE_LIMIT_ANONYMOUS": "1000000", "MAX_IN_FLIGHT_PER_CLIENT": "1000000"}
 MIX = ["chat", "sessions", "ready", "search", "sessions", "chat", "ready", "sessions", "ready", "sessions"]
 
 
@@ -173,14 +176,17 @@ def section(report: LoadReport) -> str:
                      len(errors), len([o for o in errors if o.status == 503 and o.retry_after])])
     table = markdown_table(["requests", "count", "p50 ms", "p95 ms", "p99 ms", "errors", "of which 503 + Retry-After"], rows)
     steady = [o.latency_ms for o in report.outcomes if o.sent_s < report.postgres_down_s and 200 <= o.status < 300]
-    return (f"{machine_line()}\n\nOne uvicorn worker (Qdrant Edge, extractive answers, rate limits on), the site's textbook, "
+    return (f"{machine_line()}\n\nOne uvicorn worker (Qdrant Edge, extractive answers, rate limits on, the per-client cap "
+            f"raised: one address stands for many readers), the site's textbook, "
             f"an open-loop load of {report.rate:.0f} requests/s for {report.duration_s:.0f} s from the same 2 cores; "
             f"Postgres (durable) crashed (`pg_ctl -m immediate`) at {report.postgres_down_s:.1f} s and accepting "
             f"connections again at {report.postgres_back_s:.1f} s.\n\n{table}\n\n"
             f"Before the crash (2xx only): p50 {statistics.median(steady):.1f} ms. Recovery: {report.recovery_s:.1f} s "
             f"from Postgres back to the first request after which every request succeeded (target <= 10 s: "
             f"{'met' if report.recovery_s <= 10 else 'NOT met'}). Errors that were not a 503 with Retry-After: "
-            f"{len(report.bad_failures)}. 2xx answers without their query_log row: {len(report.missing_query_log)}.")
+            f"{len(report.bad_failures)}. 2xx answers without their query_log row: {len(report.missing_query_log)}. "
+            f"Load average when written: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (above that, other work "
+            f"shared the machine and the latencies are theirs too).")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -197,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         ingest_textbook(source=str(PROJECT_ROOT / "website"))
         index = env.root / "service-index"
         shutil.copytree(get_settings().resolved_index_dir, index)
-        service_env = {"INDEX_DIR": str(index), "RATE_LIMIT_ANONYMOUS": "1000000", "DATABASE_URL": env.database_url}
+        service_env = {"INDEX_DIR": str(index), "DATABASE_URL": env.database_url, **ONE_ADDRESS_MANY_READERS}
         with run_service(service_env, env.root / "api.log") as service:
             report = run(service.base, env.database_url, lambda: env.cluster.stop(mode="immediate"), env.cluster.start)
     print(report.summary())

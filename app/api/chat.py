@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 
+import anyio
 from fastapi import APIRouter
-from fastapi.concurrency import run_in_threadpool
+from fastapi.concurrency import iterate_in_threadpool, run_in_threadpool
 from fastapi.responses import StreamingResponse
 
 from app.api.deps import ChatServiceDep, RequestIdDep, require_scope
@@ -38,9 +39,16 @@ async def chat_stream(body: ChatRequest, service: ChatServiceDep, request_id: Re
     started = time.perf_counter()
     prepared = await run_in_threadpool(service.chat_stream, body, request_id)
 
-    def events() -> Iterator[str]:
-        for event, data in service.stream_events(body, request_id, prepared, started):
-            yield _sse(event, data)
+    async def events() -> AsyncIterator[str]:
+        ended = False  # `final` and `error` are sent after the query_log row is written
+        try:
+            async for event, data in iterate_in_threadpool(service.stream_events(body, request_id, prepared, started)):
+                ended = event in ("final", "error")
+                yield _sse(event, data)
+        finally:
+            if not ended:  # the reader disconnected mid-stream: the stream is cancelled, the row still written
+                with anyio.CancelScope(shield=True):
+                    await run_in_threadpool(service.log_client_closed, body, request_id, started)
 
     return StreamingResponse(
         events(), media_type="text/event-stream",

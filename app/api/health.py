@@ -20,8 +20,12 @@ def health() -> dict[str, str]:
 
 @router.get("/ready")
 async def ready(request: Request) -> JSONResponse:
-    """Readiness: 200 only when Postgres and the vector index both answer; else 503 naming which is down."""
+    """Readiness: 200 only when Postgres and the vector index both answer and the worker has room for another
+    request; else 503 naming what is down (`capacity` when every in-flight slot is taken)."""
     checks: dict[str, str] = {}
+    gauge = request.app.state.in_flight
+    checks["capacity"] = (f"saturated: {gauge.in_flight} of {gauge.limit} requests in progress" if gauge.saturated
+                          else "ok")
     try:
         await run_in_threadpool(ping, request.app.state.engine)
         checks["postgres"] = "ok"

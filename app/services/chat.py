@@ -17,6 +17,7 @@ from sqlmodel import Session, select
 
 from app.db import session_scope
 from app.errors import InvalidRequest, NotFound
+from app.logging_setup import correlation_id_var
 from app.metrics import (
     ANSWERS,
     CITATION_FAILURES,
@@ -48,6 +49,12 @@ FOLLOW_UP_RE = re.compile(r"\b(it|its|this|that|these|those|they|them|their|he|s
 SNIPPET_CHARS = 280
 SELECTION_CHARS_IN_QUERY = 1000
 TITLE_CHARS = 60
+
+
+def correlation_id() -> uuid.UUID | None:
+    """The client's own X-Request-ID for this request, if it sent one (kept beside the row, never its key)."""
+    value = correlation_id_var.get()
+    return uuid.UUID(value) if value else None
 
 
 @dataclass
@@ -222,7 +229,8 @@ class ChatService:
                            sources=source_dicts))
             total_ms = (time.perf_counter() - started) * 1000
             db.add(QueryLog(
-                request_id=request_id, session_id=chat_session.id, endpoint=endpoint, locale=body.locale,
+                request_id=request_id, correlation_id=correlation_id(), session_id=chat_session.id,
+                endpoint=endpoint, locale=body.locale,
                 retrieval_ms=round(retrieval_ms, 3), generation_ms=round(answer.generation_ms, 3),
                 total_ms=round(total_ms, 3), prompt_tokens=answer.prompt_tokens,
                 completion_tokens=answer.completion_tokens, embedding_tokens=retrieval.embedding_tokens,
@@ -268,7 +276,8 @@ class ChatService:
             db_started = time.perf_counter()
             with session_scope(self._deps.engine) as db:
                 db.add(QueryLog(
-                    request_id=request_id, endpoint="search", locale=body.locale, retrieval_ms=round(retrieval_ms, 3),
+                    request_id=request_id, correlation_id=correlation_id(), endpoint="search", locale=body.locale,
+                    retrieval_ms=round(retrieval_ms, 3),
                     generation_ms=0, total_ms=round((time.perf_counter() - started) * 1000, 3),
                     embedding_tokens=retrieval.embedding_tokens, embedding_model=self._deps.embedding_model,
                     cost_usd=cost, status="ok",
@@ -295,16 +304,23 @@ class ChatService:
                          request_id: uuid.UUID, started: float) -> "_FailureLogger":
         return _FailureLogger(self, endpoint, locale, session_id, request_id, started)
 
+    def log_client_closed(self, body: ChatRequest, request_id: uuid.UUID, started: float) -> None:
+        """The reader went away before the stream's end (retrieval ran; no answer was delivered)."""
+        QUERY_ERRORS.labels(error_code="client_closed").inc()
+        self._log_failure("chat_stream", body.locale, body.session_id, request_id, "client_closed", started,
+                          status="client_closed")
+
     def _log_failure(self, endpoint: str, locale: str | None, session_id: uuid.UUID | None, request_id: uuid.UUID,
-                     error_code: str, started: float) -> None:
+                     error_code: str, started: float, status: str = "error") -> None:
         total_ms = (time.perf_counter() - started) * 1000
-        QUERY_DURATION.labels(endpoint=endpoint, status="error").observe(total_ms / 1000)
+        QUERY_DURATION.labels(endpoint=endpoint, status=status).observe(total_ms / 1000)
         try:
             with session_scope(self._deps.engine) as db:
                 known_session = session_id if session_id and db.get(ChatSession, session_id) else None
                 db.add(QueryLog(
-                    request_id=request_id, session_id=known_session, endpoint=endpoint, locale=locale,
-                    total_ms=round(total_ms, 3), cost_usd=Decimal(0), status="error", error_code=error_code,
+                    request_id=request_id, correlation_id=correlation_id(), session_id=known_session,
+                    endpoint=endpoint, locale=locale, total_ms=round(total_ms, 3), cost_usd=Decimal(0), status=status,
+                    error_code=error_code,
                 ))
         except Exception as exc:  # noqa: BLE001 - Postgres itself may be what failed
             log.warning("could not write the query_log row of failed request %s: %s", request_id, exc.__class__.__name__)
@@ -348,6 +364,8 @@ def error_code_for(exc: BaseException) -> str:
 
     if isinstance(exc, NotFound):
         return "not_found"
+    if isinstance(exc, InvalidRequest):
+        return "invalid_request"
     if isinstance(exc, IndexUnavailable):
         return "index_unavailable"
     if isinstance(exc, EncoderOverloaded):

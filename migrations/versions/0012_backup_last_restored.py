@@ -1,7 +1,7 @@
 """backup_catalog.last_restored_at: retention never prunes a backup a restore used recently
 
 Revision ID: 0012
-Revises: 0009
+Revises: 0011
 Create Date: 2026-11-28 16:15:00.000000
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = '0012'
-down_revision: str | None = '0009'
+down_revision: str | None = '0011'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -24,7 +24,7 @@ def query_log(client, request_id: str) -> QueryLog | None:
 def test_health_needs_nothing_and_ready_checks_dependencies(client):
     assert client.get("/health").json() == {"status": "healthy"}
     ready = client.get("/ready")
-    assert ready.status_code == 200 and ready.json()["checks"] == {"postgres": "ok", "vector_index": "ok"}
+    assert ready.status_code == 200 and ready.json()["checks"] == {"capacity": "ok", "postgres": "ok", "vector_index": "ok"}
 
 
 @pytest.mark.parametrize(

@@ -39,6 +39,16 @@ _env_var = {
          "properties": {"fromGroup": _string}},
     ]
 }
+# Autoscaling (https://render.com/docs/blueprint-spec#scaling, https://render.com/docs/scaling): instance counts
+# 1-100 (the per-service maximum), utilisation targets 1-90 %, at least one of the two targets.
+_percent = {"type": "integer", "minimum": 1, "maximum": 90}
+_scaling = {
+    "type": "object", "additionalProperties": False, "required": ["minInstances", "maxInstances"],
+    "anyOf": [{"required": ["targetCPUPercent"]}, {"required": ["targetMemoryPercent"]}],
+    "properties": {"minInstances": {"type": "integer", "minimum": 1, "maximum": 100},
+                   "maxInstances": {"type": "integer", "minimum": 1, "maximum": 100},
+                   "targetCPUPercent": _percent, "targetMemoryPercent": _percent},
+}
 _service = {
     "type": "object",
     "required": ["type", "name"],
@@ -64,7 +74,7 @@ _service = {
                                           "properties": {"name": _string}}}}}},
         "healthCheckPath": {"type": "string", "pattern": "^/"},
         "numInstances": {"type": "integer", "minimum": 1},
-        "scaling": {"type": "object"}, "disk": {"type": "object"}, "domains": {"type": "array"},
+        "scaling": _scaling, "disk": {"type": "object"}, "domains": {"type": "array"},
         "schedule": _string, "buildFilter": {"type": "object"}, "maxShutdownDelaySeconds": {"type": "integer"},
         "envVars": {"type": "array", "items": _env_var},
         "ipAllowList": {"type": "array"}, "previews": {"type": "object"}, "staticPublishPath": _string,
@@ -145,3 +155,41 @@ def test_every_variable_is_a_setting_and_secrets_are_not_in_the_file():
             assert item["key"] in known, f"{item['key']} is read by nothing"
             if any(word in item["key"] for word in ("KEY", "PASSWORD", "SECRET", "DATABASE_URL")):
                 assert item.get("sync") is False, f"{item['key']} must be set in the Dashboard, not committed"
+
+
+def test_the_api_autoscales_between_two_and_four_instances_and_the_worker_does_not():
+    web, worker = services()["web"], services()["worker"]
+    scaling = web["scaling"]
+    assert (scaling["minInstances"], scaling["maxInstances"]) == (2, 4)
+    assert "numInstances" not in web, "with both, Render's autoscaling wins: one source of truth"
+    assert "scaling" not in worker and "numInstances" not in worker, "one Prefect worker polls the pool"
+    for wrong in ({**scaling, "targetCPUPercent": 95}, {"minInstances": 2, "maxInstances": 4},
+                  {**scaling, "minInstance": 2}):
+        try:
+            jsonschema.validate({"services": [{**web, "scaling": wrong}]}, SCHEMA)
+        except jsonschema.ValidationError:
+            continue
+        raise AssertionError(f"{wrong} must fail")
+
+
+def test_behind_render_the_reader_is_left_of_renders_proxy_and_cloudflare():
+    """Render's proxy (a 10.x peer) forwards `<reader>, <Cloudflare edge>`: with the blueprint's TRUSTED_PROXIES
+    the reader is found, and what the reader wrote further left is not believed."""
+    import asyncio
+
+    from app.http_hygiene import TrustedProxyMiddleware
+    from app.settings import load_settings
+
+    value = next(v["value"] for g in BLUEPRINT["envVarGroups"] for v in g["envVars"] if v["key"] == "TRUSTED_PROXIES")
+    networks = load_settings(_env_file=None, trusted_proxies=value).trusted_proxy_networks
+    seen = []
+
+    async def app(scope, receive, send):
+        seen.append(scope["client"][0])
+
+    middleware = TrustedProxyMiddleware(app, networks)
+    for forwarded in (b"198.51.100.7, 104.22.17.40", b"6.6.6.6, 198.51.100.7, 172.70.1.1",
+                      b"2001:db8::5, 2606:4700::1"):
+        asyncio.run(middleware({"type": "http", "client": ("10.21.157.68", 4000),
+                                "headers": [(b"x-forwarded-for", forwarded)]}, None, None))
+    assert seen == ["198.51.100.7", "198.51.100.7", "2001:db8::5"]

@@ -95,8 +95,9 @@ def test_the_service_logs_json_lines_with_request_ids_and_no_secrets(settings, t
     assert_no_secret(output)
     entries = [json.loads(line) for line in output.splitlines() if line.strip()]
     assert entries, "the service logged nothing"
-    mine = [e for e in entries if e.get("request_id") == request_id]
-    assert any("/v1/chat" in e["message"] for e in mine), "the access log line lacks the request id"
+    mine = [e for e in entries if e.get("correlation_id") == request_id]  # the client's X-Request-ID
+    assert any("/v1/chat" in e["message"] for e in mine), "the access log line lacks the client's request id"
+    assert all(e.get("request_id") and e["request_id"] != request_id for e in mine), "each request has its own id"
     assert {e["logger"] for e in entries} & {"uvicorn.access", "uvicorn.error"}
 
 

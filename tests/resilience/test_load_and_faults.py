@@ -42,7 +42,7 @@ def test_steady_load_while_postgres_crashes_and_restarts(service_index, tmp_path
         cluster.ensure_database(dbname="textbook", app_user="textbook_app", app_password=APP_PASSWORD)
         url = database_url(cluster, "textbook")
         migrate(url)
-        env = {"DATABASE_URL": url, "INDEX_DIR": str(service_index)}
+        env = {"DATABASE_URL": url, "INDEX_DIR": str(service_index), **load_with_restart.ONE_ADDRESS_MANY_READERS}
         with run_service(env, tmp_path / "api.log") as service:
             report = load_with_restart.run(service.base, url, lambda: cluster.stop(mode="immediate"), cluster.start)
     finally:

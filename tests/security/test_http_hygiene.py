@@ -121,7 +121,7 @@ def test_past_the_in_flight_limit_requests_are_shed_with_a_503_at_once():
     import asyncio
     import json
 
-    from app.http_hygiene import InFlightLimitMiddleware
+    from app.http_hygiene import InFlightGauge, InFlightLimitMiddleware
 
     release = asyncio.Event()
 
@@ -140,12 +140,13 @@ def test_past_the_in_flight_limit_requests_are_shed_with_a_503_at_once():
         return sent
 
     async def scenario():
-        app = InFlightLimitMiddleware(slow_app, limit=1)
+        gauge = InFlightGauge(limit=1)
+        app = InFlightLimitMiddleware(slow_app, gauge=gauge)
         first = asyncio.create_task(call(app, "/v1/chat"))
         await asyncio.sleep(0.01)
         shed = await call(app, "/v1/chat")
         release.set()
-        return await first, shed, app.in_flight
+        return await first, shed, gauge.in_flight
 
     first, shed, in_flight = asyncio.run(scenario())
     assert first[0]["status"] == 200 and in_flight == 0

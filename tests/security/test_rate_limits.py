@@ -131,7 +131,10 @@ def test_sliding_window_estimate():
     refused = evaluate(hits=6, previous=10, elapsed=30, window=60, limit=10)
     assert not refused.allowed and refused.retry_after_s == 6  # (1 - 4/10) * 60 - 30
     over = evaluate(hits=11, previous=0, elapsed=59.2, window=60, limit=10)
-    assert over.retry_after_s == 1 and over.remaining == 0
+    # not 1 s: in the next window this window's 10 still count by their share; one more fits after 6 s of it
+    assert over.retry_after_s == 7 and over.remaining == 0
+    next_window = evaluate(hits=1, previous=10, elapsed=59.2 + 7 - 60, window=60, limit=10)
+    assert next_window.allowed, "a client that waits the advertised seconds gets through"
 
 
 def test_client_buckets():

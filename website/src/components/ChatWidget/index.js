@@ -232,7 +232,6 @@ export default function ChatWidget() {
   const [messages, setMessages] = useState([]);
   const [question, setQuestion] = useState('');
   const [busy, setBusy] = useState(false);
-  const [notice, setNotice] = useState('');
   const [blockedUntil, setBlockedUntil] = useState(0);
   const [selection, setSelection] = useState(null);
   const [chapterOnly, setChapterOnly] = useState(false);
@@ -347,7 +346,6 @@ export default function ChatWidget() {
     if (chapterOnly && chapter && capabilities.chapter) body.chapter = chapter;
     setQuestion('');
     setSelection(null);
-    setNotice('');
     setBusy(true);
     setMessages((current) => [
       ...current,
@@ -380,7 +378,6 @@ export default function ChatWidget() {
       if (chatError.kind === 'rate_limited') setBlockedUntil(Date.now() + 1000 * (chatError.retryAfterS ?? 5));
       updateLast((last) => ({status: chatError.kind === 'cancelled' ? 'cancelled' : 'error', error: errorMessage(chatError),
         text: last.text}));
-      if (chatError.kind !== 'cancelled') setNotice(errorMessage(chatError));
     } finally {
       abortRef.current = null;
       setBusy(false);
@@ -397,7 +394,6 @@ export default function ChatWidget() {
     abortRef.current?.abort();
     storeSession(null);
     setMessages([]);
-    setNotice('');
     inputRef.current?.focus();
   };
 
@@ -434,7 +430,8 @@ export default function ChatWidget() {
                   <span className={styles.thinking}>{text.thinking()}</span>
                 )}
                 <div className={styles.text}>{message.text}</div>
-                {message.error && <p className={styles.messageError}>{message.error}</p>}
+                {/* shown once, here: the log is aria-live, so screen readers hear it once too */}
+                {message.error && <p className={styles.messageError} data-testid="chat-error">{message.error}</p>}
                 {message.role === 'assistant' && <SourceList sources={message.sources} locales={i18n.locales} />}
                 {message.role === 'assistant' && (
                   <Feedback message={message} apiUrl={apiUrl} onRated={(rating) => setMessages((current) => current.map(
@@ -443,7 +440,6 @@ export default function ChatWidget() {
               </div>
             ))}
           </div>
-          <p role="alert" className={notice ? styles.notice : styles.visuallyHidden} data-testid="chat-notice">{notice}</p>
           <form className={styles.form} onSubmit={ask}>
             {selection && (
               <div className={styles.selection}>
