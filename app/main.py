@@ -71,7 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestIdMiddleware)
     # Outermost, so error responses (413, 503) carry the CORS headers the site needs to read them.
     app.add_middleware(
-        CORSMiddleware, allow_origins=settings.cors_allowed_origins, allow_methods=["GET", "POST"],
+        CORSMiddleware, allow_origins=settings.cors_allowed_origins, allow_methods=["GET", "POST", "DELETE"],
         allow_headers=["content-type", "x-api-key", "x-request-id"],
         expose_headers=["x-request-id", "retry-after"], max_age=600,
     )

@@ -129,6 +129,14 @@ class Settings(BaseSettings):
     cost_fixed_qdrant_usd: float = Field(default=0.0, ge=0, description="monthly: Qdrant Cloud (free tier)")
     cost_alert_webhook_url: str | None = Field(default=None, description="a webhook notified on a projected overrun")
 
+    # Readers' data (purge-personal-data flow, DELETE /v1/sessions/{id}; README "Privacy").
+    query_text_retention_days: int = Field(
+        default=30, ge=1, le=3650, description="query_log keeps the question text this long, then clears it")
+    session_retention_days: int = Field(
+        default=90, ge=1, le=3650, description="conversations idle this long are deleted; feedback comments cleared")
+    purge_batch_rows: int = Field(
+        default=5000, ge=100, le=1000000, description="rows per purge transaction (short locks)")
+
     # Secret rotation.
     secret_backend: Literal["prefect", "aws"] = "prefect"
     secret_name_prefix: str = Field(default="textbook-ops", pattern=r"^[a-z0-9][a-z0-9-]{0,40}$")

@@ -41,3 +41,7 @@ def test_database_credentials_rotate_every_30_days_and_expired_keys_are_revoked_
     assert schedule["interval"] == 30 * 24 * 3600
     assert DEPLOYMENTS["revoke-expired-api-keys"]["schedules"] == [{"cron": "15 * * * *", "timezone": "UTC"}]
     assert "schedules" not in DEPLOYMENTS["rotate-api-key"] and "schedules" not in DEPLOYMENTS["rotate-openai-key"]
+
+
+def test_readers_data_is_purged_daily_after_the_backup_and_drill():
+    assert DEPLOYMENTS["purge-personal-data"]["schedules"] == [{"cron": "30 4 * * *", "timezone": "UTC"}]

@@ -227,7 +227,7 @@ class ChatService:
                 total_ms=round(total_ms, 3), prompt_tokens=answer.prompt_tokens,
                 completion_tokens=answer.completion_tokens, embedding_tokens=retrieval.embedding_tokens,
                 model=answer.model, embedding_model=self._deps.embedding_model, cost_usd=cost, status=status,
-                error_code="llm_fallback" if answer.is_fallback else None,
+                error_code="llm_fallback" if answer.is_fallback else None, question=body.question,
             ))
             session_id = chat_session.id
         DB_LATENCY.observe((time.perf_counter() - db_started) * 1000)
@@ -271,7 +271,7 @@ class ChatService:
                     request_id=request_id, endpoint="search", locale=body.locale, retrieval_ms=round(retrieval_ms, 3),
                     generation_ms=0, total_ms=round((time.perf_counter() - started) * 1000, 3),
                     embedding_tokens=retrieval.embedding_tokens, embedding_model=self._deps.embedding_model,
-                    cost_usd=cost, status="ok",
+                    cost_usd=cost, status="ok", question=body.query,
                 ))
             DB_LATENCY.observe((time.perf_counter() - db_started) * 1000)
             if retrieval.embedding_tokens:
