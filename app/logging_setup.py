@@ -21,6 +21,7 @@ from typing import Any
 from app.settings import Settings
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+trace_id_var: ContextVar[str | None] = ContextVar("trace_id", default=None)  # set by app.tracing when tracing is on
 
 REDACTED = "***"
 _SECRET_PATTERNS: list[tuple[re.Pattern[str], str]] = [
@@ -33,7 +34,7 @@ _SECRET_PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"""(?i)\b((?:password|passwd|pwd|secret|token|api_key|apikey|access_key)['"]?\s*[=:]\s*['"]?)"""
                 r"""([^\s&;'",}]+)"""), rf"\1{REDACTED}"),
 ]
-_CONTEXT_FIELDS = ("request_id", "flow_run_id", "flow_run_name", "task_run_id", "task_run_name")
+_CONTEXT_FIELDS = ("request_id", "trace_id", "flow_run_id", "flow_run_name", "task_run_id", "task_run_name")
 
 
 def scrub(text: str) -> str:
@@ -73,6 +74,8 @@ def _scrubbing_factory(previous: Any) -> Any:
             record.exc_text = scrub("".join(traceback.format_exception(*record.exc_info)).rstrip())
         if getattr(record, "request_id", None) is None:
             record.request_id = request_id_var.get()
+        if getattr(record, "trace_id", None) is None:
+            record.trace_id = trace_id_var.get()
         return record
 
     make_record._textbook_ops_scrubbing = True  # type: ignore[attr-defined]

@@ -24,6 +24,7 @@ from app.rag.vector_store import open_vector_index
 from app.secret_source import service_database_credentials
 from app.services.chat import ChatService, QueryDeps
 from app.settings import Settings, get_settings
+from app.tracing import TraceIdMiddleware, configure_tracing
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_hygiene(app, settings)  # 429s; timeout, security headers, trusted proxies (app/http_hygiene.py)
     app.add_middleware(HttpMetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)
+    if configure_tracing(settings, service_name="textbook-ops-api"):
+        app.add_middleware(TraceIdMiddleware)  # inside FastAPI's request span, outside the request id
     # Outermost, so error responses (413, 503) carry the CORS headers the site needs to read them.
     app.add_middleware(
         CORSMiddleware, allow_origins=settings.cors_allowed_origins, allow_methods=["GET", "POST", "DELETE"],

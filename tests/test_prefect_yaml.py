@@ -45,3 +45,7 @@ def test_database_credentials_rotate_every_30_days_and_expired_keys_are_revoked_
 
 def test_readers_data_is_purged_daily_after_the_backup_and_drill():
     assert DEPLOYMENTS["purge-personal-data"]["schedules"] == [{"cron": "30 4 * * *", "timezone": "UTC"}]
+
+
+def test_the_authors_get_their_content_gaps_report_every_monday():
+    assert DEPLOYMENTS["content-gaps"]["schedules"] == [{"cron": "0 7 * * 1", "timezone": "UTC"}]
