@@ -23,6 +23,7 @@ from app.settings import Settings
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 correlation_id_var: ContextVar[str | None] = ContextVar("correlation_id", default=None)  # the client's X-Request-ID
+trace_id_var: ContextVar[str | None] = ContextVar("trace_id", default=None)  # set by app.tracing when tracing is on
 
 REDACTED = "***"
 _SECRET_PATTERNS: list[tuple[re.Pattern[str], str]] = [
@@ -36,7 +37,8 @@ _SECRET_PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"""(?i)\b((?:password|passwd|pwd|secret|token|api_key|apikey|access_key)['"]?\s*[=:]\s*['"]?)"""
                 r"""([^\s&;'",}]+)"""), rf"\1{REDACTED}"),
 ]
-_CONTEXT_FIELDS = ("request_id", "correlation_id", "flow_run_id", "flow_run_name", "task_run_id", "task_run_name")
+_CONTEXT_FIELDS = ("request_id", "correlation_id", "trace_id", "flow_run_id", "flow_run_name", "task_run_id",
+                   "task_run_name")
 
 
 def scrub(text: str) -> str:
@@ -78,6 +80,8 @@ def _scrubbing_factory(previous: Any) -> Any:
             record.request_id = request_id_var.get()
         if getattr(record, "correlation_id", None) is None:
             record.correlation_id = correlation_id_var.get()
+        if getattr(record, "trace_id", None) is None:
+            record.trace_id = trace_id_var.get()
         return record
 
     make_record._textbook_ops_scrubbing = True  # type: ignore[attr-defined]

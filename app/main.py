@@ -25,6 +25,7 @@ from app.rag.vector_store import open_vector_index
 from app.secret_source import service_database_credentials
 from app.services.chat import ChatService, QueryDeps
 from app.settings import Settings, get_settings
+from app.tracing import TraceIdMiddleware, configure_tracing
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +84,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.in_flight = install_load_limits(app, settings)  # per-client cap, shedding, timeout (app/http_hygiene.py)
     app.add_middleware(HttpMetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)
+    if configure_tracing(settings, service_name="textbook-ops-api"):
+        app.add_middleware(TraceIdMiddleware)  # inside FastAPI's request span, outside the request id
     # Outside the request id (error responses, 413 and 503 too, carry the CORS headers the site needs to read them)
     app.add_middleware(
-        CORSMiddleware, allow_origins=settings.cors_allowed_origins, allow_methods=["GET", "POST"],
+        CORSMiddleware, allow_origins=settings.cors_allowed_origins, allow_methods=["GET", "POST", "DELETE"],
         allow_headers=["content-type", "x-api-key", "x-request-id"],
         expose_headers=["x-request-id", "x-correlation-id", "retry-after"], max_age=600,
     )

@@ -49,6 +49,9 @@ class Message(SQLModel, table=True):
 
 class QueryLog(SQLModel, table=True):
     __tablename__ = "query_log"
+    __table_args__ = (
+        sa.Index("ix_query_log_question_kept_created_at", "created_at", postgresql_where=sa.text("question IS NOT NULL")),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     request_id: uuid.UUID = Field(unique=True)
@@ -69,6 +72,8 @@ class QueryLog(SQLModel, table=True):
     cost_usd: Decimal = Field(default=Decimal("0"), max_digits=14, decimal_places=8)
     status: str = Field(max_length=16, sa_column_kwargs={"comment": "ok | not_covered | fallback | error"})
     error_code: str | None = Field(default=None, max_length=64)
+    question: str | None = Field(default=None, sa_type=sa.Text, sa_column_kwargs={
+        "comment": "as asked; cleared after QUERY_TEXT_RETENTION_DAYS or on erasure"})
     created_at: datetime = _timestamp(index=True)
 
 

@@ -150,6 +150,29 @@ class Settings(BaseSettings):
     cost_fixed_qdrant_usd: float = Field(default=0.0, ge=0, description="monthly: Qdrant Cloud (free tier)")
     cost_alert_webhook_url: str | None = Field(default=None, description="a webhook notified on a projected overrun")
 
+    # Readers' data (purge-personal-data flow, DELETE /v1/sessions/{id}; README "Privacy").
+    query_text_retention_days: int = Field(
+        default=30, ge=1, le=3650, description="query_log keeps the question text this long, then clears it")
+    session_retention_days: int = Field(
+        default=90, ge=1, le=3650, description="conversations idle this long are deleted; feedback comments cleared")
+    purge_batch_rows: int = Field(
+        default=5000, ge=100, le=1000000, description="rows per purge transaction (short locks)")
+    content_gap_max_distance: float = Field(
+        default=0.875, gt=0, lt=2, description="content-gaps: mean cosine distance within which questions form one topic")
+    content_gap_min_questions: int = Field(
+        default=3, ge=2, le=1000, description="content-gaps: fewest questions that make a topic")
+    content_gaps_webhook_url: str | None = Field(default=None, description="content-gaps: a webhook sent the summary")
+
+    # OpenTelemetry traces (app/tracing.py; README "Tracing"). Other standard OTEL_EXPORTER_OTLP_* variables (headers,
+    # timeout, compression, certificates) are read by the OTLP exporter itself.
+    tracing_enabled: bool = Field(default=False, description="export OpenTelemetry traces of requests and flow runs")
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None, description="OTLP/HTTP base URL (…/v1/traces is added); default http://localhost:4318")
+    otel_service_name: str | None = Field(
+        default=None, description="service.name of the spans; default textbook-ops-api / textbook-ops-flows")
+    tracing_record_question: bool = Field(
+        default=False, description="put the question text on the request span (traces are not purged: keep off)")
+
     # Secret rotation.
     secret_backend: Literal["prefect", "aws"] = "prefect"
     secret_name_prefix: str = Field(default="textbook-ops", pattern=r"^[a-z0-9][a-z0-9-]{0,40}$")

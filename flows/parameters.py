@@ -19,6 +19,10 @@ EnvironmentName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,31}$",
                                        description="an ENVIRONMENT value, e.g. production")]
 FolderPath = Annotated[str, Field(pattern=r"^/?[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*/?$",
                                   description="a folder (absolute, or relative to the checkout)")]
+IsoDateText = Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$", description="a day, YYYY-MM-DD")]
+IsoDateTimeText = Annotated[str, Field(
+    pattern=r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?)?$",
+    description="a time, YYYY-MM-DD[THH:MM[:SS][+00:00]]")]
 Days = Annotated[int, Field(ge=1, le=3650, description="a number of days, 1 to 3650")]
 Locale = Literal["en", "ur"]
 

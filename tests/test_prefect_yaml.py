@@ -107,3 +107,11 @@ def test_no_deployment_parameter_carries_a_secret(name):
         if (CREDENTIAL_NAMES.search(parameter) and parameter not in not_secret and not parameter.endswith("_block")
                 and not any(v.get("format") == "password" for v in variants)):
             pytest.fail(f"{name}: parameter {parameter!r} may carry a secret")
+
+
+def test_readers_data_is_purged_daily_after_the_backup_and_drill():
+    assert DEPLOYMENTS["purge-personal-data"]["schedules"] == [{"cron": "30 4 * * *", "timezone": "UTC"}]
+
+
+def test_the_authors_get_their_content_gaps_report_every_monday():
+    assert DEPLOYMENTS["content-gaps"]["schedules"] == [{"cron": "0 7 * * 1", "timezone": "UTC"}]

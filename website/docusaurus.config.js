@@ -92,6 +92,7 @@ const config = {
       },
       footer: {
         style: 'dark',
+        links: [{label: 'Privacy', to: '/privacy'}],
         copyright: `Physical AI & Humanoid Robotics. Built with Docusaurus.`,
       },
       prism: {

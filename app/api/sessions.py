@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from sqlmodel import select
 
 from app.api.deps import SessionDep, require_scope
 from app.errors import NotFound
 from app.models import ChatSession, Message
 from app.schemas import ErrorResponse, MessagePublic, SessionPublic
+from app.services.privacy import erase_session
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"], dependencies=[require_scope("chat")])
 
@@ -30,3 +31,11 @@ def get_session(session_id: uuid.UUID, db: SessionDep) -> SessionPublic:
             for m in messages
         ],
     )
+
+
+@router.delete("/{session_id}", status_code=204, response_class=Response, responses={404: {"model": ErrorResponse}})
+def delete_session(session_id: uuid.UUID, db: SessionDep) -> Response:
+    """Erase the conversation: its messages are deleted, its questions and feedback comments cleared. The numbers
+    of its queries (tokens, cost, latency) stay for the reports. Backups keep it until they expire (README, Privacy)."""
+    erase_session(db=db, session_id=session_id)
+    return Response(status_code=204)

@@ -10,6 +10,7 @@ from typing import Any
 from app.rag.embeddings import Embedder
 from app.rag.sparse import query_vector, tokenize
 from app.rag.vector_store import SearchMode, SearchRequest, VectorIndex
+from app.tracing import span
 
 DEFAULT_LOCALE = "en"
 # Sparse hits read to see which of the query's terms the book uses at all (coverage evidence).
@@ -90,7 +91,8 @@ class Retriever:
         and `favour_text` (what the reader selected there) is looked up in that page's chunks."""
         settings = self._settings
         started = time.perf_counter()
-        embedded = self._embedder.embed([query]) if mode != "sparse" else None
+        with span("query embedding", **{"rag.embedding_model": self._embedder.model_name}):
+            embedded = self._embedder.embed([query]) if mode != "sparse" else None
         dense = embedded.vectors[0] if embedded else None
         sparse = query_vector(query)
         embed_ms = (time.perf_counter() - started) * 1000
@@ -98,11 +100,13 @@ class Retriever:
         started = time.perf_counter()
 
         def search(search_locale: str | None, search_mode: SearchMode, limit: int, page: str | None = None) -> list[Any]:
-            return self._index.search(SearchRequest(
-                dense=dense, sparse=sparse, limit=limit, prefetch_limit=settings.retrieval_prefetch,
-                locale=search_locale, mode=search_mode, dense_weight=settings.dense_weight_for(search_locale),
-                sparse_weight=settings.sparse_weight, rrf_k=settings.rrf_k, chapter=chapter, page_url=page,
-            ))
+            with span("vector search", **{"rag.search_mode": search_mode, "rag.locale": search_locale,
+                                          "rag.limit": limit}):
+                return self._index.search(SearchRequest(
+                    dense=dense, sparse=sparse, limit=limit, prefetch_limit=settings.retrieval_prefetch,
+                    locale=search_locale, mode=search_mode, dense_weight=settings.dense_weight_for(search_locale),
+                    sparse_weight=settings.sparse_weight, rrf_k=settings.rrf_k, chapter=chapter, page_url=page,
+                ))
 
         used_locale = locale
         hits = search(locale, mode, k)

@@ -43,6 +43,7 @@ from app.schemas import (
     Usage,
 )
 from app.settings import Settings
+from app.tracing import record_question, set_attributes, span, start_detached_span
 
 log = logging.getLogger(__name__)
 FOLLOW_UP_RE = re.compile(r"\b(it|its|this|that|these|those|they|them|their|he|she)\b|(\bوہ\b|\bیہ\b|\bاس\b|\bان\b)", re.I)
@@ -126,7 +127,8 @@ class ChatService:
             selection = self._selection(body)
             retrieval = self._retrieve(body.question, history, body.locale, body.k, chapter=body.chapter,
                                        selection=selection)
-            answer = self._deps.answerer.answer(body.question, retrieval, history, body.locale, selection)
+            with span("answer generation", **{"rag.answer_backend": self._deps.settings.answer_backend}):
+                answer = self._deps.answerer.answer(body.question, retrieval, history, body.locale, selection)
             return self._finish(endpoint, body, request_id, chat_session, retrieval, answer, started)
 
     def chat_stream(self, body: ChatRequest, request_id: uuid.UUID) -> "PreparedStream":
@@ -147,6 +149,7 @@ class ChatService:
         chat_session, history, retrieval, selection = prepared
         yield "start", {"request_id": str(request_id)}
         answer: Answer | None = None
+        generation = start_detached_span("answer generation", **{"rag.answer_backend": self._deps.settings.answer_backend})
         try:
             for item in self._deps.answerer.stream(body.question, retrieval, history, body.locale, selection):
                 if isinstance(item, Answer):
@@ -154,10 +157,15 @@ class ChatService:
                 else:
                     yield "delta", {"text": item}
             assert answer is not None
+            if generation is not None:
+                generation.end()
             response = self._finish("chat_stream", body, request_id, chat_session, retrieval, answer, started)
         except Exception as exc:  # noqa: BLE001 - the stream has started: report the failure in-band
             code = "database_unavailable" if "Operational" in exc.__class__.__name__ else "stream_failed"
             log.warning("stream failed: %s", exc)
+            if generation is not None and generation.is_recording():
+                generation.record_exception(exc)
+                generation.end()
             QUERY_ERRORS.labels(error_code=code).inc()
             self._log_failure("chat_stream", body.locale, body.session_id, request_id, code, started)
             yield "error", {"detail": "the answer could not be completed", "error_code": code}
@@ -215,8 +223,12 @@ class ChatService:
         status = "ok" if answer.covered else "not_covered"
         if answer.is_fallback:
             status = "fallback"
+        set_attributes(**{"rag.endpoint": endpoint, "rag.locale": body.locale, "rag.covered": answer.covered,
+                          "rag.chunks": len(retrieval.chunks), "rag.status": status})
+        record_question(body.question)
         db_started = time.perf_counter()
-        with session_scope(self._deps.engine) as db:
+        with span("db write", **{"db.system": "postgresql", "db.operation": "insert message, query_log"}), \
+                session_scope(self._deps.engine) as db:
             if chat_session is None:
                 chat_session = ChatSession(locale=body.locale, title=session_title(body.question))
             chat_session = db.merge(chat_session)
@@ -235,7 +247,7 @@ class ChatService:
                 total_ms=round(total_ms, 3), prompt_tokens=answer.prompt_tokens,
                 completion_tokens=answer.completion_tokens, embedding_tokens=retrieval.embedding_tokens,
                 model=answer.model, embedding_model=self._deps.embedding_model, cost_usd=cost, status=status,
-                error_code="llm_fallback" if answer.is_fallback else None,
+                error_code="llm_fallback" if answer.is_fallback else None, question=body.question,
             ))
             session_id = chat_session.id
         DB_LATENCY.observe((time.perf_counter() - db_started) * 1000)
@@ -273,14 +285,16 @@ class ChatService:
             observe_retrieval(retrieval)
             retrieval_ms = retrieval.embed_ms + retrieval.search_ms
             cost = cost_usd(self._deps.embedding_model, input_tokens=retrieval.embedding_tokens)
+            set_attributes(**{"rag.endpoint": "search", "rag.locale": body.locale, "rag.chunks": len(retrieval.chunks)})
             db_started = time.perf_counter()
-            with session_scope(self._deps.engine) as db:
+            with span("db write", **{"db.system": "postgresql", "db.operation": "insert query_log"}), \
+                    session_scope(self._deps.engine) as db:
                 db.add(QueryLog(
                     request_id=request_id, correlation_id=correlation_id(), endpoint="search", locale=body.locale,
                     retrieval_ms=round(retrieval_ms, 3),
                     generation_ms=0, total_ms=round((time.perf_counter() - started) * 1000, 3),
                     embedding_tokens=retrieval.embedding_tokens, embedding_model=self._deps.embedding_model,
-                    cost_usd=cost, status="ok",
+                    cost_usd=cost, status="ok", question=body.query,
                 ))
             DB_LATENCY.observe((time.perf_counter() - db_started) * 1000)
             if retrieval.embedding_tokens:

@@ -23,7 +23,7 @@ FLOW_COMMANDS = sorted(p.stem for p in (PROJECT_ROOT / "flows").glob("*.py")
 
 def test_every_flow_command_runs_through_the_server_helper():
     """check_backup_freshness runs no flow (it reads the catalog, from CI): it needs no server."""
-    assert len(FLOW_COMMANDS) == 12
+    assert len(FLOW_COMMANDS) == 14
     for name in FLOW_COMMANDS:
         assert 'sys.exit(run_cli(main))' in (PROJECT_ROOT / "flows" / f"{name}.py").read_text(), name
     freshness = (PROJECT_ROOT / "flows" / "check_backup_freshness.py").read_text()

@@ -85,7 +85,7 @@ def test_a_reused_x_request_id_is_a_correlation_id_not_a_key(service, db):
                           headers={"X-Request-ID": mine}) for _ in range(2)]
     assert [a.status_code for a in answers] == [200, 200], answers[-1].text
     ids = [a.json()["request_id"] for a in answers]
-    assert ids[0] != ids[1] and all(a.headers["x-request-id"] == i for a, i in zip(answers, ids))
+    assert ids[0] != ids[1] and all(a.headers["x-request-id"] == i for a, i in zip(answers, ids, strict=True))
     assert all(a.headers["x-correlation-id"] == mine for a in answers)
     logged = rows(db, "correlation_id", mine)
     assert sorted(str(r["request_id"]) for r in logged) == sorted(ids)

@@ -8,8 +8,8 @@ from __future__ import annotations
 import socket
 import socketserver
 import threading
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 CLOUDFLARE_EDGE = "104.22.17.40"  # in 104.16.0.0/13, one of Cloudflare's published ranges
 MAX_HEAD = 65536

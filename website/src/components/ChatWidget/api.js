@@ -137,6 +137,13 @@ export async function loadSession({apiUrl, sessionId}) {
   return response.json();
 }
 
+/** Erase the conversation on the service. A session the service no longer knows is already gone: no error. */
+export async function deleteSession({apiUrl, sessionId}) {
+  const response = await fetch(`${apiUrl}/v1/sessions/${encodeURIComponent(sessionId)}`, {method: 'DELETE'});
+  if (response.status === 404 || response.ok) return;
+  throw await errorFromResponse(response);
+}
+
 /**
  * Which optional ChatRequest fields this service accepts (`selection`, `chapter`), read from its OpenAPI
  * schema: the request model forbids unknown fields, so sending one to an older service would be a 422.

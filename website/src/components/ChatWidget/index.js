@@ -3,7 +3,7 @@ import Link from '@docusaurus/Link';
 import {useLocation} from '@docusaurus/router';
 import useDocusaurusContext from '@docusaurus/useDocusaurusContext';
 import {translate} from '@docusaurus/Translate';
-import {ChatError, loadCapabilities, loadSession, sendFeedback, streamChat} from './api';
+import {ChatError, deleteSession, loadCapabilities, loadSession, sendFeedback, streamChat} from './api';
 import styles from './styles.module.css';
 
 const SESSION_KEY = 'textbook-chat:session-id';
@@ -37,6 +37,12 @@ const text = {
   send: () => translate({id: 'chat.send', message: 'Send'}),
   stop: () => translate({id: 'chat.stop', message: 'Stop'}),
   newChat: () => translate({id: 'chat.new', message: 'New conversation'}),
+  deleteChat: () => translate({id: 'chat.delete', message: 'Delete this conversation'}),
+  confirmDelete: () => translate({id: 'chat.delete.confirm',
+    message: 'Delete this conversation from the assistant\'s records? This cannot be undone.'}),
+  deleted: () => translate({id: 'chat.delete.done', message: 'The conversation was deleted.'}),
+  deleteFailed: () => translate({id: 'chat.delete.failed', message: 'The conversation could not be deleted. Please try again.'}),
+  privacy: () => translate({id: 'chat.privacy', message: 'What is stored and for how long'}),
   you: () => translate({id: 'chat.you', message: 'You'}),
   assistant: () => translate({id: 'chat.assistant', message: 'Assistant'}),
   sources: () => translate({id: 'chat.sources', message: 'Sources'}),
@@ -397,6 +403,22 @@ export default function ChatWidget() {
     inputRef.current?.focus();
   };
 
+  const deleteConversation = async () => {
+    if (!window.confirm(text.confirmDelete())) return;
+    abortRef.current?.abort();
+    const sessionId = readStoredSession();
+    try {
+      if (sessionId) await deleteSession({apiUrl, sessionId});
+    } catch {
+      setNotice(text.deleteFailed());
+      return;
+    }
+    storeSession(null);
+    setMessages([]);
+    setNotice(text.deleted());
+    inputRef.current?.focus();
+  };
+
   const blocked = Date.now() < blockedUntil;
   return (
     <>
@@ -414,13 +436,21 @@ export default function ChatWidget() {
             <button type="button" className={styles.textButton} onClick={newConversation} disabled={!messages.length}>
               {text.newChat()}
             </button>
+            <button type="button" className={styles.textButton} onClick={deleteConversation} disabled={!messages.length || busy}
+              data-testid="chat-delete">
+              {text.deleteChat()}
+            </button>
             <button type="button" className={styles.iconButton} aria-label={text.close()} title={text.close()} onClick={close}>
               <Icon name="close" />
             </button>
           </header>
           <div ref={logRef} className={styles.log} role="log" aria-live="polite" aria-busy={busy} aria-relevant="additions text"
             tabIndex={0} aria-label={text.title()}>
-            {!messages.length && <p className={styles.intro}>{text.intro()}</p>}
+            {!messages.length && (
+              <p className={styles.intro}>
+                {text.intro()} <Link to="/privacy" data-testid="chat-privacy">{text.privacy()}</Link>
+              </p>
+            )}
             {messages.map((message, index) => (
               <div key={index} className={message.role === 'user' ? styles.user : styles.assistant}
                 data-testid={message.role === 'user' ? 'chat-question' : 'chat-answer'} data-status={message.status}>
