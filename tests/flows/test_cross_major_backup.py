@@ -8,6 +8,7 @@ postgresql-17 package, and no PyPI wheel here carries a PostgreSQL 17 server.
 from __future__ import annotations
 
 import importlib.util
+import shutil
 from pathlib import Path
 
 import psycopg
@@ -46,6 +47,8 @@ def newer_server(tmp_path_factory):
         yield cluster
     finally:
         cluster.stop()
+        if cluster.server_root != cluster.root:  # under pytest's 0700 folder: moved to the postgres user's home
+            shutil.rmtree(cluster.server_root, ignore_errors=True)
 
 
 def url_block(cluster: PostgresCluster) -> str:
