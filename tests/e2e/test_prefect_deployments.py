@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import httpx
+import psycopg
 import pytest
 from sqlmodel import Session, select
 
@@ -162,6 +163,63 @@ def test_a_command_line_run_lands_on_the_stacks_server(prefect_stack, tmp_path):
     assert "database is locked" not in result.stderr
     [new] = [r for r in flow_runs_of(prefect_stack, "cost-report") if r["id"] not in before]
     assert new["state_type"] == "COMPLETED" and new["deployment_id"] is None
+
+
+def test_rotation_through_the_worker_reaches_the_service_reading_the_store(settings, prefect_stack, run_through_worker,
+                                                                          pg_cluster, tmp_path):
+    """`make up`'s service reads rotated credentials from the store (devenv: service_secrets_env): under load, a
+    rotation run by the worker moves its new connections to the new role, and no request fails."""
+    import threading
+
+    from bench.service import run_service
+    from devenv.__main__ import service_secrets_env
+
+    def service_roles() -> set[str]:
+        with psycopg.connect(pg_cluster.superuser_dsn()) as conn:
+            return {r[0] for r in conn.execute("SELECT usename FROM pg_stat_activity WHERE datname = 'textbook' "
+                                               "AND application_name = 'textbook-ops'")}
+
+    def current_role() -> str:
+        """Read the way the service reads it."""
+        from app.secret_source import DatabaseCredentials, PrefectBlockReader, database_credentials_secret_name
+
+        name = database_credentials_secret_name(settings)
+        return DatabaseCredentials.parse(PrefectBlockReader(prefect_stack.api_url).read(name), name=name).username
+
+    assert run_through_worker("rotate-db-credentials/rotate-db-credentials").state.is_completed()
+    before = current_role()
+    env = {**service_secrets_env(prefect_stack.api_url), "DATABASE_URL": settings.database_url, "DB_POOL_SIZE": "1",
+           "SECRET_REFRESH_S": "1"}  # the store is re-read each second (default 300)
+    statuses: list[int] = []
+    seen_after: set[str] = set()
+    stop = threading.Event()
+    with run_service(env, tmp_path / "api.log", ready_path="/health") as service:
+        def load() -> None:  # /metrics reads Postgres; 4 callers on a pool of 1 (+1 overflow) open new connections
+            with httpx.Client(base_url=service.base, timeout=30) as client:
+                while not stop.is_set():
+                    statuses.append(client.get("/metrics").status_code)
+
+        workers = [threading.Thread(target=load) for _ in range(4)]
+        for worker in workers:
+            worker.start()
+        try:
+            while len(statuses) < 20:
+                stop.wait(0.2)
+            seen_before = service_roles()
+            assert run_through_worker("rotate-db-credentials/rotate-db-credentials").state.is_completed()
+            after = current_role()
+            for _ in range(200):  # bounded: until a connection of the new role shows up
+                seen_after |= service_roles()
+                if after in seen_after:
+                    break
+                stop.wait(0.1)
+        finally:
+            stop.set()
+            for worker in workers:
+                worker.join(timeout=60)
+    assert before != after and before in seen_before, (before, seen_before)
+    assert after in seen_after, (after, seen_after)
+    assert statuses and set(statuses) == {200}, sorted(set(statuses))
 
 
 def test_the_prefect_ui_shows_each_runs_logs_and_the_current_catalog(settings, prefect_stack, run_through_worker):
