@@ -79,23 +79,15 @@ USAGE_SUMS = """count(*) AS queries, sum(prompt_tokens) AS prompt_tokens, sum(co
 MONTH = "created_at >= %(start)s AND created_at < %(end)s"
 
 # One scan of the month: tokens per day and model pair (hashed on its own: MATERIALIZED), then priced.
-USAGE_SQL = f"""
-WITH usage AS MATERIALIZED (
-    SELECT created_at::date AS day, model, embedding_model, {USAGE_SUMS}
-    FROM query_log WHERE {MONTH} GROUP BY 1, 2, 3
-)
-{PRICED_USAGE}
-ORDER BY day, model, embedding_model"""
+USAGE_SQL = (f"WITH usage AS MATERIALIZED (SELECT created_at::date AS day, model, embedding_model, {USAGE_SUMS} "  # nosec B608: only this module's constants are interpolated; values are bound parameters
+             f"FROM query_log WHERE {MONTH} GROUP BY 1, 2, 3) {PRICED_USAGE} ORDER BY day, model, embedding_model")
 
 # The costliest sessions: their rows summed per day and model pair, priced, summed per session.
-SESSIONS_SQL = f"""
-WITH usage AS MATERIALIZED (
-    SELECT session_id, created_at::date AS day, model, embedding_model, {USAGE_SUMS}
-    FROM query_log WHERE {MONTH} AND session_id IS NOT NULL GROUP BY 1, 2, 3, 4
-),
-priced AS ({PRICED_USAGE})
-SELECT session_id, sum(queries) AS queries, sum(generation_cost + embedding_cost) AS cost_usd FROM priced
-GROUP BY session_id ORDER BY cost_usd DESC, session_id LIMIT 10"""
+SESSIONS_SQL = (
+    f"WITH usage AS MATERIALIZED (SELECT session_id, created_at::date AS day, model, embedding_model, {USAGE_SUMS} "  # nosec B608: only this module's constants are interpolated; values are bound parameters
+    f"FROM query_log WHERE {MONTH} AND session_id IS NOT NULL GROUP BY 1, 2, 3, 4), priced AS ({PRICED_USAGE}) "
+    "SELECT session_id, sum(queries) AS queries, sum(generation_cost + embedding_cost) AS cost_usd FROM priced "
+    "GROUP BY session_id ORDER BY cost_usd DESC, session_id LIMIT 10")
 
 # The 95th percentile of one query's cost: the one figure that needs every row's own price. Rows meet the price
 # periods by model (a hash) and by their timestamp (no per-row date); in float8: a percentile shown to the
