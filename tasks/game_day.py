@@ -95,7 +95,7 @@ def run_runbook_step(step: RunbookStep, variables: dict[str, str], timeout_s: fl
     game day measures the runbook as written)."""
     started = time.perf_counter()
     try:
-        result = subprocess.run(["bash", "-c", step.command], cwd=PROJECT_ROOT, env=command_environment(variables),  # nosec B603
+        result = subprocess.run(["bash", "-c", step.command], cwd=PROJECT_ROOT, env=command_environment(variables),  # nosec B603: runbook commands, by design
                                 capture_output=True, text=True, timeout=timeout_s)
         code, output = result.returncode, result.stdout + result.stderr
     except subprocess.TimeoutExpired as exc:
