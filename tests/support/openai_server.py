@@ -51,7 +51,10 @@ def first_sentence(text: str) -> str:
 
 
 def question_of(messages: list[dict[str, Any]]) -> str:
-    return str(messages[-1].get("content", "")).rsplit("Question:", 1)[-1].strip()
+    """What the reader asks: the question, with the passage they selected when there is one."""
+    prompt = str(messages[-1].get("content", ""))
+    marker = "The reader selected" if "The reader selected" in prompt else "Question:"
+    return prompt[prompt.rfind(marker):].strip()
 
 
 def grounded_reply(messages: list[dict[str, Any]]) -> str:
