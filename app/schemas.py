@@ -7,9 +7,10 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app.rag.chunking import chapter_of
+from app.rag.language import locale_of
 from app.text_hygiene import CleanComment, CleanText
 
 Locale = Literal["en", "ur"]
@@ -80,13 +81,22 @@ class ChatRequest(BaseModel):
 
     question: CleanText = Field(min_length=1, max_length=2000, description="the reader's question")
     session_id: uuid.UUID | None = Field(default=None, description="continue a conversation")
-    locale: Locale = "en"
+    locale: Locale = Field(default=None, description=(  # type: ignore[assignment] - filled in by _locale
+        "the language to search and answer in; without it, the question's script decides (Arabic script: ur, "
+        "else en). The widget sends the page's locale, which wins."))
     k: int = Field(default=5, ge=1, le=20, description="how many sources to retrieve")
     selection: SelectionIn | None = Field(default=None, description="ask about text selected on a page")
     chapter: str | None = Field(default=None, max_length=200, description=CHAPTER_DESCRIPTION,
                                 json_schema_extra={"pattern": CHAPTER_PATTERN})
 
     _chapter = field_validator("chapter")(classmethod(lambda cls, value: normalise_chapter(value)))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _locale(cls, data: object) -> object:
+        if isinstance(data, dict) and data.get("locale") is None and isinstance(data.get("question"), str):
+            return {**data, "locale": locale_of(data["question"])}
+        return data
 
 
 class SearchRequestBody(BaseModel):

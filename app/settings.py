@@ -101,7 +101,7 @@ class Settings(BaseSettings):
     )
     # "Not covered" (app/rag/coverage.py); calibrated by bench/covered_quality.py, see bench/RESULTS.md.
     min_dense_score: float = Field(
-        default=0.44, ge=-1, le=1,
+        default=0.35, ge=-1, le=1,
         description="best chunk's cosine similarity below this: not covered (where the model knows the language)",
     )
     min_sparse_score: float = Field(
@@ -111,6 +111,10 @@ class Settings(BaseSettings):
     min_query_terms_matched: float = Field(
         default=0.78, ge=0, le=1,
         description="share of the question's terms found in the retrieved chunks below this: not covered (ditto)",
+    )
+    max_unknown_terms: int = Field(
+        default=0, ge=0,
+        description="more names in the question than this that the whole book never uses: not covered",
     )
     citation_min_support: float = Field(
         default=0.4, ge=0, le=1,

@@ -92,22 +92,98 @@ def not_covered_answer(locale: str, backend: str, model: str) -> Answer:
 
 
 def _prose_sentences(text: str) -> list[str]:
-    """Sentences of the prose of a chunk: code fences, tables and headings are not answer material."""
+    """Sentences of the prose of a chunk: code fences, tables and headings are not prose."""
+    return [unit.text for unit in evidence_units(text) if unit.kind == "prose"]
+
+
+@dataclass(frozen=True)
+class EvidenceUnit:
+    """One quotable piece of a chunk: a prose sentence, a table row ("column: value" pairs) or a code line."""
+
+    kind: str  # prose | table | code
+    text: str  # as quoted in an answer
+    terms_text: str  # what its relevance is judged on
+
+
+TABLE_SEPARATOR_RE = re.compile(r"^\|?\s*:?-{2,}:?\s*(\|\s*:?-{2,}:?\s*)*\|?$")
+MIN_CODE_LINE_CHARS = 8
+
+
+def _cells(line: str) -> list[str]:
+    return [cell.strip() for cell in line.strip().strip("|").split("|")]
+
+
+def _table_units(rows: list[str]) -> list[EvidenceUnit]:
+    """A Markdown table's data rows, each as "column: value; column: value" under its header."""
+    if len(rows) < 3 or not TABLE_SEPARATOR_RE.match(rows[1].strip()):
+        return []
+    header = _cells(rows[0])
+    units = []
+    for row in rows[2:]:
+        pairs = [f"{column}: {value}" for column, value in zip(header, _cells(row), strict=False) if value]
+        if pairs:
+            text = "; ".join(pairs)
+            units.append(EvidenceUnit("table", text, text))
+    return units
+
+
+def _code_units(lines: list[str]) -> list[EvidenceUnit]:
+    units = []
+    for line in lines:
+        code = line.strip()
+        if len(code) >= MIN_CODE_LINE_CHARS and any(ch.isalpha() for ch in code):
+            shown = re.sub(r"\s{2,}", " ", code.replace("`", ""))
+            units.append(EvidenceUnit("code", f"`{shown}`", code))
+    return units
+
+
+def evidence_units(text: str) -> list[EvidenceUnit]:
+    """The chunk's prose sentences, table rows and code lines, in order (headings are not answer material)."""
+    units: list[EvidenceUnit] = []
     prose_lines: list[str] = []
+    table_rows: list[str] = []
+    code_lines: list[str] = []
     in_fence = False
+
+    def flush_prose() -> None:
+        for paragraph in " ".join(prose_lines).split("\n"):
+            units.extend(EvidenceUnit("prose", s.strip(), s.strip())
+                         for s in SENTENCE_SPLIT_RE.split(paragraph) if len(s.strip()) > 20)
+        prose_lines.clear()
+
+    def flush_table() -> None:
+        units.extend(_table_units(table_rows))
+        table_rows.clear()
+
     for line in text.split("\n"):
         stripped = line.strip()
         if stripped.startswith(("```", "~~~")):
+            if in_fence:
+                units.extend(_code_units(code_lines))
+                code_lines.clear()
+            else:
+                flush_prose()
+                flush_table()
             in_fence = not in_fence
             continue
-        if in_fence or stripped.startswith(("|", "#")) or not stripped:
+        if in_fence:
+            code_lines.append(line)
+            continue
+        if stripped.startswith("|"):
+            if not table_rows:
+                flush_prose()
+            table_rows.append(stripped)
+            continue
+        if table_rows:
+            flush_table()
+        if stripped.startswith("#") or not stripped:
             prose_lines.append("\n")
             continue
         prose_lines.append(re.sub(r"^([-*+]|\d+\.)\s+", "", stripped))
-    sentences = []
-    for paragraph in " ".join(prose_lines).split("\n"):
-        sentences.extend(s.strip() for s in SENTENCE_SPLIT_RE.split(paragraph) if len(s.strip()) > 20)
-    return sentences
+    units.extend(_code_units(code_lines))  # a chunk can end inside a fence
+    flush_table()
+    flush_prose()
+    return units
 
 
 class ExtractiveAnswerer:
@@ -144,36 +220,58 @@ def _word_deltas(text: str) -> Iterator[str]:
 
 
 def compose_extractive(question: str, chunks: list[RetrievedChunk]) -> str | None:
+    """Up to three pieces of the sources that share the most (rare) terms with the question, each cited.
+
+    Pieces are prose sentences, table rows (quoted as "column: value" pairs) and code lines (in backticks): a
+    fact that sits in a table or a code block is quoted as it stands.
+    """
     query_terms = set(tokenize(question))
-    candidates: list[tuple[float, int, int, str]] = []
-    sentences_by_chunk = [(n, _prose_sentences(c.text)) for n, c in enumerate(chunks, start=1)]
+    candidates: list[tuple[float, int, int, str, str]] = []
+    units_by_chunk = [(n, [(u, set(tokenize(u.terms_text))) for u in evidence_units(c.text)])
+                      for n, c in enumerate(chunks, start=1)]
     document_frequency: Counter[str] = Counter()
-    for _, sentences in sentences_by_chunk:
-        for sentence in sentences:
-            document_frequency.update(set(tokenize(sentence)))
-    total = max(1, sum(len(s) for _, s in sentences_by_chunk))
-    for source_number, sentences in sentences_by_chunk:
-        for position, sentence in enumerate(sentences):
-            terms = set(tokenize(sentence))
+    for _, units in units_by_chunk:
+        for _, terms in units:
+            document_frequency.update(terms)
+    total = max(1, sum(len(u) for _, u in units_by_chunk))
+    for source_number, units in units_by_chunk:
+        for position, (unit, terms) in enumerate(units):
             overlap = query_terms & terms
             if not overlap:
                 continue
             score = sum(math.log(1 + total / document_frequency[t]) for t in overlap)
             score *= 1.0 / (1 + 0.15 * (source_number - 1))  # better-ranked chunks win ties
-            candidates.append((score, source_number, position, sentence))
+            candidates.append((score, source_number, position, unit.text, unit.kind))
     if not candidates:
         return None
-    best = sorted(candidates, key=lambda c: -c[0])[:MAX_ANSWER_SENTENCES]
+    best: list[tuple[float, int, int, str, str]] = []
+    quoted_kinds: set[str] = set()
+    for candidate in sorted(candidates, key=lambda c: -c[0]):
+        kind = candidate[4]
+        if kind != "prose" and kind in quoted_kinds:
+            continue  # one table row and one code line at most: the rest of the answer is prose
+        quoted_kinds.add(kind)
+        best.append(candidate)
+        if len(best) == MAX_ANSWER_SENTENCES:
+            break
     best.sort(key=lambda c: (c[1], c[2]))
-    return " ".join(f"{sentence} [{source_number}]" for _, source_number, _, sentence in best)
+    # A row or a code line ends like a sentence, so that its citation stays its own.
+    return " ".join(f"{text if kind == 'prose' or text[-1] in '.!?۔؟' else text + '.'} [{source_number}]"
+                    for _, source_number, _, text, kind in best)
 
 
+# What the model answers, alone, when the sources do not contain the answer: the reply becomes `covered: false`.
+NOT_IN_SOURCES = "NOT_IN_SOURCES"
 SYSTEM_PROMPT = (
     "You are the assistant of the textbook 'Physical AI & Humanoid Robotics'. Answer only from the numbered "
     "sources below. Cite every claim with its source number in square brackets, like [1] or [2][3]. If the "
-    "sources do not answer the question, say that the book does not cover it. Answer in the language of the "
-    "question ({language}). Be concise."
+    f"sources do not contain the answer to the question, reply with exactly {NOT_IN_SOURCES} and nothing else. "
+    "Answer in the language of the question ({language}). Be concise."
 )
+
+
+def says_not_in_sources(text: str) -> bool:
+    return text.strip().strip(".").strip() == NOT_IN_SOURCES
 
 
 class OpenAIAnswerer:
@@ -224,6 +322,14 @@ class OpenAIAnswerer:
         fallback.model = answer.model
         return fallback
 
+    def _not_in_sources(self, locale: str, model: str, prompt_tokens: int, completion_tokens: int,
+                        started: float) -> Answer:
+        """The model read the sources and found no answer in them: not covered, and nothing cited."""
+        answer = not_covered_answer(locale, "openai", model)
+        answer.prompt_tokens, answer.completion_tokens = prompt_tokens, completion_tokens
+        answer.generation_ms = (time.perf_counter() - started) * 1000
+        return answer
+
     def answer(self, question: str, retrieval: Retrieval, history: list[Turn], locale: str,
                selection: Selection | None = None) -> Answer:
         import openai
@@ -239,8 +345,12 @@ class OpenAIAnswerer:
         except openai.OpenAIError as exc:
             return self._fallback(question, retrieval, history, locale, f"{exc.__class__.__name__}: {exc}", selection)
         usage = response.usage
+        text = (response.choices[0].message.content or "").strip()
+        if says_not_in_sources(text):
+            return self._not_in_sources(locale, response.model or self.model, usage.prompt_tokens if usage else 0,
+                                        usage.completion_tokens if usage else 0, started)
         answer = Answer(
-            text=(response.choices[0].message.content or "").strip(), covered=True, backend="openai",
+            text=text, covered=True, backend="openai",
             model=response.model or self.model,
             prompt_tokens=usage.prompt_tokens if usage else 0,
             completion_tokens=usage.completion_tokens if usage else 0,
@@ -268,15 +378,21 @@ class OpenAIAnswerer:
                 temperature=0.2,
                 stream=True, stream_options={"include_usage": True},
             )
+            held = True  # while the reply could still be NOT_IN_SOURCES, nothing is shown to the reader
             for event in stream:
                 model = event.model or model
                 if event.usage:
                     prompt_tokens, completion_tokens = event.usage.prompt_tokens, event.usage.completion_tokens
                 for choice in event.choices:
                     delta = choice.delta.content or ""
-                    if delta:
-                        parts.append(delta)
+                    if not delta:
+                        continue
+                    parts.append(delta)
+                    if not held:
                         yield delta
+                    elif not NOT_IN_SOURCES.startswith("".join(parts).strip()[:len(NOT_IN_SOURCES)]):
+                        held = False
+                        yield "".join(parts)
         except openai.OpenAIError as exc:
             if parts:  # the reader already saw part of the answer: finish it as an error, don't restart
                 raise
@@ -285,6 +401,13 @@ class OpenAIAnswerer:
             yield from _word_deltas(answer.text)
             yield answer
             return
+        if says_not_in_sources("".join(parts)):
+            answer = self._not_in_sources(locale, model, prompt_tokens, completion_tokens, started)
+            yield from _word_deltas(answer.text)
+            yield answer
+            return
+        if held and parts:
+            yield "".join(parts)
         answer = Answer(
             text="".join(parts).strip(), covered=True, backend="openai", model=model, prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens, generation_ms=(time.perf_counter() - started) * 1000,

@@ -10,11 +10,14 @@ from typing import Any
 from app.rag.embeddings import Embedder
 from app.rag.sparse import query_vector, tokenize
 from app.rag.vector_store import SearchMode, SearchRequest, VectorIndex
+from app.rag.vocabulary import BookVocabulary
 from app.tracing import span
 
 DEFAULT_LOCALE = "en"
 # Sparse hits read to see which of the query's terms the book uses at all (coverage evidence).
 VOCABULARY_PROBE = 20
+# Chunks read per section wanted: a long section has several chunks, and each section is returned once.
+CHUNKS_PER_SECTION_READ = 3
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,8 @@ class Retrieval:
     dense_reliable: bool = True
     # With a favoured page and its text (a reader's selection): the share of that text's terms the page holds.
     selection_matched: float | None = None
+    # Names in the question that the whole book never uses (app/rag/vocabulary.py): Nav2, Docker, Asimov.
+    unknown_terms: tuple[str, ...] = ()
 
     @property
     def query_terms_matched(self) -> float:
@@ -81,6 +86,7 @@ class Retriever:
         self._embedder = embedder
         self._index = index
         self._settings = settings
+        self._vocabulary = BookVocabulary(index, settings.embedding_dimensions)
 
     def chapters(self) -> set[str]:
         return self._index.chapters()
@@ -90,6 +96,10 @@ class Retriever:
         """`chapter` restricts every search to one chapter; `favour_page` (a page URL) ranks its chunks higher,
         and `favour_text` (what the reader selected there) is looked up in that page's chunks."""
         settings = self._settings
+        started = time.perf_counter()
+        unknown_terms = tuple(self._vocabulary.unknown_names(query))
+        query = self._vocabulary.expand(query)
+        vocabulary_ms = (time.perf_counter() - started) * 1000
         started = time.perf_counter()
         with span("query embedding", **{"rag.embedding_model": self._embedder.model_name}):
             embedded = self._embedder.embed([query]) if mode != "sparse" else None
@@ -108,18 +118,20 @@ class Retriever:
                     sparse_weight=settings.sparse_weight, rrf_k=settings.rrf_k, chapter=chapter, page_url=page,
                 ))
 
+        read = k * CHUNKS_PER_SECTION_READ
         used_locale = locale
-        hits = search(locale, mode, k)
+        hits = search(locale, mode, read)
         fell_back = False
         if not hits and locale not in (None, DEFAULT_LOCALE):
             used_locale, fell_back = DEFAULT_LOCALE, True
-            hits = search(DEFAULT_LOCALE, mode, k)
+            hits = search(DEFAULT_LOCALE, mode, read)
         selection_matched = None
         if favour_page and hits:
-            page_hits = search(used_locale, mode, k, favour_page)
-            hits = fuse_favouring(hits, page_hits, limit=k, rrf_k=settings.rrf_k)
+            page_hits = search(used_locale, mode, read, favour_page)
+            hits = fuse_favouring(hits, page_hits, limit=read, rrf_k=settings.rrf_k)
             if favour_text:
                 selection_matched = share_found(favour_text, page_hits)
+        hits = best_chunk_per_section(hits)[:k]
         top_dense = top_sparse = None
         sparse_hits: list[Any] = []
         if dense is not None and hits:
@@ -128,7 +140,7 @@ class Retriever:
         if hits and sparse.indices:
             sparse_hits = search(used_locale, "sparse", VOCABULARY_PROBE)
             top_sparse = sparse_hits[0].score if sparse_hits else 0.0
-        search_ms = (time.perf_counter() - started) * 1000
+        search_ms = (time.perf_counter() - started) * 1000 + vocabulary_ms
 
         chunks = [RetrievedChunk(id=h.id, rank=i, score=h.score, payload=h.payload) for i, h in enumerate(hits)]
         query_terms = set(tokenize(query))
@@ -146,7 +158,20 @@ class Retriever:
             query_terms=len(query_terms),
             dense_reliable=dense_is_reliable(settings, locale),
             selection_matched=selection_matched,
+            unknown_terms=unknown_terms,
         )
+
+
+def best_chunk_per_section(hits: list[Any]) -> list[Any]:
+    """One hit per section URL (page and anchor), the best-ranked chunk representing it, in rank order."""
+    seen: set[str] = set()
+    unique = []
+    for hit in hits:
+        url = str(hit.payload.get("url", "")) or hit.id
+        if url not in seen:
+            seen.add(url)
+            unique.append(hit)
+    return unique
 
 
 def _terms_of(hits: list[Any]) -> set[str]:

@@ -6,7 +6,8 @@ Events with `stream_options.include_usage`), `POST /v1/embeddings`, `GET /v1/mod
 Bearer-key authentication. Tests script it: `mode` = "ok" | "error" | "slow", and `reply`: the
 assistant's content, as a string or as a function of the request's messages (`source_texts` reads the
 numbered sources of the service's prompt). Without a script the reply quotes the first sentence of
-source [1] and cites it, as a grounded model would.
+source [1] and cites it, as a grounded model would, or says NOT_IN_SOURCES (the service's prompt asks for
+exactly that) when no term of the question occurs in the sources.
 """
 
 from __future__ import annotations
@@ -49,10 +50,21 @@ def first_sentence(text: str) -> str:
     return re.split(r"(?<=[.!?۔؟])\s+", prose.strip())[0].rstrip(".!?۔؟ ")
 
 
+def question_of(messages: list[dict[str, Any]]) -> str:
+    """What the reader asks: the question, with the passage they selected when there is one."""
+    prompt = str(messages[-1].get("content", ""))
+    marker = "The reader selected" if "The reader selected" in prompt else "Question:"
+    return prompt[prompt.rfind(marker):].strip()
+
+
 def grounded_reply(messages: list[dict[str, Any]]) -> str:
+    """Source [1]'s first sentence, cited; NOT_IN_SOURCES when no term of the question occurs in the sources."""
+    from app.rag.answering import NOT_IN_SOURCES
+    from app.rag.sparse import tokenize
+
     sources = source_texts(messages)
-    if not sources:
-        return "The book does not cover this question."
+    if not sources or not set(tokenize(question_of(messages))) & set(tokenize(" ".join(sources.values()))):
+        return NOT_IN_SOURCES
     return f"According to the book, {first_sentence(sources[min(sources)])} [1]."
 
 

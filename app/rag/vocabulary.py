@@ -1,0 +1,130 @@
+"""The words the whole book uses, to find a question's terms it never uses (coverage evidence).
+
+A question about Nav2, MoveIt 2, Docker or Asimov names something the book never mentions, however well
+its other words (robot, navigation, laws) match. Terms the book never uses are the question's own
+evidence against coverage; a misspelling of a word the book uses ("kalmen", "whats") is not one of them.
+
+The same pass mines the book's own acronyms ("Vision-Language-Action (VLA)"): a question that uses only the
+short form ("What does VLA stand for?") is searched with the long form as well.
+
+The vocabulary is read from the live index (every chunk's text and heading path, all locales: an Urdu
+question may name a tool in Latin script) and read again when the index's generation changes.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from typing import Any
+
+from app.rag.sparse import ENGLISH_STOPWORDS, URDU_STOPWORDS, tokenize
+from app.rag.vector_store import SearchRequest
+
+# Words of a reader's question that the book need not use to be about it.
+QUESTION_WORDS = frozenset(
+    """explain tell describe meaning mean means define definition difference between example examples work works
+    happen happens need needs want know book chapter chapters please show compare thing things way ways whats vs""".split()
+)
+MAX_CHUNKS = 100_000
+MIN_FUZZY_CHARS = 5  # shorter terms must match exactly (ZMP is not IMU)
+# "Long Form (LF)": up to eight words before an acronym in parentheses.
+ACRONYM_RE = re.compile(r"((?:[A-Za-z][\w]*[\s\-\u2010-\u2015/]+){1,8})\(([A-Z][A-Za-z0-9]{1,7}?)s?\)")
+LATIN_WORD_RE = re.compile(r"[A-Za-z][\w'’\-]*")
+WORD_SPLIT_RE = re.compile(r"[\s\-\u2010-\u2015/]+")
+
+
+def acronyms_in(text: str) -> dict[str, str]:
+    """{"vla": "Vision-Language-Action"} for each "Vision-Language-Action (VLA)" whose initials spell the acronym."""
+    found: dict[str, str] = {}
+    for match in ACRONYM_RE.finditer(text):
+        short = match.group(2)
+        letters = [ch.lower() for ch in short if ch.isupper() or ch.isdigit()]
+        words = [w for w in WORD_SPLIT_RE.split(match.group(1).strip()) if w]
+        if len(letters) < 2 or len(words) < len(letters):
+            continue
+        candidate = words[-len(letters):]
+        if [w[0].lower() for w in candidate] == letters:
+            found.setdefault(short.lower(), " ".join(candidate))
+    return found
+
+
+def _deletions(word: str) -> set[str]:
+    return {word[:i] + word[i + 1:] for i in range(len(word))}
+
+
+class BookVocabulary:
+    """`unknown(question)`: the question's terms the book never uses, misspellings of its words excepted."""
+
+    def __init__(self, index: Any, dimensions: int) -> None:
+        self._index = index
+        self._dimensions = dimensions
+        self._lock = threading.Lock()
+        self._version: object = None
+        self._terms: frozenset[str] = frozenset()
+        self._near: dict[str, set[str]] = {}
+        self._acronyms: dict[str, str] = {}
+
+    def _current_version(self) -> object:
+        generation = getattr(self._index, "generation", None)
+        return generation if generation is not None else self._index.count()
+
+    def _load(self) -> None:
+        version = self._current_version()
+        if version == self._version and self._terms:
+            return
+        with self._lock:
+            if version == self._version and self._terms:
+                return
+            probe = [0.0] * (self._dimensions - 1) + [1.0]
+            hits = self._index.search(SearchRequest(dense=probe, sparse=None, limit=MAX_CHUNKS, mode="dense"))
+            terms: set[str] = set()
+            acronyms: dict[str, str] = {}
+            for hit in hits:
+                text = f"{hit.payload.get('text', '')} {' '.join(hit.payload.get('heading_path', []))}"
+                terms.update(tokenize(text))
+                for short, long in acronyms_in(text).items():
+                    acronyms.setdefault(short, long)
+            near: dict[str, set[str]] = {}
+            for word in terms | ENGLISH_STOPWORDS | URDU_STOPWORDS | QUESTION_WORDS:
+                if len(word) >= MIN_FUZZY_CHARS - 1:
+                    for variant in _deletions(word) | {word}:
+                        near.setdefault(variant, set()).add(word)
+            # Read after the search: a reader opens the live generation on its first search.
+            self._terms, self._near, self._acronyms = frozenset(terms), near, acronyms
+            self._version = self._current_version()
+
+    def knows(self, term: str) -> bool:
+        """The book uses the term, or the term is one edit (typo, missing or extra letter) from a word it uses."""
+        if term in self._terms or term in QUESTION_WORDS or term in ENGLISH_STOPWORDS or term in URDU_STOPWORDS:
+            return True
+        if len(term) < MIN_FUZZY_CHARS:
+            return False
+        return any(variant in self._near for variant in _deletions(term) | {term})
+
+    def unknown(self, question: str) -> list[str]:
+        self._load()
+        return [term for term in dict.fromkeys(tokenize(question)) if not self.knows(term)]
+
+    def unknown_names(self, question: str) -> list[str]:
+        """The question's names the book never uses: written like a name (Nav2, MoveIt, RViz, a capitalised
+        word inside the sentence) and unknown to the book. Plain words the book does not happen to use
+        ("downhill", "recap") are not evidence: readers word their questions their own way."""
+        unknown = set(self.unknown(question))
+        if not unknown:
+            return []
+        names = []
+        for position, match in enumerate(LATIN_WORD_RE.finditer(question)):
+            word = match.group()
+            looks_like_name = (any(ch.isupper() for ch in word[1:]) or (word[0].isupper() and position > 0)
+                               or (any(ch.isdigit() for ch in word) and len(word) >= 3))
+            if looks_like_name and set(tokenize(word)) & unknown:
+                names.append(word)
+        return names
+
+    def expand(self, question: str) -> str:
+        """The question with the long form of each of the book's acronyms it uses, when it lacks it."""
+        self._load()
+        lowered = question.lower()
+        extra = [long for short, long in self._acronyms.items()
+                 if re.search(rf"(?<![\w-]){re.escape(short)}s?(?![\w-])", lowered) and long.lower() not in lowered]
+        return f"{question} ({'; '.join(extra)})" if extra else question

@@ -1,0 +1,143 @@
+"""What an answer carries: the question's language without a locale, one source per section with its anchor,
+the table row or code line that holds the fact, and an honest "not covered" when the model finds no answer."""
+
+from __future__ import annotations
+
+import json
+import re
+from types import SimpleNamespace
+
+import pytest
+
+from app.rag.answering import NOT_IN_SOURCES, evidence_units
+from app.rag.language import locale_of
+from app.rag.retrieval import best_chunk_per_section
+from tests.app import test_openai_backends
+
+fake_openai, openai_client = test_openai_backends.fake_openai, test_openai_backends.openai_client  # fixtures
+
+URDU_LETTER = re.compile("[\u0600-\u06ff]")
+
+
+def chat(client, question: str, **extra) -> dict:
+    response = client.post("/v1/chat", json={"question": question, **extra})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+# -- language from the question ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("text", "locale"),
+    [
+        ("ZMP کیا ہے؟", "ur"),
+        ("ROS 2 میں topic اور service میں کیا فرق ہے؟", "ur"),  # English terms in a Urdu question
+        ("ما هو الروبوت؟", "ur"),  # Arabic script: the site's Arabic-script locale
+        ("What is the Zero Moment Point?", "en"),
+        ("What does the word روبوٹ mean in the Urdu chapters?", "en"),
+        ("42?", "en"),
+    ],
+)
+def test_the_script_of_the_question_decides_its_locale(text, locale):
+    assert locale_of(text) == locale
+
+
+def test_an_urdu_question_without_a_locale_is_searched_and_answered_in_urdu(client):
+    body = chat(client, "کالمن فلٹر کیا ہے؟")
+    assert body["covered"] is True
+    assert body["sources"] and all(s["url"].startswith("/ur/docs/") for s in body["sources"])
+    assert URDU_LETTER.search(body["answer"])
+
+
+def test_an_english_question_without_a_locale_stays_english(client):
+    body = chat(client, "What is a Kalman filter?")
+    assert body["covered"] is True and all(s["url"].startswith("/docs/") for s in body["sources"])
+
+
+def test_an_explicit_locale_wins_over_the_script(client):
+    body = chat(client, "کالمن فلٹر کیا ہے؟", locale="en")
+    assert all(s["url"].startswith("/docs/") for s in body["sources"])
+    assert not URDU_LETTER.search(re.sub(r"\[\d+\]", "", body["answer"]))
+
+
+# -- one source per section -------------------------------------------------------------------------------------
+def test_best_chunk_per_section_keeps_the_first_of_each_url_in_rank_order():
+    hits = [SimpleNamespace(id=str(i), payload={"url": url}) for i, url in
+            enumerate(["/docs/a#x", "/docs/a#y", "/docs/a#x", "/docs/b", "/docs/a#y"])]
+    assert [h.id for h in best_chunk_per_section(hits)] == ["0", "1", "3"]
+
+
+@pytest.mark.parametrize("question", [
+    "How do I create a publisher node with a timer in rclpy?",
+    "What QoS settings should sensor data use?",
+    "How does a Kalman filter fuse IMU and wheel odometry?",
+    "ROS 2 میں سروس اور ایکشن میں کیا فرق ہے؟",
+])
+def test_sources_are_unique_by_url_and_carry_the_section_anchor(client, question):
+    body = chat(client, question, k=8)
+    urls = [s["url"] for s in body["sources"]]
+    assert urls and len(urls) == len(set(urls)), urls
+    assert all("#" in url for url in urls), urls
+    search = client.post("/v1/search", json={"query": question, "k": 10}).json()["results"]
+    assert len({r["url"] for r in search}) == len(search)
+
+
+# -- the fact as it stands in a table or a code block -----------------------------------------------------------
+def test_evidence_units_read_table_rows_as_column_value_pairs_and_code_lines_in_backticks():
+    text = ("QoS profiles differ in depth.\n\n| Profile | History (depth) |\n| --- | --- |\n"
+            "| Sensor data | Keep last (5) |\n\n```bash\nros2 topic echo /chatter\n```\nThat prints each message.")
+    units = [(u.kind, u.text) for u in evidence_units(text)]
+    assert units == [
+        ("prose", "QoS profiles differ in depth."),
+        ("table", "Profile: Sensor data; History (depth): Keep last (5)"),
+        ("code", "`ros2 topic echo /chatter`"),
+        ("prose", "That prints each message."),
+    ]
+
+
+def cited_source(body: dict, quoted: str) -> dict:
+    """The source of the first citation after `quoted` (a quoted row is cited at its end)."""
+    match = re.search(re.escape(quoted) + r"[^\[]*\[(\d+)\]", body["answer"])
+    assert match, body["answer"]
+    return body["sources"][int(match.group(1)) - 1]
+
+
+def test_a_fact_from_a_table_row_is_quoted_as_column_value_pairs_with_its_citation(client):
+    body = chat(client, "What history depth does the sensor data QoS profile keep?")
+    source = cited_source(body, "History (depth): Keep last (5)")
+    assert source["url"].startswith("/docs/ros2-fundamentals#")
+
+
+def test_a_fact_from_a_code_line_is_quoted_in_backticks_with_its_citation(client):
+    body = chat(client, "Which command shows the QoS of each endpoint of a topic?")
+    source = cited_source(body, "`ros2 topic info /chatter --verbose # shows QoS of each endpoint`")
+    assert source["url"].startswith("/docs/ros2-fundamentals#")
+
+
+# -- the model may say the sources do not hold the answer -------------------------------------------------------
+def test_a_model_that_finds_no_answer_in_the_sources_makes_the_answer_not_covered(openai_client, fake_openai):
+    fake_openai.reply = NOT_IN_SOURCES
+    body = openai_client.post("/v1/chat", json={"question": "What is the Zero Moment Point?"}).json()
+    assert body["covered"] is False and body["sources"] == [] and NOT_IN_SOURCES not in body["answer"]
+    assert body["answer_backend"] == "openai" and body["usage"]["completion_tokens"] == 1
+    assert any(r["path"] == "/v1/chat/completions" for r in fake_openai.requests)
+
+
+def test_a_streamed_not_in_sources_reply_never_shows_the_marker(openai_client, fake_openai):
+    fake_openai.reply = NOT_IN_SOURCES
+    with openai_client.stream("POST", "/v1/chat/stream", json={"question": "What is the Zero Moment Point?"}) as response:
+        raw = "".join(response.iter_text())
+    events = [(m.group(1), json.loads(m.group(2))) for m in re.finditer(r"event: (\w+)\ndata: (.*)\n\n", raw)]
+    final = events[-1][1]
+    assert events[-1][0] == "final" and final["covered"] is False and final["sources"] == []
+    deltas = "".join(d["text"] for kind, d in events if kind == "delta")
+    assert NOT_IN_SOURCES not in deltas and deltas == final["answer"]
+
+
+def test_the_scripted_server_says_not_in_sources_when_the_sources_miss_the_question(openai_client, fake_openai):
+    """The default (grounded) script of the test server answers from the sources or says NOT_IN_SOURCES."""
+    body = openai_client.post("/v1/chat", json={"question": "What is the Zero Moment Point?"}).json()
+    assert body["covered"] is True and body["answer_backend"] == "openai"
+    from tests.support.openai_server import grounded_reply
+
+    unrelated = [{"role": "user", "content": "Sources:\n[1] Cooking — Bread\nFlour and water.\n\nQuestion: What is ZMP?"}]
+    assert grounded_reply(unrelated) == NOT_IN_SOURCES
