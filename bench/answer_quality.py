@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         from app.settings import load_settings
 
         settings = load_settings(_env_file=None, index_dir=args.index_dir,
-                                 database_url="postgresql+psycopg://unused:unused@127.0.0.1:1/unused")
+                                 database_url="postgresql+psycopg://unused:unused@127.0.0.1:1/unused")  # pragma: allowlist secret
         outcomes = evaluate(settings, {"textbook": None, "rust": "rust-book"})
     else:
         with bench_environment() as env:
