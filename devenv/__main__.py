@@ -99,8 +99,12 @@ def service_secrets_env(prefect_api_url: str) -> dict[str, str]:
     return {"SECRETS_SOURCE": "store", "SECRET_BACKEND": "prefect", "PREFECT_API_URL": prefect_api_url}
 
 
-def start_api(settings: Settings, timeout_s: float = 120, *, secrets_from_store: bool = True) -> None:
+def start_api(settings: Settings, timeout_s: float = 120, *, secrets_from_store: bool | None = None) -> None:
+    """`secrets_from_store` defaults to whether the stack's Prefect server answers: the same API process reads
+    rotated secrets whenever the store is there, however it was (re)started (`make up`, a runbook, a game day)."""
     pid_file = api_pid_file(settings)
+    if secrets_from_store is None:
+        secrets_from_store = prefect_stack(settings).healthy()
     base = f"http://{settings.api_host}:{settings.api_port}"
     if running(pid_file):
         say(f"the API is already running (pid {pid_file.read_text().strip()})")
@@ -176,7 +180,7 @@ def up(args: argparse.Namespace) -> None:
     if not args.no_ingest:
         ingest(settings)
     if not args.no_api:
-        start_api(settings, secrets_from_store=not args.no_prefect)
+        start_api(settings)
     if not args.no_site:
         start_site(settings)
     if not args.no_api:

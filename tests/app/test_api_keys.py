@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
@@ -47,8 +48,15 @@ def test_revoked_expired_and_wrong_scope_keys_are_refused(locked_client):
     engine = locked_client.app.state.engine
     revoked = issue_key(engine=engine, name="old", scopes=["chat"])
     assert revoke_key(engine=engine, key_id=revoked.id) and ask(locked_client, revoked.key).status_code == 401
-    expired = issue_key(engine=engine, name="expired", scopes=["chat"], expires_in_days=-1)
+    expired = issue_key(engine=engine, name="expired", scopes=["chat"], expires_in_days=1)
+    with Session(engine) as db:  # a day later: no key can be issued already expired
+        row = db.get(ApiKey, expired.id)
+        row.expires_at = datetime.now(UTC) - timedelta(seconds=1)
+        db.add(row)
+        db.commit()
     assert ask(locked_client, expired.key).status_code == 401
+    with pytest.raises(ValueError, match="expires_in_days must be 1 or more"):
+        issue_key(engine=engine, name="never-valid", scopes=["chat"], expires_in_days=0)
     admin_only = issue_key(engine=engine, name="ops", scopes=["admin"])
     response = ask(locked_client, admin_only.key)
     assert response.status_code == 403 and "'chat' scope" in response.json()["detail"]

@@ -50,7 +50,9 @@ def test_anonymous_requests_get_the_stricter_limit_then_429_with_retry_after(app
     body = refused.json()
     assert body["error_code"] == "rate_limited" and body["request_id"] == refused.headers["x-request-id"]
     assert "3 requests per 60 s for this client address" in body["detail"]
-    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    # The window is full: room comes only after it ends, once its count weighs little enough as the previous
+    # window's share (the sliding estimate), so Retry-After is past the reset and under two windows.
+    assert int(refused.headers["x-ratelimit-reset"]) <= int(refused.headers["retry-after"]) <= 2 * 60
 
 
 def test_each_key_has_its_own_budget_and_invalid_keys_count_against_the_address(app_settings):

@@ -238,6 +238,7 @@ export default function ChatWidget() {
   const [messages, setMessages] = useState([]);
   const [question, setQuestion] = useState('');
   const [busy, setBusy] = useState(false);
+  const [notice, setNotice] = useState(''); // about the conversation itself (deleted or not), never an answer's error
   const [blockedUntil, setBlockedUntil] = useState(0);
   const [selection, setSelection] = useState(null);
   const [chapterOnly, setChapterOnly] = useState(false);
@@ -352,6 +353,7 @@ export default function ChatWidget() {
     if (chapterOnly && chapter && capabilities.chapter) body.chapter = chapter;
     setQuestion('');
     setSelection(null);
+    setNotice('');
     setBusy(true);
     setMessages((current) => [
       ...current,
@@ -400,6 +402,7 @@ export default function ChatWidget() {
     abortRef.current?.abort();
     storeSession(null);
     setMessages([]);
+    setNotice('');
     inputRef.current?.focus();
   };
 
@@ -470,6 +473,7 @@ export default function ChatWidget() {
               </div>
             ))}
           </div>
+          <p role="status" className={notice ? styles.notice : styles.visuallyHidden} data-testid="chat-notice">{notice}</p>
           <form className={styles.form} onSubmit={ask}>
             {selection && (
               <div className={styles.selection}>
