@@ -255,12 +255,16 @@ def test_practice_mode_pauses_before_each_step_and_measures_the_person(game_day_
 
 def test_weekly_runs_the_scenarios_in_sequence_then_reports_mttr_and_success_rate_against_the_targets(
         game_day_stack):
+    from prefect.exceptions import ParameterTypeError
+
     from flows.game_day import GameDaysFailed, game_day_report, game_days_weekly
 
+    with pytest.raises(ParameterTypeError, match="scenarios"):  # the deployment's schema refuses it before a run
+        game_days_weekly(scenarios=["no-such-scenario"])
     before = game_day_report(days=90)["secret-leaked"]["runs"]
     with pytest.raises(GameDaysFailed) as failed:  # one failed: the weekly run fails, after running the rest
-        game_days_weekly(scenarios=["no-such-scenario", "secret-leaked"])
-    assert failed.value.outcomes["no-such-scenario"].startswith("failed: GameDayRefused: unknown scenario")
+        game_days_weekly.fn(scenarios=["no-such-scenario", "secret-leaked"])  # past the schema, to fail one
+    assert failed.value.outcomes["no-such-scenario"].startswith("failed: ParameterTypeError")
     assert failed.value.outcomes["secret-leaked"] == "passed"
     report = game_day_report(days=90)
     assert report["secret-leaked"]["runs"] == before + 1 and report["secret-leaked"]["result"] == "met"
