@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         write_section("Tracing overhead: /v1/chat with OpenTelemetry on and off, side by side",
                       f"{machine_line()}\n\nTwo services (tracing on, exporting to an OTLP receiver on loopback / off), "
                       f"the site's textbook, one Postgres; {args.rounds} alternating rounds of {args.requests} requests "
-                      f"per arm at concurrency 1. The machine was loaded by other work: read the ratio.\n\n"
+                      f"per arm at concurrency 1.\n\n"
                       f"{table}\n\n{cost}")
     return 0
 
