@@ -3,7 +3,7 @@
 Runs the end-to-end game day tests (tests/monitoring/test_game_days.py: a `make up`-style stack, real Prometheus and
 Alertmanager with 1 s intervals, `for:` 2 s and range windows / 30) and tabulates each passed run the tests recorded.
 The shortened alert timings make detection seconds, not minutes: with the shipped rules add each alert's `for:`
-(ServiceDown 1 m, HighErrorRate 5 m) and the scrape/evaluation intervals to `detect`.
+(ServiceDown 1 m, HighErrorRate and HighLatencyP95 5 m) and the scrape/evaluation intervals to `detect`.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         "Detection reads the alert from Alertmanager's API and counts, like MTTR, from the start of the injection. "
         "Alert timings shortened for the test stack (1 s scrape and "
         "evaluation, `for:` 2 s, range windows / 30): with the shipped rules, detection takes the alert's `for:` more "
-        "(ServiceDown 1 min, HighErrorRate 5 min). Mitigation is the runbook's own commands (subprocesses: each "
+        "(ServiceDown 1 min, HighErrorRate and HighLatencyP95 5 min). Mitigation is the runbook's own commands (subprocesses: each "
         "`python -m` start is part of it). The machine was shared and loaded (7 engineers, 2 cores): absolute "
         "seconds are pessimistic.",
     ])
