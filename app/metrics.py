@@ -125,6 +125,7 @@ class _SessionCount:
 
 # One reading per engine (each worker has its own): render_metrics builds a new collector for every scrape.
 _session_counts: WeakKeyDictionary[Any, _SessionCount] = WeakKeyDictionary()
+_session_counts_lock = threading.Lock()
 
 
 class ActiveSessionsCollector:
@@ -145,7 +146,8 @@ class ActiveSessionsCollector:
         self._clock = clock
 
     def collect(self) -> Iterator[Any]:
-        reading = _session_counts.setdefault(self._engine, _SessionCount())
+        with _session_counts_lock:  # concurrent scrapes share one reading
+            reading = _session_counts.setdefault(self._engine, _SessionCount())
         with reading.lock:
             now = self._clock()
             if now - reading.read_at >= self._refresh_s and not self._pool_full():

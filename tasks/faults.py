@@ -149,6 +149,7 @@ def hold_query_log_lock(settings: Settings, hold_s: float = 9.0) -> TableLockHol
 @task(name="release-query-log-lock", cache_policy=NO_CACHE)
 def release_query_log_lock(settings: Settings, holder: TableLockHolder) -> None:
     """Stop the holder; if the runbook did not terminate its backend, terminate it now (it may be in a 9 s sleep)."""
+    holder.stop(timeout_s=0)  # first: its backend killed from here on counts as stopped, not as the runbook's doing
     if holder.alive and holder.backend_pid is not None:
         with engine_for(settings).connect() as conn:
             conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": holder.backend_pid})
