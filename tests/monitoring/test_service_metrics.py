@@ -214,3 +214,24 @@ def test_a_full_pool_keeps_the_previous_reading_without_waiting_for_a_connection
         assert active_sessions(engine, clock) == before and len(queries) == 2  # a connection is free: counted
     finally:
         engine.dispose()
+
+
+def test_postgres_down_leaves_the_gauge_out_and_is_not_retried_on_every_scrape():
+    from sqlalchemy import event
+
+    from app.db import create_db_engine
+    from app.settings import Settings
+    from tests.conftest import free_port
+
+    down = Settings(_env_file=None, database_url=f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/textbook",
+                    db_connect_timeout_s=1)
+    engine, clock, attempts = create_db_engine(down), ManualClock(), []
+    event.listen(engine, "do_connect", lambda *_: attempts.append(1))
+    try:
+        assert active_sessions(engine, clock) is None  # no sample, no error: the scrape still answers
+        clock.now += 5
+        assert active_sessions(engine, clock) is None and len(attempts) == 1
+        clock.now += 15
+        assert active_sessions(engine, clock) is None and len(attempts) == 2
+    finally:
+        engine.dispose()
