@@ -217,6 +217,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=65536, ge=1024)
     metrics_multiproc_dir: Path | None = None
     active_session_window_s: int = Field(default=1800, ge=60)
+    active_sessions_refresh_s: float = Field(default=15.0, ge=0, le=3600,
+                                             description="/metrics counts active sessions in Postgres at most this often")
+    active_sessions_query_timeout_s: float = Field(default=1.0, gt=0, le=30,
+                                                   description="statement timeout of that count: a slow one skips a sample")
 
     # Abuse and hygiene (issue 9): rate limits kept in Postgres, proxies, timeouts, headers.
     rate_limit_enabled: bool = Field(default=True, description="count /v1 requests per API key and per client address")

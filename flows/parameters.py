@@ -14,7 +14,8 @@ from typing import Annotated, Literal
 from pydantic import Field, WithJsonSchema
 
 StorageKind = Literal["local", "s3"]
-GameDayScenario = Literal["service-down", "database-down", "error-burst", "backup-broken", "secret-leaked"]
+GameDayScenario = Literal["service-down", "database-down", "error-burst", "latency", "backup-broken",
+                          "secret-leaked"]
 EnvironmentName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,31}$",
                                        description="an ENVIRONMENT value, e.g. production")]
 FolderPath = Annotated[str, Field(pattern=r"^/?[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*/?$",
