@@ -123,7 +123,7 @@ class Settings(BaseSettings):
         description="best chunk's BM25 score below this: not covered (a floor, for languages dense can't judge)",
     )
     min_query_terms_matched: float = Field(
-        default=0.78, ge=0, le=1,
+        default=0.75, ge=0, le=1,
         description="share of the question's terms found in the retrieved chunks below this: not covered (ditto)",
     )
     max_unknown_terms: int = Field(

@@ -9,8 +9,9 @@ answer than one that merely sits at the same rank of the other list. The fused s
       + bm25_weight * BM25 / best BM25 + cosine_weight * cosine   (cosine only where dense is reliable)
 
 Every weight is a setting chosen on the calibration halves of bench/eval (bench/answer_quality.py).
-Measured there and dropped (no gain): the heading path and the page title as their own IDF-weighted match, a
-dense vector of "title > heading", and a page's score from its best 2-3 chunks (see bench/RESULTS.md).
+Measured there and dropped: the heading path and the page title as their own IDF-weighted match (lower), a
+dense vector of "title > heading" (no gain), a page's evidence from its next-best chunks (the Rust book's
+chapter-first up by 1-3 questions of 72, the textbook's sections down as much; see bench/RESULTS.md).
 """
 
 from __future__ import annotations

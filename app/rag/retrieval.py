@@ -114,8 +114,9 @@ class Retriever:
         with span("query embedding", **{"rag.embedding_model": self._embedder.model_name}):
             embedded = self._embedder.embed([query]) if mode != "sparse" else None
         dense = embedded.vectors[0] if embedded else None
-        related = [*self._vocabulary.spelling_variants(query), *self._vocabulary.inflections(query)] \
-            if settings.search_related_forms else []
+        vocabulary = self._vocabulary
+        related = [*vocabulary.spelling_variants(query), *vocabulary.inflections(query),
+                   *vocabulary.urdu_glosses(query)] if settings.search_related_forms else []
         sparse = query_vector(query, related=related, related_weight=settings.related_form_weight)
         embed_ms = (time.perf_counter() - started) * 1000
 

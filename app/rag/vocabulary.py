@@ -63,6 +63,23 @@ def word_family(word: str) -> str:
     return word
 
 
+# "ادراکی سائنس (cognitive science)": the Urdu text glosses its terms with the English ones in parentheses.
+GLOSS_RE = re.compile(r"((?:[\u0600-\u06ff]+\s+){0,2}[\u0600-\u06ff]+)\**\s*\(([A-Za-z][A-Za-z0-9 \-]{1,40})\)")
+
+
+def glosses_in(text: str) -> dict[str, list[str]]:
+    """{English term's tokens (joined): the Urdu words before it} for each "اردو الفاظ (English term)"; as many
+    Urdu words as the English term has words, at least two (the glossed term may be a word and its qualifier)."""
+    found: dict[str, list[str]] = {}
+    for match in GLOSS_RE.finditer(text):
+        english = tokenize(match.group(2))
+        if not english:
+            continue
+        urdu = match.group(1).split()[-max(2, len(match.group(2).split())):]
+        found.setdefault(" ".join(english), [t for t in tokenize(" ".join(urdu))])
+    return found
+
+
 def _deletions(word: str) -> set[str]:
     return {word[:i] + word[i + 1:] for i in range(len(word))}
 
@@ -79,6 +96,7 @@ class BookVocabulary:
         self._near: dict[str, set[str]] = {}
         self._acronyms: dict[str, str] = {}
         self._families: dict[str, set[str]] = {}
+        self._glosses: dict[str, list[str]] = {}
 
     def _current_version(self) -> object:
         generation = getattr(self._index, "generation", None)
@@ -95,9 +113,12 @@ class BookVocabulary:
             hits = self._index.search(SearchRequest(dense=probe, sparse=None, limit=MAX_CHUNKS, mode="dense"))
             terms: set[str] = set()
             acronyms: dict[str, str] = {}
+            glosses: dict[str, list[str]] = {}
             for hit in hits:
                 text = f"{hit.payload.get('text', '')} {' '.join(hit.payload.get('heading_path', []))}"
                 terms.update(tokenize(text))
+                for english, urdu in glosses_in(text).items():
+                    glosses.setdefault(english, urdu)
                 for short, long in acronyms_in(text).items():
                     acronyms.setdefault(short, long)
             near: dict[str, set[str]] = {}
@@ -110,6 +131,7 @@ class BookVocabulary:
                 families.setdefault(word_family(word), set()).add(word)
             # Read after the search: a reader opens the live generation on its first search.
             self._terms, self._near, self._acronyms, self._families = frozenset(terms), near, acronyms, families
+            self._glosses = glosses
             self._version = self._current_version()
 
     def knows(self, term: str) -> bool:
@@ -142,6 +164,19 @@ class BookVocabulary:
             if family != term or family in self._families:
                 forms.extend(w for w in sorted(self._families.get(family, ())) if w != term)
         return list(dict.fromkeys(forms))
+
+    def urdu_glosses(self, question: str) -> list[str]:
+        """For a question in Urdu, the book's Urdu words for the English terms it uses ("ROS graph" ->
+        "گراف" where the book writes "... گراف (ROS graph)"): readers type the English term, the book writes Urdu."""
+        self._load()
+        if not ARABIC_LETTER_RE.search(question):
+            return []
+        tokens = [t for t in tokenize(question) if t.isascii()]
+        words: list[str] = []
+        for length in (3, 2, 1):
+            for start in range(len(tokens) - length + 1):
+                words.extend(self._glosses.get(" ".join(tokens[start:start + length]), ()))
+        return list(dict.fromkeys(words))
 
     def knows_exactly(self, term: str) -> bool:
         return term in self._terms or term in QUESTION_WORDS or term in ENGLISH_STOPWORDS or term in URDU_STOPWORDS

@@ -2,12 +2,13 @@
 
 from app.rag.sparse import query_vector, token_index
 from app.rag.vector_store import SearchHit
-from app.rag.vocabulary import BookVocabulary, word_family
+from app.rag.vocabulary import BookVocabulary, glosses_in, word_family
 
 BOOK = [
     "Remapping a topic name in a launch file.",
     "سمولیشن میں روبوٹ کی ٹانگیں اور ٹانگ کا جوڑ",
     "گھروں میں سیڑھیاں ہوتی ہیں",
+    "نوڈز اور ٹاپکس کا جال **ROS 2 گراف** (ROS graph) کہلاتا ہے۔",
 ]
 
 
@@ -43,3 +44,13 @@ def test_related_forms_weigh_less_than_the_question_own_words():
     vector = query_vector("ٹانگوں", related=["ٹانگیں", "ٹانگوں"], related_weight=0.5)
     weights = dict(zip(vector.indices, vector.values))
     assert weights == {token_index("ٹانگوں"): 1.0, token_index("ٹانگیں"): 0.5}
+
+
+def test_the_urdu_text_glosses_english_terms_in_parentheses():
+    assert glosses_in("ادراکی سائنس (cognitive science) اور مقررہ حد (deadline)") == {
+        "cognitive science": ["ادراکی", "سائنس"], "deadline": ["مقررہ", "حد"]}
+
+
+def test_an_urdu_question_using_the_english_term_is_searched_with_the_book_urdu_words_too():
+    assert vocabulary().urdu_glosses("ROS graph کسے کہتے ہیں؟") == ["گراف"]
+    assert vocabulary().urdu_glosses("What is the ROS graph?") == []  # an English question searches English text
