@@ -42,7 +42,7 @@ def test_urdu_inflections_are_searched_as_the_book_writes_them():
 
 def test_related_forms_weigh_less_than_the_question_own_words():
     vector = query_vector("ٹانگوں", related=["ٹانگیں", "ٹانگوں"], related_weight=0.5)
-    weights = dict(zip(vector.indices, vector.values))
+    weights = dict(zip(vector.indices, vector.values, strict=True))
     assert weights == {token_index("ٹانگوں"): 1.0, token_index("ٹانگیں"): 0.5}
 
 
