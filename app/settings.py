@@ -92,9 +92,23 @@ class Settings(BaseSettings):
     # Retrieval.
     retrieval_k: int = Field(default=5, ge=1, le=20)
     retrieval_prefetch: int = Field(default=40, ge=1, le=500)
-    rrf_k: int = Field(default=10, ge=1, le=1000, description="RRF constant; tuned on bench/eval (see bench/RESULTS.md)")
-    dense_weight: float = Field(default=1.0, ge=0)
+    # Fusion of the dense and sparse candidates (app/rag/ranking.py); chosen on bench/eval's calibration halves
+    # with the local model (bench/answer_quality.py, see bench/RESULTS.md).
+    rrf_k: int = Field(default=5, ge=1, le=1000, description="RRF constant of the dense/sparse fusion")
+    dense_weight: float = Field(default=0.5, ge=0)
     sparse_weight: float = Field(default=1.0, ge=0)
+    fusion_bm25_weight: float = Field(
+        default=0.1, ge=0, description="fused score added per unit of a chunk's BM25 relative to the best chunk's",
+    )
+    search_related_forms: bool = Field(
+        default=True,
+        description="also search the book's spellings one edit away from a question's unknown terms, and its other "
+                    "forms of the question's Urdu words",
+    )
+    related_form_weight: float = Field(default=0.5, ge=0, le=1, description="query weight of those related forms")
+    fusion_cosine_weight: float = Field(
+        default=0.1, ge=0, description="fused score added per unit of a chunk's cosine similarity (where dense is reliable)",
+    )
     dense_weight_non_english: float | None = Field(
         default=None, ge=0,
         description="dense weight for other locales; default 0.1 with the English-only local model, else DENSE_WEIGHT",
@@ -109,7 +123,7 @@ class Settings(BaseSettings):
         description="best chunk's BM25 score below this: not covered (a floor, for languages dense can't judge)",
     )
     min_query_terms_matched: float = Field(
-        default=0.78, ge=0, le=1,
+        default=0.75, ge=0, le=1,
         description="share of the question's terms found in the retrieved chunks below this: not covered (ditto)",
     )
     max_unknown_terms: int = Field(

@@ -195,3 +195,13 @@ def test_an_anchor_fix_rewrites_the_chunks_it_moves():
                for c in (stale, fixed[1])}
     plan = plan_index_changes(fixed, records, locales_in_scope={"en"}, protected_files=set(), full_rebuild=False)
     assert plan.deleted == ["old-id"] and plan.added == [fixed[0].id] and plan.unchanged == 1
+
+
+def test_content_hash_changes_with_the_sparse_tokenizer_version(monkeypatch):
+    """A tokenizer change must rewrite every chunk's sparse vector on the next incremental ingest."""
+    from app.rag import chunking
+
+    _, before = chunks_of(b"## A\n\nSome text that stays.\n", path="a.md")
+    monkeypatch.setattr(chunking, "SPARSE_TOKENIZER_VERSION", chunking.SPARSE_TOKENIZER_VERSION + 1)
+    _, after = chunks_of(b"## A\n\nSome text that stays.\n", path="a.md")
+    assert before[0].id == after[0].id and before[0].content_hash != after[0].content_hash
