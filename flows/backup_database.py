@@ -18,7 +18,6 @@ import sys
 from datetime import UTC, datetime
 
 from prefect import flow, get_run_logger
-from prefect.runtime import flow_run
 
 from app.backups import BackupManifest, CatalogEntry, retention_plan
 from app.settings import get_settings
@@ -33,8 +32,9 @@ from tasks.catalog import (
     read_catalog,
 )
 from tasks.concurrency import exclusive
+from tasks.databases import check_pg_dump_version, database_identity, dump_database
 from tasks.notify import push_metrics, pushgateway_for
-from tasks.postgres import check_pg_dump_version, database_identity, dump_database
+from tasks.run_records import current_flow_run_id
 from tasks.storage import (
     backup_storage_for,
     delete_backup_objects,
@@ -71,7 +71,7 @@ def backup_database(storage: StorageKind | None = None, database_url_block: Bloc
         # its reason where runbooks/backup-and-restore.md looks first.
         catalog_begin(settings, backup_id=backup_id, storage=store.kind,
                       database_name=str(database_identity(url)["dbname"]),
-                      flow_run_id=str(flow_run.id) if flow_run.id else None)
+                      flow_run_id=current_flow_run_id())
         started = datetime.now(UTC)
         try:
             versions = check_pg_dump_version.with_options(retry_delay_seconds=retry_delay)(settings, url)

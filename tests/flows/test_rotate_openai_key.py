@@ -17,7 +17,7 @@ from app.models import SecretRotation
 from app.secret_source import openai_api_key_secret_name as openai_secret_name
 from app.settings import get_settings
 from flows.cli import InvalidParameter
-from flows.rotate_secrets import main, rotate_openai_key
+from flows.rotate_openai_key import main, rotate_openai_key
 from tasks.openai_api import CredentialRejected
 from tasks.secrets import AwsSecretsManagerStore, PrefectSecretStore, SecretStoreError, secret_store_for
 from tests.conftest import free_port

@@ -21,7 +21,6 @@ import sys
 from datetime import UTC, datetime
 
 from prefect import flow, get_run_logger
-from prefect.runtime import flow_run
 from pydantic import SecretStr
 
 from app.secret_source import openai_api_key_secret_name
@@ -29,8 +28,7 @@ from app.settings import Settings, get_settings
 from flows.cli import ON_THE_SERVER, InvalidParameter, run_cli
 from flows.parameters import BlockName, secret_block_value
 from tasks.openai_api import verify_openai_key
-from tasks.postgres import audit_rotation_finish, audit_rotation_start
-from tasks.reports import rotation_report
+from tasks.run_records import audited_rotation
 from tasks.secrets import (
     SecretStoreError,
     current_version_id,
@@ -54,23 +52,17 @@ def rotate_openai_key(new_key_block: BlockName) -> dict:
         old_version = current_version_id(store, name)
     except SecretStoreError:
         old_version = None  # first key
-    audit_id = audit_rotation_start(settings, secret_name=name, backend=store.backend, old_version_id=old_version,
-                                    flow_run_id=str(flow_run.id) if flow_run.id else None)
-    new_version = None
-    try:
-        new_version = stage_secret(store, name, new_key)
-        models = verify_openai_key(settings.openai_base_url, store.pending(name).value)
-        promote_secret(store, name, new_version)
-    except Exception as exc:
-        discard_pending_secret(store, name)
-        audit_rotation_finish(settings, audit_id, status="failed", new_version_id=new_version,
-                              error=f"{exc.__class__.__name__}: {exc}")
-        rotation_report(name, store.backend, old_version, new_version, f"failed: {exc}")
-        raise
-    audit_rotation_finish(settings, audit_id, status="completed", new_version_id=new_version)
+    with audited_rotation(settings, secret_name=name, backend=store.backend, old_version_id=old_version) as rotation:
+        try:
+            rotation.new_version_id = stage_secret(store, name, new_key)
+            models = verify_openai_key(settings.openai_base_url, store.pending(name).value)
+            promote_secret(store, name, rotation.new_version_id)
+        except Exception:
+            discard_pending_secret(store, name)
+            raise
+    new_version = rotation.new_version_id
     logger.info("rotated %s: version %s is current (it sees %d models); %s is previous", name, new_version, models,
                 old_version or "-")
-    rotation_report(name, store.backend, old_version, new_version, "completed")
     return {"secret": name, "old_version_id": old_version, "new_version_id": new_version}
 
 
@@ -87,7 +79,7 @@ def read_new_key() -> SecretStr:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flows.rotate_secrets", description=__doc__.split("\n")[0],
+    parser = argparse.ArgumentParser(prog="python -m flows.rotate_openai_key", description=__doc__.split("\n")[0],
                                      epilog=ON_THE_SERVER)
     parser.add_argument("--new-key-block", type=str,
                         help="a Prefect Secret block that already holds the new key (kept after the run); without "
