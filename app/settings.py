@@ -311,11 +311,12 @@ class Settings(BaseSettings):
         default=60.0, ge=0, le=3600, description="after live, /health and /ready must stay green this long",
     )
     deploy_health_interval_s: float = Field(default=5.0, gt=0, le=300, description="probe interval inside that window")
-    deploy_canary_question: str = Field(
-        default="What is a ROS 2 action?", min_length=1, description="the smoke test's question",
+    deploy_canary_question: str | None = Field(
+        default=None, min_length=1, description="the smoke test's question (default: the synthetic probe's canary)",
     )
-    deploy_canary_chapter: str = Field(
-        default="/docs/ros2-fundamentals", min_length=1, description="a source URL of the canary's answer must contain this",
+    deploy_canary_chapter: str | None = Field(
+        default=None, min_length=1,
+        description="a source URL of the canary's answer must contain this (default: the probe canary's page)",
     )
     deploy_smoke_requests: int = Field(default=20, ge=1, le=500, description="requests in the smoke test's burst")
     deploy_smoke_p95_ms: float = Field(default=2000.0, gt=0, description="SLO: p95 latency of the smoke burst")

@@ -28,7 +28,7 @@ from app.rag.edge_store import EdgeCollection
 from app.settings import Settings
 from devenv.__main__ import api_pid_file, cluster_for, start_api, start_postgres
 from devenv.processes import running, stop_process
-from tasks.postgres import engine_for
+from tasks.databases import engine_for
 from tasks.storage import backup_storage_for, dump_name
 
 MISSING_GENERATION = "game-day-missing-generation"

@@ -76,7 +76,7 @@ def rows_for(settings, round_id: str) -> dict[str, ProbeResult]:
 
 
 def session_scope_for(settings):
-    from tasks.postgres import engine_for
+    from tasks.databases import engine_for
 
     return session_scope(engine_for(settings))
 

@@ -75,7 +75,26 @@ def receiver() -> Iterator[WebhookReceiver]:
 
 
 @pytest.fixture(scope="module")
-def game_day_stack(stack_env, prefect_harness, receiver, tmp_path_factory) -> Iterator[Settings]:
+def monitoring(stack_env, receiver, tmp_path_factory) -> Iterator[MonitoringStack]:
+    """Prometheus with quick rules scraping the stack's API, Alertmanager routing to `receiver`, and the
+    Pushgateway the module's flows push to (PUSHGATEWAY_URL, ALERTMANAGER_URL in the environment)."""
+    stack = MonitoringStack(
+        root=tmp_path_factory.mktemp("monitoring"), api_target=f"127.0.0.1:{stack_env['API_PORT']}",
+        prometheus_port=free_port(), alertmanager_port=free_port(), pushgateway_port=free_port(),
+        scrape_interval="1s", evaluation_interval="1s", rule_transform=quick_rule,
+        alertmanager_config=alertmanager_config_for(receiver),
+    )
+    try:
+        stack.start()
+        os.environ.update(PUSHGATEWAY_URL=stack.url("pushgateway"), ALERTMANAGER_URL=stack.url("alertmanager"))
+        get_settings.cache_clear()
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture(scope="module")
+def game_day_stack(stack_env, prefect_harness, monitoring, tmp_path_factory) -> Iterator[Settings]:
     """Postgres and the API started as `make up` starts them, one chapter ingested, monitoring with quick rules."""
     from devenv.__main__ import api_pid_file, cluster_for, migrate, start_api, start_postgres
     from devenv.processes import stop_process
@@ -83,29 +102,18 @@ def game_day_stack(stack_env, prefect_harness, receiver, tmp_path_factory) -> It
     from flows.ingest_textbook import ingest_textbook
 
     settings = get_settings()
-    monitoring = MonitoringStack(
-        root=tmp_path_factory.mktemp("monitoring"), api_target=f"127.0.0.1:{settings.api_port}",
-        prometheus_port=free_port(), alertmanager_port=free_port(), pushgateway_port=free_port(),
-        scrape_interval="1s", evaluation_interval="1s", rule_transform=quick_rule,
-        alertmanager_config=alertmanager_config_for(receiver),
-    )
     chapter = tmp_path_factory.mktemp("chapters") / "textbook"
     chapter.mkdir()
     shutil.copy(PROJECT_ROOT / "website" / "docs" / "kinematics-and-locomotion.md", chapter)
     try:
         start_postgres(settings)
         migrate(settings)
-        monitoring.start()
-        os.environ.update(PUSHGATEWAY_URL=monitoring.url("pushgateway"), ALERTMANAGER_URL=monitoring.url("alertmanager"))
-        get_settings.cache_clear()
-        settings = get_settings()
         assert ingest_textbook(source=str(chapter), collection="textbook")["status"] == "completed"
         start_api(settings)
         backup_database()  # backup-broken damages the newest backup
         yield settings
     finally:
         stop_process(api_pid_file(settings), signals=1)
-        monitoring.stop()
         cluster_for(settings).stop(mode="immediate")
         log = settings.data_dir / "logs" / "api.log"
         if log.exists():

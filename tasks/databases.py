@@ -1,4 +1,5 @@
-"""Tasks on Postgres: the service's run records, dumps, restores and scratch databases."""
+"""Tasks on Postgres databases: connections (and whether a failure is worth a retry), dumps, restores and scratch
+databases. The flows' bookkeeping rows are in tasks/run_records.py."""
 
 from __future__ import annotations
 
@@ -8,8 +9,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,6 @@ from sqlalchemy.engine import make_url
 
 from app.backups import HashingReader, schema_fingerprint
 from app.db import create_db_engine, session_scope
-from app.models import IngestRun, SecretRotation
 from app.pg_binaries import binary_version, find_pg_binary, major_version
 from app.settings import Settings
 
@@ -87,51 +86,13 @@ def engine_for(settings: Settings) -> Any:
     return _engines[url]
 
 
-@dataclass
-class IngestSummary:
-    source: str
-    collection: str
-    full_rebuild: bool
-    status: str = "running"
-    generation: str | None = None
-    files_seen: int = 0
-    files_changed: int = 0
-    files_skipped: int = 0
-    chunks_added: int = 0
-    chunks_updated: int = 0
-    chunks_deleted: int = 0
-    chunks_total: int = 0
-    embeddings_computed: int = 0
-    embedding_tokens: int = 0
-    seconds: float = 0.0
-    error: str | None = None
-    files: list[dict[str, Any]] = field(default_factory=list)
-    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-
-
-@task(name="record-ingest-run", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[1, 5, 15],
-      retry_condition_fn=retry_unless_rejected)
-def record_ingest_run(settings: Settings, summary: IngestSummary, flow_run_id: str | None) -> int:
-    """One `ingest_run` row per flow run, whatever its outcome."""
+def insert_row(settings: Settings, row: Any) -> int:
+    """Insert one bookkeeping row (a SQLModel table row) in its own transaction; returns its id."""
     with session_scope(engine_for(settings)) as db:
-        row = IngestRun(
-            flow_run_id=flow_run_id, source=summary.source, collection=summary.collection,
-            generation=summary.generation, full_rebuild=summary.full_rebuild, status=summary.status,
-            files_seen=summary.files_seen, files_changed=summary.files_changed,
-            files_skipped=summary.files_skipped, chunks_added=summary.chunks_added,
-            chunks_updated=summary.chunks_updated, chunks_deleted=summary.chunks_deleted,
-            embeddings_computed=summary.embeddings_computed, seconds=round(summary.seconds, 3),
-            error=summary.error,
-            details={k: v for k, v in asdict(summary).items() if k in ("files", "chunks_total", "embedding_tokens")},
-            started_at=summary.started_at, finished_at=datetime.now(UTC),
-        )
         db.add(row)
         db.flush()
         assert row.id is not None
         return row.id
-
-
-# -- backups and restores ---------------------------------------------------------------------------------
 
 
 class PgDumpTooOld(RuntimeError):
@@ -372,31 +333,3 @@ def switch_databases(settings: Settings, *, staging: str, target: str, keep_prev
         if keep_previous_as:
             rename(target, keep_previous_as)
         rename(staging, target)
-
-
-# -- secret rotation audit -----------------------------------------------------------------------------------
-
-
-@task(name="audit-rotation-start", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=2,
-      retry_condition_fn=retry_unless_rejected)
-def audit_rotation_start(settings: Settings, *, secret_name: str, backend: str, old_version_id: str | None,
-                         flow_run_id: str | None) -> int:
-    with session_scope(engine_for(settings)) as db:
-        row = SecretRotation(secret_name=secret_name, backend=backend, old_version_id=old_version_id,
-                             flow_run_id=flow_run_id, status="started")
-        db.add(row)
-        db.flush()
-        assert row.id is not None
-        return row.id
-
-
-@task(name="audit-rotation-finish", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=2,
-      retry_condition_fn=retry_unless_rejected)
-def audit_rotation_finish(settings: Settings, audit_id: int, *, status: str, new_version_id: str | None,
-                          error: str | None = None) -> None:
-    with session_scope(engine_for(settings)) as db:
-        row = db.get(SecretRotation, audit_id)
-        assert row is not None
-        row.status, row.new_version_id, row.error = status, new_version_id, error
-        row.finished_at = datetime.now(UTC)
-        db.add(row)
