@@ -20,7 +20,7 @@ from app.openai_client import create_openai_client
 from app.rag.citations import verify_citations
 from app.rag.coverage import CoveragePolicy
 from app.rag.retrieval import Retrieval, RetrievedChunk
-from app.rag.sparse import tokenize
+from app.rag.sparse import terms_of_text, tokenize
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +227,7 @@ def compose_extractive(question: str, chunks: list[RetrievedChunk]) -> str | Non
     """
     query_terms = set(tokenize(question))
     candidates: list[tuple[float, int, int, str, str]] = []
-    units_by_chunk = [(n, [(u, set(tokenize(u.terms_text))) for u in evidence_units(c.text)])
+    units_by_chunk = [(n, [(u, terms_of_text(u.terms_text)) for u in evidence_units(c.text)])
                       for n, c in enumerate(chunks, start=1)]
     document_frequency: Counter[str] = Counter()
     for _, units in units_by_chunk:

@@ -9,7 +9,7 @@ from typing import Any
 
 from app.rag.embeddings import Embedder
 from app.rag.ranking import FusionWeights, fuse
-from app.rag.sparse import query_vector, tokenize
+from app.rag.sparse import query_vector, terms_of_text, tokenize
 from app.rag.vector_store import SearchMode, SearchRequest, VectorIndex
 from app.rag.vocabulary import BookVocabulary
 from app.tracing import span
@@ -201,7 +201,7 @@ def best_chunk_per_section(hits: list[Any]) -> list[Any]:
 def _terms_of(hits: list[Any]) -> set[str]:
     return {
         t for h in hits
-        for t in set(tokenize(str(h.payload.get("text", "")) + " " + " ".join(h.payload.get("heading_path", []))))
+        for t in terms_of_text(str(h.payload.get("text", "")) + " " + " ".join(h.payload.get("heading_path", [])))
     }
 
 

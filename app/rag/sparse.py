@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import unicodedata
 import zlib
+from functools import lru_cache
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -78,6 +79,13 @@ def _english_stem(word: str) -> str:
 def _split_identifier(word: str) -> list[str]:
     parts = [p for p in re.split(r"_+", word) if p]
     return parts if len(parts) > 1 else []
+
+
+@lru_cache(maxsize=8192)
+def terms_of_text(text: str) -> frozenset[str]:
+    """The distinct tokens of a text. Chunks and their sentences are read again by every query that finds them,
+    so their terms are kept (a few thousand texts: the index's chunks and their evidence units)."""
+    return frozenset(tokenize(text))
 
 
 def tokenize(text: str) -> list[str]:
