@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from app.openai_client import create_openai_client
 from app.rag.citations import verify_citations
 from app.rag.coverage import CoveragePolicy
+from app.rag.markdown import scan_lines, split_sentences
 from app.rag.retrieval import Retrieval, RetrievedChunk
 from app.rag.sparse import tokenize
 
@@ -30,7 +31,6 @@ NOT_COVERED = {
     "ur": "کتاب میں اس سوال کا جواب موجود نہیں لگتا، اس لیے میں اندازہ نہیں لگاؤں گا۔ سوال کو دوسرے الفاظ میں "
     "پوچھیں، یا ابواب کے کسی موضوع کے بارے میں سوال کریں۔",
 }
-SENTENCE_SPLIT_RE = re.compile(r"(?<=[.!?۔؟])\s+")
 MAX_ANSWER_SENTENCES = 3
 
 
@@ -143,30 +143,28 @@ def evidence_units(text: str) -> list[EvidenceUnit]:
     prose_lines: list[str] = []
     table_rows: list[str] = []
     code_lines: list[str] = []
-    in_fence = False
 
     def flush_prose() -> None:
         for paragraph in " ".join(prose_lines).split("\n"):
             units.extend(EvidenceUnit("prose", s.strip(), s.strip())
-                         for s in SENTENCE_SPLIT_RE.split(paragraph) if len(s.strip()) > 20)
+                         for s in split_sentences(paragraph) if len(s.strip()) > 20)
         prose_lines.clear()
 
     def flush_table() -> None:
         units.extend(_table_units(table_rows))
         table_rows.clear()
 
-    for line in text.split("\n"):
-        stripped = line.strip()
-        if stripped.startswith(("```", "~~~")):
-            if in_fence:
-                units.extend(_code_units(code_lines))
-                code_lines.clear()
-            else:
-                flush_prose()
-                flush_table()
-            in_fence = not in_fence
+    for scanned in scan_lines(text.split("\n")):
+        line, stripped = scanned.text, scanned.text.strip()
+        if scanned.kind == "fence-open":
+            flush_prose()
+            flush_table()
             continue
-        if in_fence:
+        if scanned.kind == "fence-close":
+            units.extend(_code_units(code_lines))
+            code_lines.clear()
+            continue
+        if scanned.kind == "code":
             code_lines.append(line)
             continue
         if stripped.startswith("|"):
