@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from app.openai_client import create_openai_client
 from app.rag.citations import verify_citations
 from app.rag.coverage import CoveragePolicy
-from app.rag.markdown import scan_lines, split_sentences
+from app.rag.markdown import SENTENCE_END_CHARS, scan_lines, split_sentences
 from app.rag.retrieval import Retrieval, RetrievedChunk
 from app.rag.sparse import tokenize
 
@@ -32,6 +32,12 @@ NOT_COVERED = {
     "پوچھیں، یا ابواب کے کسی موضوع کے بارے میں سوال کریں۔",
 }
 MAX_ANSWER_SENTENCES = 3
+MIN_PROSE_SENTENCE_CHARS = 20  # shorter "sentences" are captions, list stubs or fragments, not answer material
+# An extractive score is divided by 1 + RANK_DECAY per rank below the first: the better-ranked chunk wins ties.
+RANK_DECAY = 0.15
+# The last two exchanges go to the model with the sources: enough to resolve "it" in a follow-up, no more.
+MODEL_HISTORY_TURNS = 4
+ANSWER_TEMPERATURE = 0.2  # low: the answer restates the sources, it does not invent
 
 
 @dataclass
@@ -147,7 +153,7 @@ def evidence_units(text: str) -> list[EvidenceUnit]:
     def flush_prose() -> None:
         for paragraph in " ".join(prose_lines).split("\n"):
             units.extend(EvidenceUnit("prose", s.strip(), s.strip())
-                         for s in split_sentences(paragraph) if len(s.strip()) > 20)
+                         for s in split_sentences(paragraph) if len(s.strip()) > MIN_PROSE_SENTENCE_CHARS)
         prose_lines.clear()
 
     def flush_table() -> None:
@@ -238,7 +244,7 @@ def compose_extractive(question: str, chunks: list[RetrievedChunk]) -> str | Non
             if not overlap:
                 continue
             score = sum(math.log(1 + total / document_frequency[t]) for t in overlap)
-            score *= 1.0 / (1 + 0.15 * (source_number - 1))  # better-ranked chunks win ties
+            score *= 1.0 / (1 + RANK_DECAY * (source_number - 1))
             candidates.append((score, source_number, position, unit.text, unit.kind))
     if not candidates:
         return None
@@ -254,7 +260,7 @@ def compose_extractive(question: str, chunks: list[RetrievedChunk]) -> str | Non
             break
     best.sort(key=lambda c: (c[1], c[2]))
     # A row or a code line ends like a sentence, so that its citation stays its own.
-    return " ".join(f"{text if kind == 'prose' or text[-1] in '.!?۔؟' else text + '.'} [{source_number}]"
+    return " ".join(f"{text if kind == 'prose' or text[-1] in SENTENCE_END_CHARS else text + '.'} [{source_number}]"
                     for _, source_number, _, text, kind in best)
 
 
@@ -290,7 +296,7 @@ class OpenAIAnswerer:
             for n, c in enumerate(retrieval.chunks, start=1)
         )
         messages = [{"role": "system", "content": SYSTEM_PROMPT.format(language=language)}]
-        messages += [{"role": t.role, "content": t.content} for t in history[-4:]]
+        messages += [{"role": t.role, "content": t.content} for t in history[-MODEL_HISTORY_TURNS:]]
         quoted = ""
         if selection:
             passage = "\n".join(f"> {line}" for line in selection.text.splitlines())
@@ -338,7 +344,7 @@ class OpenAIAnswerer:
         try:
             response = self._client.chat.completions.create(
                 model=self.model, messages=self._messages(question, retrieval, history, locale, selection),
-                temperature=0.2,
+                temperature=ANSWER_TEMPERATURE,
             )
         except openai.OpenAIError as exc:
             return self._fallback(question, retrieval, history, locale, f"{exc.__class__.__name__}: {exc}", selection)
@@ -373,7 +379,7 @@ class OpenAIAnswerer:
         try:
             stream = self._client.chat.completions.create(
                 model=self.model, messages=self._messages(question, retrieval, history, locale, selection),
-                temperature=0.2,
+                temperature=ANSWER_TEMPERATURE,
                 stream=True, stream_options={"include_usage": True},
             )
             held = True  # while the reply could still be NOT_IN_SOURCES, nothing is shown to the reader

@@ -113,7 +113,7 @@ def test_deploy_backend_goes_live_then_rolls_back_a_bad_version_through_the_work
 
 
 def test_rotation_and_cost_report_deployments_run_through_the_worker(settings, run_through_worker):
-    """Issue 5's acceptance: both operations run as deployments."""
+    """Both operations run as deployments, through a worker, as they do in production."""
     rotation = run_through_worker("rotate-db-credentials/rotate-db-credentials")
     assert rotation.state.is_completed(), rotation.state
     report = run_through_worker("cost-report/cost-report")

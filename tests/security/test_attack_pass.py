@@ -1,4 +1,4 @@
-"""What the second attack pass found (issue 19), each against the real service (`python -m app serve`, loopback).
+"""What the second attack pass found, each against the real service (`python -m app serve`, loopback).
 
 Which failures write a query_log row: a request the query service took on (its body was valid and it passed
 the key, rate and load checks) gets one row whatever its end: ok, not_covered, fallback, error (not_found,
