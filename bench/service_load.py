@@ -23,7 +23,7 @@ import time
 import httpx
 
 from bench.harness import bench_environment, machine_line, markdown_table, write_section
-from bench.service import run_service
+from tests.support.service_process import run_service
 
 QUESTIONS = [
     "How do I declare a mutable variable?", "What is ownership in Rust?", "How does borrowing work with references?",

@@ -12,7 +12,7 @@ from app.db import create_db_engine
 from app.models import IngestRun
 from app.rag.embeddings import create_embedder
 from app.rag.sparse import query_vector
-from app.rag.vector_store import SearchRequest, open_index_writer, open_vector_index
+from app.rag.vector_store import IndexConflict, SearchRequest, open_index_writer, open_vector_index
 from app.settings import PROJECT_ROOT
 from flows.ingest_textbook import ingest_textbook, main
 from tasks.quality import ChunkValidationFailed
@@ -129,7 +129,7 @@ def test_another_tree_cannot_overwrite_a_collection_by_accident(settings, tree, 
     run(tree, "guarded")
     other = tmp_path / "other-book"
     shutil.copytree(tree, other)
-    with pytest.raises(Exception, match="--collection"):
+    with pytest.raises(IndexConflict, match="--collection"):
         run(other, "guarded")
 
 

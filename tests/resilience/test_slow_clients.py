@@ -12,7 +12,7 @@ import time
 import httpx
 import pytest
 
-from bench.service import run_service
+from tests.support.service_process import run_service
 
 pytestmark = pytest.mark.slow
 ATTACKER, READER = "127.0.0.1", "127.0.0.2"  # two client addresses on this machine's loopback
