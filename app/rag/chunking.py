@@ -242,48 +242,36 @@ def _blocks(lines: Iterable[MarkdownLine]) -> list[str]:
     return [b.strip("\n") for b in blocks if b.strip()]
 
 
+def _joined_up_to(units: Iterable[str], joiner: str, max_chars: int) -> list[str]:
+    """Consecutive units joined while the result stays within `max_chars` (a unit longer than that stands alone)."""
+    joined: list[str] = []
+    current = ""
+    for unit in units:
+        candidate = f"{current}{joiner}{unit}" if current else unit
+        if len(candidate) > max_chars and current:
+            joined.append(current)
+            current = unit
+        else:
+            current = candidate
+    if current:
+        joined.append(current)
+    return joined
+
+
 def _split_oversized(block: str, max_chars: int) -> list[str]:
     if len(block) <= max_chars:
         return [block]
     is_code = block.lstrip().startswith(("```", "~~~")) or block.lstrip().startswith("|")
     units = block.split("\n") if is_code else split_sentences(block)
-    joiner = "\n" if is_code else " "
-    pieces: list[str] = []
-    current = ""
-    for unit in units:
-        while len(unit) > max_chars:  # one enormous line or sentence
-            if current:
-                pieces.append(current)
-                current = ""
-            pieces.append(unit[:max_chars])
-            unit = unit[max_chars:]
-        candidate = f"{current}{joiner}{unit}" if current else unit
-        if len(candidate) > max_chars and current:
-            pieces.append(current)
-            current = unit
-        else:
-            current = candidate
-    if current:
-        pieces.append(current)
-    return pieces
+    # One enormous line or sentence is cut every `max_chars` characters.
+    cut = [unit[i:i + max_chars] for unit in units for i in range(0, max(len(unit), 1), max_chars)]
+    return _joined_up_to(cut, "\n" if is_code else " ", max_chars)
 
 
 def _pack(blocks: list[str], max_chars: int, min_chars: int) -> list[str]:
-    pieces = [p for b in blocks for p in _split_oversized(b, max_chars)]
-    chunks: list[str] = []
-    current = ""
-    for piece in pieces:
-        candidate = f"{current}\n\n{piece}" if current else piece
-        if len(candidate) > max_chars and current:
-            chunks.append(current)
-            current = piece
-        else:
-            current = candidate
-    if current:
-        if chunks and len(current) < min_chars // 2 and len(chunks[-1]) + len(current) <= max_chars * 1.25:
-            chunks[-1] = f"{chunks[-1]}\n\n{current}"
-        else:
-            chunks.append(current)
+    chunks = _joined_up_to((p for b in blocks for p in _split_oversized(b, max_chars)), "\n\n", max_chars)
+    if len(chunks) > 1 and len(chunks[-1]) < min_chars // 2 and len(chunks[-2]) + len(chunks[-1]) <= max_chars * 1.25:
+        chunks[-2:] = [f"{chunks[-2]}\n\n{chunks[-1]}"]  # a short tail joins the chunk before it
     return chunks
 
 
