@@ -18,6 +18,7 @@ import sys
 from datetime import UTC, datetime
 
 from prefect import flow, get_run_logger
+from prefect.blocks.system import Secret
 from prefect.runtime import flow_run
 
 from app.backups import BackupManifest, CatalogEntry, retention_plan
@@ -110,8 +111,6 @@ def backup_database(storage: StorageKind | None = None, database_url_block: Bloc
 
 
 def database_url_from(block_name: str) -> str:
-    from prefect.blocks.system import Secret
-
     return str(Secret.load(block_name).get())
 
 
