@@ -1,4 +1,4 @@
-"""`python -m app serve|migrate`: the service's own commands (the production start command too)."""
+"""`python -m app serve|migrate|keys|sql`: the service's own commands (the production start command too)."""
 
 from __future__ import annotations
 
@@ -77,6 +77,41 @@ def keys(args: argparse.Namespace) -> int:
         engine.dispose()
 
 
+def sql(args: argparse.Namespace) -> int:
+    """One statement as the service's database user, its rows tab-separated; with --until-rows, repeated every
+    second until it returns a row (a blocker that comes and goes), and exit 1 if it never does."""
+    import time
+
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    from app.db import create_db_engine
+
+    engine = create_db_engine(get_settings().model_copy(update={"db_pool_size": 1}))
+    deadline = time.monotonic() + (args.until_rows or 0)
+    try:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            while True:
+                result = conn.execute(text(args.statement))
+                rows = result.all() if result.returns_rows else []
+                if rows or not args.until_rows or time.monotonic() > deadline:
+                    break
+                time.sleep(1)
+            if result.returns_rows:
+                print("\t".join(result.keys()))
+            for row in rows:
+                print("\t".join("" if value is None else str(value) for value in row))
+    except DBAPIError as exc:
+        print(f"error: {exc.orig or exc}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    if args.until_rows and not rows:
+        print(f"error: no row within {args.until_rows:.0f} s", file=sys.stderr)
+        return 1
+    return 0
+
+
 def export_embedding_model(args: argparse.Namespace) -> int:
     from app.rag.model_export import ExportError, export_model
 
@@ -125,6 +160,11 @@ def main(argv: list[str] | None = None) -> int:
     revoke = key_commands.add_parser("revoke", help="revoke a key by id")
     revoke.add_argument("id", type=int)
     keys_parser.set_defaults(run=keys)
+    sql_parser = commands.add_parser("sql", help="run one SQL statement as the service's database user, print its rows")
+    sql_parser.add_argument("statement")
+    sql_parser.add_argument("--until-rows", type=float, metavar="SECONDS",
+                            help="repeat it every second until it returns a row; exit 1 if none within SECONDS")
+    sql_parser.set_defaults(run=sql)
     export_parser = commands.add_parser(
         "export-embedding-model", help="write the ONNX embedding model (install/build time; needs the export extra)")
     export_parser.add_argument("--output", type=Path, help="default: EMBEDDING_MODEL_DIR (<venv>/share/textbook-ops/...)")

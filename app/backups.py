@@ -1,6 +1,6 @@
 """Backup domain: manifests, checksummed streams and the grandfather-father-son retention policy.
 
-No Prefect and no I/O to Postgres here: the tasks in tasks/postgres.py and tasks/storage.py use these.
+No Prefect and no I/O to Postgres here: the tasks in tasks/databases.py and tasks/storage.py use these.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from app.rag.embeddings import Embedder, create_embedder
 from app.rag.retrieval import Retriever
 from app.rag.vector_store import open_vector_index
 from app.secret_source import service_database_credentials
-from app.services.chat import ChatService, QueryDeps
+from app.services.chat import ChatService, QueryPipeline
 from app.settings import Settings, get_settings
 from app.tracing import configure_tracing
 
@@ -54,7 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.engine = engine
         app.state.vector_index = vector_index
-        app.state.chat_service = ChatService(QueryDeps(
+        app.state.chat_service = ChatService(QueryPipeline(
             settings=settings, engine=engine,
             retriever=Retriever(embedder=embedder, index=vector_index, settings=settings),
             answerer=create_answerer(settings), embedding_model=settings.resolved_embedding_model,

@@ -9,14 +9,19 @@ prometheus_client's own process collector does not work in multiprocess mode.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
-from collections.abc import Iterable, Iterator
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -111,29 +116,65 @@ def release_pool(engine: Any) -> None:
     _update_pool_gauges()
 
 
-class ActiveSessionsCollector:
-    """rag_active_sessions, read from Postgres at scrape time so every worker agrees."""
+@dataclass
+class _SessionCount:
+    value: float | None = None
+    read_at: float = -math.inf
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def __init__(self, engine: Any, window_s: int) -> None:
+
+# One reading per engine (each worker has its own): render_metrics builds a new collector for every scrape.
+_session_counts: WeakKeyDictionary[Any, _SessionCount] = WeakKeyDictionary()
+_session_counts_lock = threading.Lock()
+
+
+class ActiveSessionsCollector:
+    """rag_active_sessions, read from Postgres so every worker agrees, at most once per `refresh_s`.
+
+    A COUNT on every scrape would add load during a latency incident and could hang the scrape itself: between
+    refreshes the last reading is served; a refresh runs under a `timeout_s` statement timeout and never waits for
+    a connection when the service's pool is full (the previous value stays). Postgres down or the count timing out:
+    no sample until a later refresh succeeds (a scrape must not fail because Postgres is down).
+    """
+
+    def __init__(self, engine: Any, window_s: int, refresh_s: float = 15.0, timeout_s: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._engine = engine
         self._window_s = window_s
+        self._refresh_s = refresh_s
+        self._timeout_ms = max(1, int(timeout_s * 1000))
+        self._clock = clock
 
-    def collect(self) -> Any:
+    def collect(self) -> Iterator[Any]:
+        with _session_counts_lock:  # concurrent scrapes share one reading
+            reading = _session_counts.setdefault(self._engine, _SessionCount())
+        with reading.lock:
+            now = self._clock()
+            if now - reading.read_at >= self._refresh_s and not self._pool_full():
+                reading.value, reading.read_at = self._count(), now
+            value = reading.value
+        if value is not None:
+            yield GaugeMetricFamily("rag_active_sessions", "Chat sessions active in the last 30 minutes", value=value)
+
+    def _pool_full(self) -> bool:
+        pool = self._engine.pool
+        return hasattr(pool, "size") and pool.checkedout() >= _pool_capacity(self._engine)
+
+    def _count(self) -> float | None:
         from sqlalchemy import func, select
+        from sqlalchemy import text as sql
 
         from app.models import ChatSession
 
-        gauge = GaugeMetricFamily("rag_active_sessions", "Chat sessions active in the last 30 minutes")
         since = datetime.now(UTC) - timedelta(seconds=self._window_s)
         try:
             with self._engine.connect() as conn:
-                value = conn.execute(
+                conn.execute(sql("SELECT set_config('statement_timeout', :ms, true)"), {"ms": str(self._timeout_ms)})
+                return float(conn.execute(
                     select(func.count()).select_from(ChatSession).where(ChatSession.last_active_at >= since)
-                ).scalar_one()
-        except Exception:  # noqa: BLE001 - a scrape must not fail because Postgres is down
-            return
-        gauge.add_metric([], float(value))
-        yield gauge
+                ).scalar_one())
+        except Exception:  # noqa: BLE001 - a scrape must not fail because Postgres is down or slow
+            return None
 
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -236,13 +277,14 @@ def _existing_parent(path: Path) -> Path:
 
 
 def render_metrics(engine: Any, window_s: int, multiprocess: bool, multiproc_dir: Path | None = None,
-                   data_folders: dict[str, Path] | None = None) -> tuple[bytes, str]:
+                   data_folders: dict[str, Path] | None = None, sessions_refresh_s: float = 15.0,
+                   sessions_timeout_s: float = 1.0) -> tuple[bytes, str]:
     if multiprocess:
         registry = CollectorRegistry()
         MultiProcessCollector(registry)
     else:
         registry = REGISTRY
     scraped = CollectorRegistry()
-    scraped.register(ActiveSessionsCollector(engine, window_s))
+    scraped.register(ActiveSessionsCollector(engine, window_s, sessions_refresh_s, sessions_timeout_s))
     scraped.register(ServiceResourcesCollector(multiproc_dir if multiprocess else None, data_folders or {}))
     return generate_latest(registry) + generate_latest(scraped), CONTENT_TYPE_LATEST

@@ -102,7 +102,7 @@ class ApiKey(SQLModel, table=True):
 
 
 class IngestRunBase(SQLModel):
-    """What an ingest run reports: the flow fills it in as it goes (tasks/postgres.py's IngestSummary)."""
+    """What an ingest run reports: the flow fills it in as it goes (tasks/run_records.py's IngestSummary)."""
 
     source: str = Field(sa_type=sa.Text)
     collection: str = Field(max_length=200)

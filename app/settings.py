@@ -92,9 +92,23 @@ class Settings(BaseSettings):
     # Retrieval.
     retrieval_k: int = Field(default=5, ge=1, le=20)
     retrieval_prefetch: int = Field(default=40, ge=1, le=500)
-    rrf_k: int = Field(default=10, ge=1, le=1000, description="RRF constant; tuned on bench/eval (see bench/RESULTS.md)")
-    dense_weight: float = Field(default=1.0, ge=0)
+    # Fusion of the dense and sparse candidates (app/rag/ranking.py); chosen on bench/eval's calibration halves
+    # with the local model (bench/answer_quality.py, see bench/RESULTS.md).
+    rrf_k: int = Field(default=5, ge=1, le=1000, description="RRF constant of the dense/sparse fusion")
+    dense_weight: float = Field(default=0.5, ge=0)
     sparse_weight: float = Field(default=1.0, ge=0)
+    fusion_bm25_weight: float = Field(
+        default=0.1, ge=0, description="fused score added per unit of a chunk's BM25 relative to the best chunk's",
+    )
+    search_related_forms: bool = Field(
+        default=True,
+        description="also search the book's spellings one edit away from a question's unknown terms, and its other "
+                    "forms of the question's Urdu words",
+    )
+    related_form_weight: float = Field(default=0.5, ge=0, le=1, description="query weight of those related forms")
+    fusion_cosine_weight: float = Field(
+        default=0.1, ge=0, description="fused score added per unit of a chunk's cosine similarity (where dense is reliable)",
+    )
     dense_weight_non_english: float | None = Field(
         default=None, ge=0,
         description="dense weight for other locales; default 0.1 with the English-only local model, else DENSE_WEIGHT",
@@ -109,7 +123,7 @@ class Settings(BaseSettings):
         description="best chunk's BM25 score below this: not covered (a floor, for languages dense can't judge)",
     )
     min_query_terms_matched: float = Field(
-        default=0.78, ge=0, le=1,
+        default=0.75, ge=0, le=1,
         description="share of the question's terms found in the retrieved chunks below this: not covered (ditto)",
     )
     max_unknown_terms: int = Field(
@@ -217,6 +231,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=65536, ge=1024)
     metrics_multiproc_dir: Path | None = None
     active_session_window_s: int = Field(default=1800, ge=60)
+    active_sessions_refresh_s: float = Field(default=15.0, ge=0, le=3600,
+                                             description="/metrics counts active sessions in Postgres at most this often")
+    active_sessions_query_timeout_s: float = Field(default=1.0, gt=0, le=30,
+                                                   description="statement timeout of that count: a slow one skips a sample")
 
     # Abuse and hygiene: rate limits kept in Postgres, proxies, timeouts, headers.
     rate_limit_enabled: bool = Field(default=True, description="count /v1 requests per API key and per client address")
@@ -293,11 +311,12 @@ class Settings(BaseSettings):
         default=60.0, ge=0, le=3600, description="after live, /health and /ready must stay green this long",
     )
     deploy_health_interval_s: float = Field(default=5.0, gt=0, le=300, description="probe interval inside that window")
-    deploy_canary_question: str = Field(
-        default="What is a ROS 2 action?", min_length=1, description="the smoke test's question",
+    deploy_canary_question: str | None = Field(
+        default=None, min_length=1, description="the smoke test's question (default: the synthetic probe's canary)",
     )
-    deploy_canary_chapter: str = Field(
-        default="/docs/ros2-fundamentals", min_length=1, description="a source URL of the canary's answer must contain this",
+    deploy_canary_chapter: str | None = Field(
+        default=None, min_length=1,
+        description="a source URL of the canary's answer must contain this (default: the probe canary's page)",
     )
     deploy_smoke_requests: int = Field(default=20, ge=1, le=500, description="requests in the smoke test's burst")
     deploy_smoke_p95_ms: float = Field(default=2000.0, gt=0, description="SLO: p95 latency of the smoke burst")

@@ -140,7 +140,9 @@ def answer_all(questions: Iterable[Question], retriever: Any, answerer: Any, *, 
     return outcomes
 
 
-def evaluate(settings: Any, collections: dict[str, str | None], *, rust: bool = True) -> list[Outcome]:
+def evaluate(settings: Any, collections: dict[str, str | None], *, rust: bool = True,
+             splits: tuple[str, ...] = (*SPLITS, "regression")) -> list[Outcome]:
+    """Every question of the given splits (default: all), answered as the service answers it."""
     from app.rag.answering import create_answerer
     from app.rag.embeddings import create_embedder
     from app.rag.retrieval import Retriever
@@ -150,14 +152,16 @@ def evaluate(settings: Any, collections: dict[str, str | None], *, rust: bool = 
     answerer = create_answerer(settings)
     index = open_vector_index(settings, collections["textbook"])
     try:
-        outcomes = answer_all(textbook_questions(), Retriever(embedder=embedder, index=index, settings=settings),
+        retriever = Retriever(embedder=embedder, index=index, settings=settings)
+        outcomes = answer_all([q for q in textbook_questions() if q.split in splits], retriever,
                               answerer, k=settings.retrieval_k)
     finally:
         index.close()
     if rust and collections.get("rust") is not None:
         index = open_vector_index(settings, collections["rust"])
         try:
-            outcomes += answer_all(rust_questions(), Retriever(embedder=embedder, index=index, settings=settings),
+            retriever = Retriever(embedder=embedder, index=index, settings=settings)
+            outcomes += answer_all([q for q in rust_questions() if q.split in splits], retriever,
                                    answerer, k=RUST_K)
         finally:
             index.close()
@@ -213,14 +217,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--index-dir", type=Path,
                         help="a prebuilt index folder holding the textbook and rust-book collections (skips ingest)")
     parser.add_argument("--misses", choices=SPLITS, help="also list the misses of this split")
+    parser.add_argument("--calibration-only", action="store_true",
+                        help="evaluate only the calibration halves and the old sets (for tuning; never writes RESULTS)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
+    splits = ("calibration", "regression") if args.calibration_only else (*SPLITS, "regression")
     if args.index_dir:
         from app.settings import load_settings
 
         settings = load_settings(_env_file=None, index_dir=args.index_dir,
                                  database_url="postgresql+psycopg://unused:unused@127.0.0.1:1/unused")  # pragma: allowlist secret
-        outcomes = evaluate(settings, {"textbook": None, "rust": "rust-book"})
+        outcomes = evaluate(settings, {"textbook": None, "rust": "rust-book"}, splits=splits)
     else:
         with bench_environment() as env:
             from app.settings import PROJECT_ROOT, get_settings
@@ -231,13 +238,13 @@ def main(argv: list[str] | None = None) -> int:
             tree = env.root / "rust-book"
             shutil.copytree(settings.shared_dir / "corpora" / "rust-book", tree)
             ingest_textbook(source=str(tree))
-            outcomes = evaluate(settings, {"textbook": None, "rust": "rust-book"})
+            outcomes = evaluate(settings, {"textbook": None, "rust": "rust-book"}, splits=splits)
     table, _ = report(outcomes)
     print(table)
     if args.misses:
         print("\n".join(misses(outcomes, args.misses)))
     print(f"({time.perf_counter() - started:.0f} s)", file=sys.stderr)
-    if not args.no_write:
+    if not args.no_write and not args.calibration_only:
         write_section("Answer quality: held-out sets", f"{machine_line()}\n\n{table}")
     return 0
 

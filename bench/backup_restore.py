@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         from app.settings import get_settings
         from flows.backup_database import backup_database
         from flows.restore_drill import restore_drill
-        from tasks.postgres import libpq
+        from tasks.databases import libpq
 
         settings = get_settings()
         url = settings.resolved_database_url

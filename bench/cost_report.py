@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         from bench.backup_restore import empty_flow
         from flows.cost_report import cost_report
         from tasks.costs import price_query_log, upsert_cost_daily
-        from tasks.postgres import libpq
+        from tasks.databases import libpq
 
         conninfo, env = libpq(get_settings().resolved_database_url)
         with psycopg.connect(conninfo, password=env["PGPASSWORD"], autocommit=True) as conn:

@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         import psycopg
 
         from app.settings import get_settings
-        from tasks.postgres import libpq
+        from tasks.databases import libpq
         from tasks.privacy import CLEAR_QUESTION_TEXT_SQL, purge_in_batches
 
         settings = get_settings()

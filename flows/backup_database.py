@@ -18,13 +18,11 @@ import sys
 from datetime import UTC, datetime
 
 from prefect import flow, get_run_logger
-from prefect.blocks.system import Secret
-from prefect.runtime import flow_run
 
 from app.backups import BackupManifest, CatalogEntry, retention_plan
 from app.settings import get_settings
 from flows.cli import ON_THE_SERVER, run_cli
-from flows.parameters import BlockName, StorageKind
+from flows.parameters import BlockName, StorageKind, secret_block_value
 from tasks.catalog import (
     catalog_begin,
     catalog_complete,
@@ -34,8 +32,9 @@ from tasks.catalog import (
     read_catalog,
 )
 from tasks.concurrency import exclusive
+from tasks.databases import check_pg_dump_version, database_identity, dump_database
 from tasks.notify import push_metrics, pushgateway_for
-from tasks.postgres import check_pg_dump_version, database_identity, dump_database
+from tasks.run_records import current_flow_run_id
 from tasks.storage import (
     backup_storage_for,
     delete_backup_objects,
@@ -59,7 +58,8 @@ def backup_database(storage: StorageKind | None = None, database_url_block: Bloc
     settings = get_settings()
     if storage:
         settings = settings.model_copy(update={"backup_storage": storage})
-    url = database_url_from(database_url_block) if database_url_block else settings.resolved_database_url
+    url = (secret_block_value("database_url_block", database_url_block).get_secret_value() if database_url_block
+           else settings.resolved_database_url)
     store = backup_storage_for(settings)
     retry_delay = settings.task_retry_delay_s
     backup_id = new_backup_id()
@@ -71,7 +71,7 @@ def backup_database(storage: StorageKind | None = None, database_url_block: Bloc
         # its reason where runbooks/backup-and-restore.md looks first.
         catalog_begin(settings, backup_id=backup_id, storage=store.kind,
                       database_name=str(database_identity(url)["dbname"]),
-                      flow_run_id=str(flow_run.id) if flow_run.id else None)
+                      flow_run_id=current_flow_run_id())
         started = datetime.now(UTC)
         try:
             versions = check_pg_dump_version.with_options(retry_delay_seconds=retry_delay)(settings, url)
@@ -108,10 +108,6 @@ def backup_database(storage: StorageKind | None = None, database_url_block: Bloc
                 len(pruned))
     return {"backup_id": backup_id, "location": location, "sha256": dump.sha256, "bytes": dump.bytes,
             "dump_seconds": dump.seconds, "pruned": list(pruned)}
-
-
-def database_url_from(block_name: str) -> str:
-    return str(Secret.load(block_name).get())
 
 
 def apply_retention(settings, now: datetime | None = None) -> tuple[dict[str, str], list[dict]]:

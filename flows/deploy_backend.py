@@ -33,7 +33,6 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from prefect.runtime import flow_run
 
 from app.settings import Settings, SettingsError, get_settings
 from flows.backup_database import backup_database
@@ -44,6 +43,7 @@ from tasks.catalog import find_newest_verified_backup
 from tasks.deploy_records import deployment_begin, deployment_finish
 from tasks.notify import send_notification
 from tasks.preflight import inspect_pending_migrations, release_notes
+from tasks.probe import CANARY_EXPECTED_SOURCE, CANARY_QUESTION
 from tasks.registry import ImageNotFound, ImageRef, digest_of, registry_client, resolve_image
 from tasks.render import (
     LIVE,
@@ -57,6 +57,7 @@ from tasks.render import (
     trigger_deploy,
     wait_for_deploy,
 )
+from tasks.run_records import current_flow_run_id
 from tasks.service_gates import health_gate, smoke_test
 
 
@@ -88,6 +89,12 @@ class Outcome:
     gates: dict[str, Any] = field(default_factory=dict)
 
 
+def deploy_canary(settings: Settings) -> tuple[str, str]:
+    """The smoke test's (question, page): DEPLOY_CANARY_QUESTION / DEPLOY_CANARY_CHAPTER, else the probe's canary."""
+    return (settings.deploy_canary_question or CANARY_QUESTION,
+            settings.deploy_canary_chapter or CANARY_EXPECTED_SOURCE)
+
+
 def verify_service(settings: Settings) -> dict[str, Any]:
     """Health gate, then (only if it passed) the smoke test. Never raises: a crash is a failed gate."""
     base_url = str(settings.service_base_url)
@@ -96,9 +103,9 @@ def verify_service(settings: Settings) -> dict[str, Any]:
                              interval_s=settings.deploy_health_interval_s)
         if not health["passed"]:
             return {"passed": False, "reason": f"health gate: {health['reason']}", "health": health}
-        smoke = smoke_test(base_url, question=settings.deploy_canary_question, chapter=settings.deploy_canary_chapter,
-                           requests=settings.deploy_smoke_requests, p95_slo_ms=settings.deploy_smoke_p95_ms,
-                           api_key=settings.deploy_smoke_api_key)
+        question, chapter = deploy_canary(settings)
+        smoke = smoke_test(base_url, question=question, chapter=chapter, requests=settings.deploy_smoke_requests,
+                           p95_slo_ms=settings.deploy_smoke_p95_ms, api_key=settings.deploy_smoke_api_key)
     except Exception as exc:  # noqa: BLE001 - a gate that cannot run did not pass
         return {"passed": False, "reason": f"the gates could not run: {exc.__class__.__name__}: {exc}"}
     return {"passed": smoke["passed"], "reason": None if smoke["passed"] else f"smoke test: {smoke['reason']}",
@@ -183,7 +190,7 @@ def deploy_backend(commit_id: CommitSha | None = None, image_digest: ImageDigest
     client = render_client(settings)
     out = Outcome(service_id=service_id, version=commit_id or image_digest or "?", image_digest=image_digest)
     record_id = deployment_begin(settings, service_id=service_id, commit_id=commit_id, image_url=None,
-                                 flow_run_id=str(flow_run.id) if flow_run.id else None)
+                                 flow_run_id=current_flow_run_id())
     try:
         image = choose_image(settings, out, commit_id=commit_id, image_digest=image_digest)
         preflight(settings, out, commit_id=image.commit_id, allow_destructive=allow_destructive,

@@ -10,7 +10,7 @@ wait until /health and /ready pass and the alerts resolve -> always undo what it
 record a `game_day` row, a `game-day-<scenario>` markdown artifact with the timeline, and push
 `game_day_success{scenario}`, `game_day_mttr_seconds{scenario}`, `game_day_last_success_timestamp_seconds`.
 
-Scenarios: service-down, database-down, error-burst, backup-broken, secret-leaked.
+Scenarios: service-down, database-down, error-burst, latency, backup-broken, secret-leaked.
 When it fails: the artifact names the step; a failed runbook command means the runbook is wrong: fix the runbook.
 runbooks/on-call.md#game-days.
 """
@@ -94,6 +94,8 @@ class Scenario:
     restore: Callable[[Settings, Injected], None]
     verify: Callable[[Settings, Injected], None] | None = None
     readers: bool = False  # drive readers' chat requests until detection (error and burn alerts need traffic)
+    readers_until_recovered: bool = False  # on through mitigation: latency alerts resolve on requests that are fast
+    reader_timeout_s: float = 10.0
 
 
 def _inject_service_down(settings: Settings, run_tag: str) -> Injected:
@@ -133,6 +135,16 @@ def _inject_secret_leaked(settings: Settings, run_tag: str) -> Injected:
     return Injected(variables={"LEAKED_KEY_ID": str(keys.leaked_id)}, state=(keys, run_tag), traffic=traffic)
 
 
+def _inject_latency(settings: Settings, run_tag: str) -> Injected:
+    return Injected(state=faults.hold_query_log_lock(settings))
+
+
+def _verify_latency(settings: Settings, injected: Injected) -> None:
+    if injected.state.ended_by != "terminated":
+        raise RecoveryCheckFailed(f"the session locking query_log was not terminated (backend "
+                                  f"{injected.state.backend_pid}: {injected.state.ended_by or 'still running'})")
+
+
 def _chat_status(base_url: str, api_key: str) -> int:
     response = httpx.post(f"{base_url}/v1/chat", json={"question": faults.CHAT_QUESTION},
                           headers={"x-api-key": api_key}, timeout=30)
@@ -166,6 +178,11 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
              _inject_database_down, lambda settings, _: faults.restore_postgres(settings), readers=True),
     Scenario("error-burst", ("HighErrorRate", "SloAvailabilityBurnRateFast"), _inject_error_burst,
              lambda settings, injected: faults.restore_index_pointer(settings, injected.state), readers=True),
+    # A lock on query_log makes every chat request wait for seconds; the holder takes it again and again, so the
+    # slow requests complete (a latency histogram only sees completed requests) and the readers find it blocking.
+    Scenario("latency", ("HighLatencyP95", "SloLatencyE2eBurnRateFast"), _inject_latency,
+             lambda settings, injected: faults.release_query_log_lock(settings, injected.state),
+             verify=_verify_latency, readers=True, readers_until_recovered=True, reader_timeout_s=60),
     Scenario("backup-broken", ("RestoreDrillFailed",), _inject_backup_broken,
              lambda settings, injected: faults.restore_backup_object(settings, injected.state)),
     # No alert is specific to a leak (runbooks/security-incident.md): it is detected when it is declared.
@@ -248,14 +265,14 @@ def game_day(scenario: GameDayScenario, allow_production: EnvironmentName | None
         injected = spec.inject(settings, uuid.uuid4().hex[:8])
         measured["inject_seconds"] = timeline.mark("fault injected") - injected_at
         if spec.readers:
-            readers = faults.Traffic(base_url).start()
+            readers = faults.Traffic(base_url, timeout_s=spec.reader_timeout_s).start()
         if spec.alerts:
             measured["detected_by"] = wait_for_alert(settings, list(spec.alerts), settings.game_day_detect_timeout_s)
         else:
             measured["detected_by"] = "declared (no alert covers it)"
         detected_at = timeline.mark(f"detected: {measured['detected_by']}")
         measured["detect_seconds"] = detected_at - injected_at
-        if readers:
+        if readers and not spec.readers_until_recovered:
             timeline.mark(f"readers' requests stopped: {readers.stop()}")
         for step in steps:
             timeline.mark(f"runbook step ({step.runbook}): {step.command}")
@@ -271,6 +288,8 @@ def game_day(scenario: GameDayScenario, allow_production: EnvironmentName | None
         recovered_at = timeline.mark("recovered: /health and /ready 200, alerts resolved")
         measured.update(recover_seconds=recovered_at - mitigated_at, mttr_seconds=recovered_at - injected_at,
                         status="passed")
+        if readers and spec.readers_until_recovered:
+            timeline.mark(f"readers' requests stopped: {readers.stop()}")
     except BaseException as exc:
         measured["failure_reason"] = f"{exc.__class__.__name__}: {exc}"
         timeline.mark(f"FAILED: {measured['failure_reason']}")

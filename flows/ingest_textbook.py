@@ -15,8 +15,9 @@ import sys
 import time
 from pathlib import Path
 
-from prefect import flow, get_run_logger
-from prefect.runtime import flow_run
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
 
 from app.rag.index_plan import plan_index_changes
 from app.rag.vector_store import check_same_source
@@ -24,11 +25,10 @@ from app.settings import PROJECT_ROOT, get_settings
 from flows.cli import ON_THE_SERVER, run_cli
 from flows.parameters import CollectionName, Locale
 from tasks.embeddings import embed_chunks
-from tasks.postgres import IngestSummary, record_ingest_run
-from tasks.qdrant import read_index_state, write_index_generation
 from tasks.quality import validate_chunks
-from tasks.reports import publish_ingest_report
+from tasks.run_records import IngestSummary, current_flow_run_id, record_ingest_run
 from tasks.textbook import KNOWN_LOCALES, discover_chapters, parse_and_chunk, source_identity
+from tasks.vector_index import read_index_state, write_index_generation
 
 DEFAULT_SOURCE = PROJECT_ROOT / "website"
 
@@ -115,10 +115,42 @@ def _record(settings, summary: IngestSummary) -> None:
     """Write the run row and the artifacts; a failure here must not hide the run's own error."""
     logger = get_run_logger()
     try:
-        record_ingest_run(settings, summary, str(flow_run.id) if flow_run.id else None)
+        record_ingest_run(settings, summary, current_flow_run_id())
     except Exception as exc:  # noqa: BLE001
         logger.error("could not record the ingest_run row: %s", exc)
     publish_ingest_report(summary)
+
+
+def ingest_markdown(summary: IngestSummary) -> str:
+    skipped = [f for f in summary.files if f["status"] == "skipped"]
+    lines = [
+        f"# Ingest of `{summary.source}`: {summary.status}",
+        "",
+        f"Collection `{summary.collection}`, generation `{summary.generation or '-'}`"
+        f"{' (full rebuild)' if summary.full_rebuild else ''}.",
+        "",
+        "| files seen | changed | skipped | chunks added | updated | deleted | total | embeddings | seconds |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| {summary.files_seen} | {summary.files_changed} | {summary.files_skipped} | {summary.chunks_added} | "
+        f"{summary.chunks_updated} | {summary.chunks_deleted} | {summary.chunks_total} | "
+        f"{summary.embeddings_computed} | {summary.seconds:.2f} |",
+    ]
+    if skipped:
+        lines += ["", "## Skipped files", ""] + [f"- `{f['locale']}:{f['path']}`: {f['reason']}" for f in skipped]
+    if summary.error:
+        lines += ["", "## Error", "", f"```\n{summary.error}\n```", "",
+                  "See runbooks/ingest-textbook.md for what to do next."]
+    return "\n".join(lines)
+
+
+@task(name="publish-ingest-report", cache_policy=NO_CACHE)
+def publish_ingest_report(summary: IngestSummary) -> None:
+    create_markdown_artifact(key="ingest-summary", markdown=ingest_markdown(summary),
+                             description=f"ingest of {summary.source}")
+    rows = [{"locale": f["locale"], "file": f["path"], "status": f["status"], "chunks": f.get("chunks", 0),
+             "reason": f.get("reason", "")} for f in summary.files]
+    create_table_artifact(key="ingest-files", table=rows or [{"file": "-", "status": "no files"}],
+                          description="files seen by the ingest, with what happened to each")
 
 
 def _file_rows(files, batch, plan) -> list[dict]:

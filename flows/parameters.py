@@ -11,10 +11,13 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Literal
 
-from pydantic import Field, WithJsonSchema
+from pydantic import Field, SecretStr, WithJsonSchema
+
+from flows.cli import InvalidParameter
 
 StorageKind = Literal["local", "s3"]
-GameDayScenario = Literal["service-down", "database-down", "error-burst", "backup-broken", "secret-leaked"]
+GameDayScenario = Literal["service-down", "database-down", "error-burst", "latency", "backup-broken",
+                          "secret-leaked"]
 EnvironmentName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,31}$",
                                        description="an ENVIRONMENT value, e.g. production")]
 FolderPath = Annotated[str, Field(pattern=r"^/?[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*/?$",
@@ -53,3 +56,18 @@ IsoDate = Annotated[date, WithJsonSchema({"type": "string", "format": "date", "p
 IsoDateTime = Annotated[datetime, WithJsonSchema({
     "type": "string", "format": "date-time", "pattern": r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}",
     "description": "a time, YYYY-MM-DDTHH:MM[:SS][+00:00]"})]
+
+
+def secret_block_value(parameter: str, block_name: str) -> SecretStr:
+    """The value of the Prefect Secret block a `*_block` parameter names. A missing or empty block is refused with
+    the parameter's name, before the flow does any work."""
+    from prefect.blocks.system import Secret
+
+    try:
+        value = str(Secret.load(block_name).get())
+    except ValueError as exc:  # Prefect: "Unable to find block document named ..."
+        raise InvalidParameter(f"{parameter}: there is no Prefect Secret block named {block_name!r} "
+                               "(create it: Prefect UI -> Blocks -> Secret)") from exc
+    if not value.strip():
+        raise InvalidParameter(f"{parameter}: the Secret block {block_name!r} is empty")
+    return SecretStr(value.strip())

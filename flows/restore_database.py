@@ -27,7 +27,7 @@ from app.settings import get_settings
 from flows.cli import ON_THE_SERVER, run_cli
 from flows.parameters import BackupId, DatabaseName
 from tasks.catalog import catalog_mark_restored, find_backup_to_restore
-from tasks.postgres import (
+from tasks.databases import (
     RefusingToOverwrite,
     create_database,
     database_exists,

@@ -32,8 +32,8 @@ from flows.cli import ON_THE_SERVER, run_cli
 from flows.parameters import BackupId
 from tasks.catalog import catalog_drill_result, claim_backup_for_drill, publish_catalog, read_catalog
 from tasks.concurrency import exclusive
+from tasks.databases import DatabaseFacts, create_database, drop_database, inspect_database, restore_dump
 from tasks.notify import push_metrics
-from tasks.postgres import DatabaseFacts, create_database, drop_database, inspect_database, restore_dump
 from tasks.quality import ExpectationOutcome, RestoreValidationFailed, validate_restore
 from tasks.storage import backup_storage_for, download_backup, verify_backup_checksum
 

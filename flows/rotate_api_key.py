@@ -16,7 +16,6 @@ import argparse
 import sys
 
 from prefect import flow, get_run_logger
-from prefect.runtime import flow_run
 from pydantic import SecretStr
 
 from app.api_keys import revoke_key
@@ -25,8 +24,8 @@ from app.settings import get_settings
 from flows.cli import ON_THE_SERVER, run_cli
 from flows.parameters import ApiKeyId, GraceHours
 from tasks.api_keys import issue_successor_key, revoke_expired_api_keys
-from tasks.postgres import audit_rotation_finish, audit_rotation_start, engine_for
-from tasks.reports import rotation_report
+from tasks.databases import engine_for
+from tasks.run_records import audited_rotation
 from tasks.secrets import promote_secret, secret_store_for, stage_secret
 
 
@@ -46,25 +45,20 @@ def rotate_api_key(key_id: ApiKeyId, grace_hours: GraceHours | None = None) -> d
     grace = settings.api_key_rotation_grace_h if grace_hours is None else grace_hours
     revoke_expired_api_keys(settings)
     store = secret_store_for(settings)
-    audit_id = audit_rotation_start(settings, secret_name=f"api-key:{key_id}", backend=store.backend,
-                                    old_version_id=f"key {key_id}", flow_run_id=str(flow_run.id) if flow_run.id else None)
-    try:
+    with audited_rotation(settings, secret_name=f"api-key:{key_id}", backend=store.backend,
+                          old_version_id=f"key {key_id}") as rotation:
         issued, old_key_ends = issue_successor_key(settings, key_id, grace)
-    except Exception as exc:
-        audit_rotation_finish(settings, audit_id, status="failed", new_version_id=None,
-                              error=f"{exc.__class__.__name__}: {exc}")
-        raise
-    name = api_key_secret_name(settings, issued.name)
-    try:
-        promote_secret(store, name, stage_secret(store, name, SecretStr(issued.key)))
-    except Exception as exc:
-        revoke_key(engine=engine_for(settings), key_id=issued.id)
-        audit_rotation_finish(settings, audit_id, status="failed", new_version_id=f"key {issued.id} (revoked)",
-                              error=f"the new key could not be handed over: {exc.__class__.__name__}: {exc}")
-        raise
-    audit_rotation_finish(settings, audit_id, status="completed", new_version_id=f"key {issued.id}")
-    rotation_report(f"api-key:{issued.name}", store.backend, f"key {key_id}", f"key {issued.id}",
-                    f"completed: key {key_id} stays valid until {old_key_ends:%Y-%m-%d %H:%M} UTC")
+        rotation.shown_as = f"api-key:{issued.name}"
+        name = api_key_secret_name(settings, issued.name)
+        try:
+            promote_secret(store, name, stage_secret(store, name, SecretStr(issued.key)))
+        except Exception:
+            revoke_key(engine=engine_for(settings), key_id=issued.id)
+            rotation.new_version_id = f"key {issued.id} (revoked)"
+            rotation.undone = f"the new key could not be handed over: key {issued.id} was revoked"
+            raise
+        rotation.new_version_id = f"key {issued.id}"
+        rotation.outcome = f"completed: key {key_id} stays valid until {old_key_ends:%Y-%m-%d %H:%M} UTC"
     logger.info("API key %s (%s) replaced by key %s; the new key is in secret %s; key %s expires at %s",
                 key_id, issued.name, issued.id, name, key_id, old_key_ends.isoformat())
     return {"old_key_id": key_id, "new_key_id": issued.id, "name": issued.name, "secret": name,

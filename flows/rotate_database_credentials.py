@@ -20,15 +20,13 @@ import sys
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.runtime import flow_run
 from pydantic import SecretStr
 
 from app.secret_source import DatabaseCredentials, database_credentials_secret_name
 from app.settings import Settings, get_settings
 from flows.cli import ON_THE_SERVER, run_cli
-from tasks.postgres import audit_rotation_finish, audit_rotation_start
 from tasks.postgres_roles import ensure_rotation_roles, next_user, set_role_password, verify_database_login
-from tasks.reports import rotation_report
+from tasks.run_records import audited_rotation
 from tasks.secrets import (
     SecretStore,
     SecretStoreError,
@@ -81,29 +79,24 @@ def rotate_database_credentials() -> dict:
     old_version, old_user = read_current_user(store, name)
     ensure_rotation_roles(settings)
     user = next_user(settings, old_user)
-    audit_id = audit_rotation_start(settings, secret_name=name, backend=store.backend, old_version_id=old_version,
-                                    flow_run_id=str(flow_run.id) if flow_run.id else None)
     password = SecretStr(secrets.token_urlsafe(32))
-    new_version: str | None = None
-    password_set = False
-    try:
-        new_version = stage_secret(store, name, SecretStr(DatabaseCredentials(user, password.get_secret_value()).dumps()))
-        set_role_password(settings, user, password)
-        password_set = True
-        verify_database_login(settings, user, password)
-        promote_secret(store, name, new_version)
-    except Exception as exc:
-        undo = (restore_previous_password(settings, store, name, user, new_version)
-                if password_set and new_version else "nothing to undo: the password was not changed")
-        discard_pending_secret(store, name)
-        status = "rolled_back" if password_set else "failed"
-        audit_rotation_finish(settings, audit_id, status=status, new_version_id=new_version,
-                              error=f"{exc.__class__.__name__}: {exc}; {undo}")
-        rotation_report(name, store.backend, old_version, new_version, f"{status}: {exc} ({undo})")
-        logger.error("rotation of %s failed: %s; %s", name, exc, undo)
-        raise
-    audit_rotation_finish(settings, audit_id, status="completed", new_version_id=new_version)
-    rotation_report(name, store.backend, old_version, new_version, f"completed: {old_user or 'the URL user'} -> {user}")
+    with audited_rotation(settings, secret_name=name, backend=store.backend, old_version_id=old_version) as rotation:
+        try:
+            rotation.new_version_id = stage_secret(
+                store, name, SecretStr(DatabaseCredentials(user, password.get_secret_value()).dumps()))
+            set_role_password(settings, user, password)
+            rotation.failure_status = "rolled_back"  # from here on, a failure restores the role's previous password
+            verify_database_login(settings, user, password)
+            promote_secret(store, name, rotation.new_version_id)
+        except Exception as exc:
+            rotation.undone = (restore_previous_password(settings, store, name, user, rotation.new_version_id)
+                               if rotation.failure_status == "rolled_back"
+                               else "nothing to undo: the password was not changed")
+            discard_pending_secret(store, name)
+            logger.error("rotation of %s failed: %s; %s", name, exc, rotation.undone)
+            raise
+        rotation.outcome = f"completed: {old_user or 'the URL user'} -> {user}"
+    new_version = rotation.new_version_id
     logger.info("rotated %s: %s is current (version %s); %s keeps its password until the next rotation",
                 name, user, new_version, old_user or "the URL user")
     return {"secret": name, "user": user, "previous_user": old_user, "old_version_id": old_version,

@@ -21,7 +21,6 @@ from datetime import UTC, datetime
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
-from prefect.runtime import flow_run
 
 from app.logging_setup import scrub
 from app.settings import Settings, get_settings
@@ -30,6 +29,8 @@ from flows.parameters import HttpUrl, IsoDateTime
 from tasks.notify import push_metrics, pushgateway_for
 from tasks.probe import (
     AVAILABILITY_SLO,
+    CANARY_EXPECTED_SOURCE,
+    CANARY_QUESTION,
     CheckResult,
     probe_availability,
     probe_canary,
@@ -37,9 +38,7 @@ from tasks.probe import (
     read_operations_facts,
     record_probe_results,
 )
-
-CANARY_QUESTION = "What is the Zero Moment Point and why does it matter for walking?"
-CANARY_EXPECTED_SOURCE = "/docs/kinematics-and-locomotion"
+from tasks.run_records import current_flow_run_id
 
 
 class ProbeFailed(RuntimeError):
@@ -55,7 +54,7 @@ def synthetic_probe(base_url: HttpUrl | None = None, question: str = CANARY_QUES
     target = (base_url or settings.resolved_probe_base_url).rstrip("/")
     shown = scrub(target)  # a base URL may carry credentials: never store or log them
     results = [*probe_health_and_ready(settings, target), probe_canary(settings, target, question, expected_source)]
-    round_id = record_probe_results(settings, results, shown, str(flow_run.id) if flow_run.id else None)
+    round_id = record_probe_results(settings, results, shown, current_flow_run_id())
     push_probe_metrics(settings, results)
     push_operations_facts(settings)
     failed = [r for r in results if not r.success]

@@ -9,7 +9,7 @@ from prefect.cache_policies import NO_CACHE
 
 from app.api_keys import IssuedKey, revoke_expired_keys, rotate_key
 from app.settings import Settings
-from tasks.postgres import engine_for, retry_unless_rejected
+from tasks.databases import engine_for, retry_unless_rejected
 
 
 @task(name="revoke-expired-api-keys", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=2,

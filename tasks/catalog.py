@@ -14,7 +14,7 @@ from sqlmodel import Session, col, select
 from app.db import session_scope
 from app.models import BackupCatalog, BackupStatus
 from app.settings import Settings
-from tasks.postgres import engine_for, retry_unless_rejected
+from tasks.databases import engine_for, retry_unless_rejected
 
 
 class NoUsableBackup(LookupError):

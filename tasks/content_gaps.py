@@ -12,7 +12,7 @@ from psycopg.rows import dict_row
 
 from app.rag.embeddings import create_embedder
 from app.settings import Settings
-from tasks.postgres import connect
+from tasks.databases import connect
 
 WEEK_REQUESTS_SQL = """
 SELECT q.locale, q.status, q.question, f.rating

@@ -13,7 +13,7 @@ from prefect.cache_policies import NO_CACHE
 
 from app.pricing import PRICE_TABLE
 from app.settings import Settings
-from tasks.postgres import connect, retry_unless_rejected
+from tasks.databases import connect, retry_unless_rejected
 
 FAR_FUTURE = date(9999, 12, 31)
 

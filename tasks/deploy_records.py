@@ -12,20 +12,15 @@ from sqlmodel import select
 from app.db import session_scope
 from app.models import Deployment
 from app.settings import Settings
-from tasks.postgres import engine_for, retry_unless_rejected
+from tasks.databases import engine_for, insert_row, retry_unless_rejected
 
 
 @task(name="deployment-begin", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=5,
       retry_condition_fn=retry_unless_rejected)
 def deployment_begin(settings: Settings, *, service_id: str, commit_id: str | None, image_url: str | None,
                      flow_run_id: str | None) -> int:
-    with session_scope(engine_for(settings)) as db:
-        row = Deployment(service_id=service_id, commit_id=commit_id, image_url=image_url, status="started",
-                         flow_run_id=flow_run_id)
-        db.add(row)
-        db.flush()
-        assert row.id is not None
-        return row.id
+    return insert_row(settings, Deployment(service_id=service_id, commit_id=commit_id, image_url=image_url,
+                                           status="started", flow_run_id=flow_run_id))
 
 
 @task(name="deployment-finish", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=5,

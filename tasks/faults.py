@@ -12,20 +12,23 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import col, select
 
 from app.api_keys import issue_key, list_keys, revoke_key
-from app.db import session_scope
+from app.db import create_db_engine, session_scope
 from app.models import BackupCatalog
 from app.rag.edge_store import EdgeCollection
 from app.settings import Settings
 from devenv.__main__ import api_pid_file, cluster_for, start_api, start_postgres
 from devenv.processes import running, stop_process
-from tasks.postgres import engine_for
+from tasks.databases import engine_for
 from tasks.storage import backup_storage_for, dump_name
 
 MISSING_GENERATION = "game-day-missing-generation"
@@ -85,6 +88,76 @@ def restore_index_pointer(settings: Settings, generation: str) -> None:
     collection = _edge_collection(settings)
     if (collection.read_pointer() or {}).get("generation") == MISSING_GENERATION:
         collection.write_pointer(generation)
+
+
+# latency: a session takes query_log's lock again and again (a runaway batch job, a migration retried in a loop):
+# every chat request's write waits for it, so requests really take seconds and complete slowly.
+@dataclass
+class TableLockHolder:
+    """A thread whose own connection holds `table` in ACCESS EXCLUSIVE mode for `hold_s`, releases it briefly, and
+    takes it again, until stopped or until its backend is terminated (it does not reconnect)."""
+
+    engine: Any
+    table: str = "query_log"
+    hold_s: float = 9.0
+    backend_pid: int | None = None
+    ended_by: str | None = None  # "terminated" (its backend was killed) or "stopped"
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _holding: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def _run(self) -> None:
+        try:
+            with self.engine.connect() as conn:
+                self.backend_pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+                while not self._stop.is_set():
+                    conn.execute(text(f"LOCK TABLE {self.table} IN ACCESS EXCLUSIVE MODE"))
+                    self._holding.set()
+                    conn.execute(text("SELECT pg_sleep(:seconds)"), {"seconds": self.hold_s})
+                    conn.commit()
+                    self._stop.wait(0.05)  # the waiting writes go through, then it takes the lock again
+            self.ended_by = "stopped"
+        except DBAPIError:
+            self.ended_by = "stopped" if self._stop.is_set() else "terminated"
+        finally:
+            self._holding.set()  # whoever waits for the first hold must not wait for a thread that ended
+
+    def start(self, timeout_s: float = 30) -> TableLockHolder:
+        self._thread = threading.Thread(target=self._run, name="game-day-lock-holder", daemon=True)
+        self._thread.start()
+        if not self._holding.wait(timeout_s) or self.ended_by:
+            raise FaultNotInjectable(f"could not lock {self.table}: the holder ended ({self.ended_by or 'timed out'})")
+        return self
+
+    def stop(self, timeout_s: float = 30) -> None:
+        """Ends it after its current hold (terminate its backend first to end it now)."""
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=timeout_s)
+
+    @property
+    def alive(self) -> bool:
+        return bool(self._thread and self._thread.is_alive())
+
+
+@task(name="hold-query-log-lock", cache_policy=NO_CACHE)
+def hold_query_log_lock(settings: Settings, hold_s: float = 9.0) -> TableLockHolder:
+    engine = create_db_engine(settings.model_copy(update={"db_pool_size": 1}))
+    return TableLockHolder(engine, hold_s=hold_s).start()
+
+
+@task(name="release-query-log-lock", cache_policy=NO_CACHE)
+def release_query_log_lock(settings: Settings, holder: TableLockHolder) -> None:
+    """Stop the holder; if the runbook did not terminate its backend, terminate it now (it may be in a 9 s sleep)."""
+    holder.stop(timeout_s=0)  # first: its backend killed from here on counts as stopped, not as the runbook's doing
+    if holder.alive and holder.backend_pid is not None:
+        with engine_for(settings).connect() as conn:
+            conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": holder.backend_pid})
+            conn.commit()
+    holder.stop()
+    holder.engine.dispose()
+    if holder.alive:
+        raise RuntimeError(f"the lock holder (backend {holder.backend_pid}) is still running")
 
 
 # backup-broken: the newest backup's dump is damaged in storage.
@@ -165,13 +238,14 @@ class Traffic:
     api_key: str | None = None
     interval_s: float = 0.1
     max_requests: int = 5000
+    timeout_s: float = 10.0
     codes: dict[int, int] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
     def _run(self) -> None:
         headers = {"x-api-key": self.api_key} if self.api_key else {}
-        with httpx.Client(base_url=self.base_url, timeout=10, headers=headers) as client:
+        with httpx.Client(base_url=self.base_url, timeout=self.timeout_s, headers=headers) as client:
             for _ in range(self.max_requests):
                 if self._stop.is_set():
                     return
@@ -190,7 +264,7 @@ class Traffic:
     def stop(self) -> dict[int, int]:
         self._stop.set()
         if self._thread:
-            self._thread.join(timeout=30)
+            self._thread.join(timeout=self.timeout_s + 20)
         return dict(self.codes)
 
     @property

@@ -27,7 +27,7 @@ from app.db import session_scope
 from app.logging_setup import scrub
 from app.models import GameDay
 from app.settings import PROJECT_ROOT, Settings
-from tasks.postgres import engine_for
+from tasks.databases import engine_for
 
 RUNBOOKS_DIR = PROJECT_ROOT / "runbooks"
 TAGGED_BLOCK = re.compile(r"^[ \t]*```bash[ \t]+game-day=([\w,-]+)[ \t]*\n(.*?)^[ \t]*```", re.M | re.S)

@@ -16,7 +16,7 @@ from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
 from app.settings import Settings
-from tasks.postgres import connect, libpq
+from tasks.databases import connect, libpq
 from tasks.secrets import CredentialRejected, unless_rejected
 
 

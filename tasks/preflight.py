@@ -93,40 +93,45 @@ def applied_revisions(database_url: str) -> set[str]:
         engine.dispose()
 
 
+def pending_offline_sql(migrations_dir: Path, database_url: str) -> tuple[dict[str, str], list[str]]:
+    """({revision: its offline SQL, `alembic upgrade <down>:<rev> --sql`} for every revision of `migrations_dir`
+    the database lacks, oldest first; the applied revisions `migrations_dir` does not know).
+
+    A merge revision (0009 joins 0005-0008) gets "": it carries no DDL of its own, and its offline SQL from one
+    parent would repeat the other parents' statements under the merge's name."""
+    buffer = io.StringIO()
+    config = _alembic_config(migrations_dir, database_url, buffer)
+    script = ScriptDirectory.from_config(config)
+    heads = applied_revisions(database_url)
+    known = {r.revision for r in script.walk_revisions()}
+    applied: set[str] = set()
+    for head in heads & known:
+        applied.update(r.revision for r in script.iterate_revisions(head, "base"))
+    pending: dict[str, str] = {}
+    for revision in reversed(list(script.walk_revisions())):
+        if revision.revision in applied:
+            continue
+        if revision.is_merge_point:
+            pending[revision.revision] = ""
+            continue
+        buffer.seek(0)
+        buffer.truncate()
+        command.upgrade(config, f"{revision.down_revision or 'base'}:{revision.revision}", sql=True)
+        pending[revision.revision] = buffer.getvalue()
+    return pending, sorted(heads - known)
+
+
 @task(name="inspect-pending-migrations", cache_policy=NO_CACHE)
 def inspect_pending_migrations(database_url: str, repo: Path, commit: str | None) -> dict[str, Any]:
-    """The offline SQL (`alembic upgrade <down>:<rev> --sql`) of every revision of `commit` the database lacks,
-    and the destructive statements in it."""
+    """The offline SQL of every revision of `commit` the database lacks, and the destructive statements in it."""
     logger = get_run_logger()
     with tempfile.TemporaryDirectory(prefix="deploy-migrations-") as tmp:
-        migrations_dir = export_migrations(repo, commit, Path(tmp))
-        buffer = io.StringIO()
-        config = _alembic_config(migrations_dir, database_url, buffer)
-        script = ScriptDirectory.from_config(config)
-        heads = applied_revisions(database_url)
-        known = {r.revision for r in script.walk_revisions()}
-        unknown = sorted(heads - known)
-        if unknown:
-            logger.warning("the database has revisions %s that %s does not know (a newer schema)", unknown,
-                           commit or "this checkout")
-        applied: set[str] = set()
-        for head in heads & known:
-            applied.update(r.revision for r in script.iterate_revisions(head, "base"))
-        pending = [r for r in reversed(list(script.walk_revisions())) if r.revision not in applied]
-        report: dict[str, Any] = {"pending": [], "destructive": [], "unknown_applied": unknown}
-        for revision in pending:
-            if revision.is_merge_point:
-                # A merge joins branches and carries no DDL of its own; its offline SQL from one parent
-                # would repeat the other parents' statements under the merge's name.
-                report["pending"].append(revision.revision)
-                continue
-            start = revision.down_revision or "base"
-            buffer.seek(0)
-            buffer.truncate()
-            command.upgrade(config, f"{start}:{revision.revision}", sql=True)
-            report["pending"].append(revision.revision)
-            for item in destructive_statements(buffer.getvalue()):
-                report["destructive"].append({"revision": revision.revision, **item})
+        pending, unknown = pending_offline_sql(export_migrations(repo, commit, Path(tmp)), database_url)
+    if unknown:
+        logger.warning("the database has revisions %s that %s does not know (a newer schema)", unknown,
+                       commit or "this checkout")
+    report: dict[str, Any] = {"pending": list(pending), "unknown_applied": unknown, "destructive": [
+        {"revision": revision, **item} for revision, sql in pending.items() for item in destructive_statements(sql)]}
     logger.info("pending migrations %s; destructive statements: %d", report["pending"] or "none",
                 len(report["destructive"]))
     return report

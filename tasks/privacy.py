@@ -14,7 +14,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from app.settings import Settings
-from tasks.postgres import connect
+from tasks.databases import connect
 
 CLEAR_QUESTION_TEXT_SQL = """
 UPDATE query_log q SET question = NULL

@@ -17,6 +17,7 @@ from pydantic import SecretStr
 
 from app.secret_source import quiet_aws_loggers
 from app.settings import Settings
+from tasks.aws import aws_credentials
 
 
 class SecretStoreError(RuntimeError):
@@ -188,18 +189,9 @@ class AwsSecretsManagerStore:
 
 def secret_store_for(settings: Settings) -> SecretStore:
     if settings.secret_backend == "aws":
-        from prefect_aws import AwsCredentials
-        from prefect_aws.client_parameters import AwsClientParameters
-
-        credentials = AwsCredentials(
-            aws_access_key_id=settings.aws_access_key_id.get_secret_value() if settings.aws_access_key_id else None,
-            aws_secret_access_key=settings.aws_secret_access_key, region_name=settings.aws_region,
-            # Few, quick attempts: the flow's tasks retry on their own, with delays an operator can see in the UI.
-            aws_client_parameters=AwsClientParameters(
-                endpoint_url=settings.aws_endpoint_url,
-                config={"connect_timeout": 5, "read_timeout": 20, "retries": {"max_attempts": 2, "mode": "standard"}},
-            ),
-        )
+        # Few, quick attempts: the flow's tasks retry on their own, with delays an operator can see in the UI.
+        credentials = aws_credentials(settings, botocore_config={
+            "connect_timeout": 5, "read_timeout": 20, "retries": {"max_attempts": 2, "mode": "standard"}})
         return AwsSecretsManagerStore(credentials.get_secrets_manager_client())
     return PrefectSecretStore()
 

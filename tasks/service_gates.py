@@ -12,6 +12,8 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import SecretStr
 
+from tasks.probe import ask_canary
+
 
 def p95(values: list[float]) -> float:
     """Nearest-rank 95th percentile."""
@@ -58,19 +60,15 @@ def _ask(http: httpx.Client, question: str) -> tuple[float, int, dict[str, Any]]
 @task(name="smoke-test", cache_policy=NO_CACHE)
 def smoke_test(base_url: str, *, question: str, chapter: str, requests: int, p95_slo_ms: float,
                api_key: SecretStr | None = None, concurrency: int = 4) -> dict[str, Any]:
-    """The canary question must be answered citing `chapter`; then a burst of `requests` must all succeed with
-    p95 latency under the SLO."""
+    """The canary question must be answered citing `chapter` (tasks/probe.py's check); then a burst of `requests`
+    must all succeed with p95 latency under the SLO."""
     logger = get_run_logger()
     headers = {"X-API-Key": api_key.get_secret_value()} if api_key else {}
     with httpx.Client(base_url=base_url, timeout=30, headers=headers) as http:
-        try:
-            _, status, body = _ask(http, question)
-        except httpx.HTTPError as exc:
-            return {"passed": False, "reason": f"the canary question got no answer: {exc.__class__.__name__}: {exc}"}
-        cited = [source.get("url", "") for source in body.get("sources", [])]
-        result: dict[str, Any] = {"canary_status": status, "canary_cited": cited[:5]}
-        if status != 200 or not any(chapter in url for url in cited):
-            reason = f"the canary question ({question!r}) answered {status} without citing {chapter}: cited {cited[:5]}"
+        canary = ask_canary(http, question, chapter)
+        result: dict[str, Any] = {"canary_status": canary.status_code, "canary": canary.detail}
+        if not canary.success:
+            reason = f"the canary question ({question!r}) failed: {canary.detail}"
             logger.error("smoke test failed: %s", reason)
             return {**result, "passed": False, "reason": reason}
         with ThreadPoolExecutor(max_workers=max(1, min(concurrency, requests))) as pool:

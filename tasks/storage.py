@@ -18,6 +18,7 @@ from prefect.cache_policies import NO_CACHE
 
 from app.backups import CHUNK, ChecksumMismatch, HashingReader, HashingSink, sha256_of_stream
 from app.settings import Settings
+from tasks.aws import aws_credentials
 
 INCOMING = ".incoming"
 
@@ -141,16 +142,9 @@ class S3BackupStorage:
 
 def backup_storage_for(settings: Settings) -> BackupStorage:
     if settings.backup_storage == "s3":
-        from prefect_aws import AwsCredentials, S3Bucket
-        from prefect_aws.client_parameters import AwsClientParameters
+        from prefect_aws import S3Bucket
 
-        credentials = AwsCredentials(
-            aws_access_key_id=settings.aws_access_key_id.get_secret_value() if settings.aws_access_key_id else None,
-            aws_secret_access_key=settings.aws_secret_access_key,
-            region_name=settings.aws_region,
-            aws_client_parameters=AwsClientParameters(endpoint_url=settings.aws_endpoint_url),
-        )
-        bucket = S3Bucket(bucket_name=settings.backup_s3_bucket, credentials=credentials,
+        bucket = S3Bucket(bucket_name=settings.backup_s3_bucket, credentials=aws_credentials(settings),
                           bucket_folder=settings.backup_s3_prefix)
         return S3BackupStorage(bucket)
     return LocalBackupStorage(settings.resolved_backup_dir)

@@ -31,7 +31,7 @@ def _sse(event: str, data: dict) -> str:
 async def chat_stream(body: ChatRequest, service: ChatServiceDep, request_id: RequestIdDep) -> StreamingResponse:
     """The same answer as Server-Sent Events: `start`, `delta` events, then `final` (sources, usage)."""
     started = time.perf_counter()
-    prepared = await run_in_threadpool(service.chat_stream, body, request_id)
+    prepared = await run_in_threadpool(service.prepare_stream, body, request_id)
 
     async def events() -> AsyncIterator[str]:
         ended = False  # `final` and `error` are sent after the query_log row is written

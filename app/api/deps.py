@@ -19,11 +19,13 @@ def get_db(request: Request) -> Iterator[Session]:
         yield session
 
 
-def get_chat_service(request: Request) -> ChatService:
+# Plain reads of the app's state are `async def`: FastAPI runs a sync dependency in the thread pool, a hop that
+# costs more than the read itself on every request.
+async def get_chat_service(request: Request) -> ChatService:
     return request.app.state.chat_service
 
 
-def get_request_id(request: Request) -> uuid.UUID:
+async def get_request_id(request: Request) -> uuid.UUID:
     return uuid.UUID(request.state.request_id)
 
 

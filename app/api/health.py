@@ -58,5 +58,6 @@ async def metrics(request: Request) -> Response:
     body, content_type = await run_in_threadpool(
         render_metrics, request.app.state.engine, settings.active_session_window_s,
         settings.metrics_multiproc_dir is not None, settings.metrics_multiproc_dir, folders,
+        settings.active_sessions_refresh_s, settings.active_sessions_query_timeout_s,
     )
     return Response(content=body, media_type=content_type)

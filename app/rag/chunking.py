@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 
 from app.rag.markdown import MarkdownLine, ParsedDocument, scan_lines, split_sentences
+from app.rag.sparse import SPARSE_TOKENIZER_VERSION
 
 CHUNK_ID_NAMESPACE = uuid.UUID("6f1c8f8e-1a4e-4a57-9a53-7d0c3d0f2b11")
 # An ATX heading: up to 3 spaces, 1-6 '#', text, an optional closing run of '#' after a space ("## C#" keeps its '#').
@@ -278,7 +279,7 @@ def _pack(blocks: list[str], max_chars: int, min_chars: int) -> list[str]:
 def content_hash(chunk: Chunk) -> str:
     material = json.dumps(
         [chunk.embedding_text(), chunk.anchor, chunk.page_url, chunk.locale, chunk.source_path, chunk.ordinal,
-         PAYLOAD_VERSION],
+         PAYLOAD_VERSION, SPARSE_TOKENIZER_VERSION],
         ensure_ascii=False,
     )
     return hashlib.sha256(material.encode("utf-8")).hexdigest()

@@ -17,6 +17,10 @@ Two kinds of evidence, each trusted where it means something:
 A question about a passage the reader selected on a page is covered when that page holds the passage
 (the same share of its terms), whatever the question's own wording ("why does this matter?").
 
+For Urdu with the local model the terms share is the deciding evidence: three quarters of the question's terms
+(min_query_terms_matched 0.75, "3 of 4", "6 of 8") found in the retrieved chunks; the book's other forms and
+spellings of the question's words count in retrieval (app/rag/vocabulary.py), not in this share.
+
 The thresholds are settings, chosen on the calibration halves of bench/eval (by chapter and topic group, see
 bench/answer_quality.py) and the old sets; the held-out halves are only reported.
 """

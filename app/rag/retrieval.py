@@ -1,4 +1,4 @@
-"""Hybrid retrieval: dense + sparse fused with weighted RRF, filtered by locale (and optionally a chapter),
+"""Hybrid retrieval: dense and sparse candidates fused (app/rag/ranking.py), filtered by locale (and optionally a chapter),
 English fallback; a selection's page can be favoured. Also gathers the evidence the coverage decision reads."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from app.rag.embeddings import Embedder
+from app.rag.ranking import FusionWeights, fuse
 from app.rag.sparse import query_vector, tokenize
 from app.rag.vector_store import SearchMode, SearchRequest, VectorIndex
 from app.rag.vocabulary import BookVocabulary
@@ -79,6 +80,15 @@ def fuse_favouring(hits: list[Any], favoured: list[Any], *, limit: int, rrf_k: i
     return [replace(by_id[chunk_id], score=scores[chunk_id]) for chunk_id in ordered[:limit]]
 
 
+@dataclass(frozen=True)
+class Candidates:
+    """A search's fused hits and, for a hybrid search, the dense and sparse lists they were fused from."""
+
+    fused: list[Any]
+    dense: list[Any]
+    sparse: list[Any]
+
+
 class Retriever:
     def __init__(self, *, embedder: Embedder, index: VectorIndex, settings: Any) -> None:
         self._embedder = embedder
@@ -102,7 +112,10 @@ class Retriever:
         with span("query embedding", **{"rag.embedding_model": self._embedder.model_name}):
             embedded = self._embedder.embed([query]) if mode != "sparse" else None
         dense = embedded.vectors[0] if embedded else None
-        sparse = query_vector(query)
+        vocabulary = self._vocabulary
+        related = [*vocabulary.spelling_variants(query), *vocabulary.inflections(query),
+                   *vocabulary.urdu_glosses(query)] if settings.search_related_forms else []
+        sparse = query_vector(query, related=related, related_weight=settings.related_form_weight)
         embed_ms = (time.perf_counter() - started) * 1000
 
         started = time.perf_counter()
@@ -116,15 +129,26 @@ class Retriever:
                     sparse_weight=settings.sparse_weight, rrf_k=settings.rrf_k, chapter=chapter, page_url=page,
                 ))
 
+        def candidates(search_locale: str | None, limit: int, page: str | None = None) -> Candidates:
+            """Hybrid: the dense and the sparse candidates, fused here (app/rag/ranking.py); else one list."""
+            if mode != "hybrid":
+                return Candidates(search(search_locale, mode, limit, page), [], [])
+            dense_hits = search(search_locale, "dense", settings.retrieval_prefetch, page)
+            sparse_hits = search(search_locale, "sparse", settings.retrieval_prefetch, page) if sparse.indices else []
+            weights = FusionWeights.from_settings(settings, search_locale,
+                                                  dense_reliable=dense_is_reliable(settings, search_locale))
+            return Candidates(fuse(dense_hits, sparse_hits, weights, limit=limit), dense_hits, sparse_hits)
+
         read = k * CHUNKS_PER_SECTION_READ
         used_locale = locale
-        hits = search(locale, mode, read)
-        if not hits and locale not in (None, DEFAULT_LOCALE):
+        found_candidates = candidates(locale, read)
+        if not found_candidates.fused and locale not in (None, DEFAULT_LOCALE):
             used_locale = DEFAULT_LOCALE
-            hits = search(DEFAULT_LOCALE, mode, read)
+            found_candidates = candidates(DEFAULT_LOCALE, read)
+        hits = found_candidates.fused
         selection_matched = None
         if favour_page and hits:
-            page_hits = search(used_locale, mode, read, favour_page)
+            page_hits = candidates(used_locale, read, favour_page).fused
             hits = fuse_favouring(hits, page_hits, limit=read, rrf_k=settings.rrf_k)
             if favour_text:
                 selection_matched = share_found(favour_text, page_hits)
@@ -132,10 +156,10 @@ class Retriever:
         top_dense = top_sparse = None
         sparse_hits: list[Any] = []
         if dense is not None and hits:
-            best = search(used_locale, "dense", 1)
+            best = found_candidates.dense[:1] or search(used_locale, "dense", 1)
             top_dense = best[0].score if best else None
         if hits and sparse.indices:
-            sparse_hits = search(used_locale, "sparse", VOCABULARY_PROBE)
+            sparse_hits = found_candidates.sparse[:VOCABULARY_PROBE] or search(used_locale, "sparse", VOCABULARY_PROBE)
             top_sparse = sparse_hits[0].score if sparse_hits else 0.0
         search_ms = (time.perf_counter() - started) * 1000 + vocabulary_ms
 

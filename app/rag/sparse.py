@@ -10,15 +10,27 @@ import re
 import unicodedata
 import zlib
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 K1 = 1.2
 B = 0.75
 AVERAGE_DOC_TOKENS = 120.0
 
-# Arabic-script normalisation: diacritics dropped, Arabic letter variants folded into Urdu ones.
-URDU_DIACRITICS_RE = re.compile("[\u064b-\u065f\u0670\u06d6-\u06ed\u0640]")
-URDU_FOLD = str.maketrans({"ي": "ی", "ى": "ی", "ك": "ک", "ة": "ہ", "أ": "ا", "إ": "ا", "آ": "آ"})
+# Part of every chunk's content hash (app/rag/chunking.py): bump it when tokenize() changes, so the next
+# ingest rewrites every chunk's sparse vector instead of mixing old and new tokens in one index.
+SPARSE_TOKENIZER_VERSION = 2
+
+# Arabic-script normalisation, the same at index and query time: diacritics (zer, zabar, pesh, tanween,
+# shadda, superscript alef) and tatweel dropped; zero-width joiners dropped; the Arabic letter variants a
+# reader's keyboard may type folded into the Urdu letters the book uses (yeh, kaf, heh, teh marbuta, hamza
+# seats); Arabic-Indic and Urdu digits read as 0-9. Heh doachashmee (ھ, aspiration) stays apart from heh goal.
+URDU_DIACRITICS_RE = re.compile("[\u064b-\u065f\u0670\u06d6-\u06ed\u0640\u200b-\u200d\u2060\ufeff]")
+URDU_FOLD = str.maketrans({
+    "ي": "ی", "ى": "ی", "ې": "ی", "ك": "ک", "ڪ": "ک", "ه": "ہ", "ۀ": "ہ", "ة": "ہ", "ۃ": "ہ",
+    "أ": "ا", "إ": "ا", "ٱ": "ا", "ۓ": "ئے",
+    **{chr(0x0660 + d): str(d) for d in range(10)}, **{chr(0x06F0 + d): str(d) for d in range(10)},
+})
 
 TOKEN_RE = re.compile(
     r"""
@@ -131,8 +143,10 @@ def document_vector(text: str) -> SparseVector:
     return _to_vector(weights)
 
 
-def query_vector(text: str) -> SparseVector:
-    weights: dict[int, float] = {}
+def query_vector(text: str, *, related: Iterable[str] = (), related_weight: float = 0.5) -> SparseVector:
+    """Each of the text's tokens with weight 1; `related` tokens (the book's other spellings and forms of the
+    question's words) with `related_weight`, unless the text has them itself."""
+    weights: dict[int, float] = {token_index(token): related_weight for token in related}
     for token in set(tokenize(text)):
         weights[token_index(token)] = 1.0
     return _to_vector(weights)

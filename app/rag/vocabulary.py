@@ -48,6 +48,38 @@ def acronyms_in(text: str) -> dict[str, str]:
     return found
 
 
+# Urdu inflection endings (plural, oblique, gender), longest first; a word keeps at least three letters.
+URDU_ENDINGS = ("یاں", "ئیں", "ؤں", "وں", "یں", "ئے", "ات", "ں", "ے", "ی", "ا")
+ARABIC_LETTER_RE = re.compile("[\u0600-\u06ff]")
+
+
+def word_family(word: str) -> str:
+    """A crude stem of an Urdu word (its inflection ending dropped); other words are their own family."""
+    if not ARABIC_LETTER_RE.match(word):
+        return word
+    for ending in URDU_ENDINGS:
+        if word.endswith(ending) and len(word) - len(ending) >= 3:
+            return word[: -len(ending)]
+    return word
+
+
+# "ادراکی سائنس (cognitive science)": the Urdu text glosses its terms with the English ones in parentheses.
+GLOSS_RE = re.compile(r"((?:[\u0600-\u06ff]+\s+){0,2}[\u0600-\u06ff]+)\**\s*\(([A-Za-z][A-Za-z0-9 \-]{1,40})\)")
+
+
+def glosses_in(text: str) -> dict[str, list[str]]:
+    """{English term's tokens (joined): the Urdu words before it} for each "اردو الفاظ (English term)"; as many
+    Urdu words as the English term has words, at least two (the glossed term may be a word and its qualifier)."""
+    found: dict[str, list[str]] = {}
+    for match in GLOSS_RE.finditer(text):
+        english = tokenize(match.group(2))
+        if not english:
+            continue
+        urdu = match.group(1).split()[-max(2, len(match.group(2).split())):]
+        found.setdefault(" ".join(english), [t for t in tokenize(" ".join(urdu))])
+    return found
+
+
 def _deletions(word: str) -> set[str]:
     return {word[:i] + word[i + 1:] for i in range(len(word))}
 
@@ -63,6 +95,8 @@ class BookVocabulary:
         self._terms: frozenset[str] = frozenset()
         self._near: dict[str, set[str]] = {}
         self._acronyms: dict[str, str] = {}
+        self._families: dict[str, set[str]] = {}
+        self._glosses: dict[str, list[str]] = {}
 
     def _current_version(self) -> object:
         generation = getattr(self._index, "generation", None)
@@ -79,9 +113,12 @@ class BookVocabulary:
             hits = self._index.search(SearchRequest(dense=probe, sparse=None, limit=MAX_CHUNKS, mode="dense"))
             terms: set[str] = set()
             acronyms: dict[str, str] = {}
+            glosses: dict[str, list[str]] = {}
             for hit in hits:
                 text = f"{hit.payload.get('text', '')} {' '.join(hit.payload.get('heading_path', []))}"
                 terms.update(tokenize(text))
+                for english, urdu in glosses_in(text).items():
+                    glosses.setdefault(english, urdu)
                 for short, long in acronyms_in(text).items():
                     acronyms.setdefault(short, long)
             near: dict[str, set[str]] = {}
@@ -89,17 +126,60 @@ class BookVocabulary:
                 if len(word) >= MIN_FUZZY_CHARS - 1:
                     for variant in _deletions(word) | {word}:
                         near.setdefault(variant, set()).add(word)
+            families: dict[str, set[str]] = {}
+            for word in terms:
+                families.setdefault(word_family(word), set()).add(word)
             # Read after the search: a reader opens the live generation on its first search.
-            self._terms, self._near, self._acronyms = frozenset(terms), near, acronyms
+            self._terms, self._near, self._acronyms, self._families = frozenset(terms), near, acronyms, families
+            self._glosses = glosses
             self._version = self._current_version()
 
     def knows(self, term: str) -> bool:
         """The book uses the term, or the term is one edit (typo, missing or extra letter) from a word it uses."""
-        if term in self._terms or term in QUESTION_WORDS or term in ENGLISH_STOPWORDS or term in URDU_STOPWORDS:
+        if self.knows_exactly(term):
             return True
         if len(term) < MIN_FUZZY_CHARS:
             return False
         return any(variant in self._near for variant in _deletions(term) | {term})
+
+    def spelling_variants(self, question: str) -> list[str]:
+        """The book's words one edit away from a question's term the book never uses ("remaping" -> "remapping",
+        "سمیولیشن" -> "سمولیشن"): searched beside the reader's spelling."""
+        self._load()
+        variants: list[str] = []
+        for term in dict.fromkeys(tokenize(question)):
+            if len(term) < MIN_FUZZY_CHARS or self.knows_exactly(term):
+                continue
+            for variant in _deletions(term) | {term}:
+                variants.extend(word for word in self._near.get(variant, ()) if word in self._terms)
+        return list(dict.fromkeys(variants))
+
+    def inflections(self, question: str) -> list[str]:
+        """The book's other forms of the question's Urdu words (ٹانگوں -> ٹانگ, ٹانگیں), which the sparse
+        tokenizer does not stem."""
+        self._load()
+        forms: list[str] = []
+        for term in dict.fromkeys(tokenize(question)):
+            family = word_family(term)
+            if family != term or family in self._families:
+                forms.extend(w for w in sorted(self._families.get(family, ())) if w != term)
+        return list(dict.fromkeys(forms))
+
+    def urdu_glosses(self, question: str) -> list[str]:
+        """For a question in Urdu, the book's Urdu words for the English terms it uses ("ROS graph" ->
+        "گراف" where the book writes "... گراف (ROS graph)"): readers type the English term, the book writes Urdu."""
+        self._load()
+        if not ARABIC_LETTER_RE.search(question):
+            return []
+        tokens = [t for t in tokenize(question) if t.isascii()]
+        words: list[str] = []
+        for length in (3, 2, 1):
+            for start in range(len(tokens) - length + 1):
+                words.extend(self._glosses.get(" ".join(tokens[start:start + length]), ()))
+        return list(dict.fromkeys(words))
+
+    def knows_exactly(self, term: str) -> bool:
+        return term in self._terms or term in QUESTION_WORDS or term in ENGLISH_STOPWORDS or term in URDU_STOPWORDS
 
     def unknown(self, question: str) -> list[str]:
         self._load()

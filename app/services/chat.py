@@ -12,8 +12,9 @@ from datetime import date
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from sqlalchemy import Engine
-from sqlmodel import Session, select
+from sqlalchemy import Engine, insert
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlmodel import Session, SQLModel, select
 
 from app.db import session_scope
 from app.errors import InvalidRequest, NotFound
@@ -50,6 +51,8 @@ FOLLOW_UP_RE = re.compile(r"\b(it|its|this|that|these|those|they|them|their|he|s
 SNIPPET_CHARS = 280
 SELECTION_CHARS_IN_QUERY = 1000
 TITLE_CHARS = 60
+HISTORY_MESSAGES = 6  # the last three exchanges of a session are the history a follow-up is read with
+FOLLOW_UP_MAX_WORDS = 6  # a question this short is searched together with the previous one
 
 
 def correlation_id() -> uuid.UUID | None:
@@ -59,12 +62,32 @@ def correlation_id() -> uuid.UUID | None:
 
 
 @dataclass
-class QueryDeps:
+class QueryPipeline:
+    """What a question goes through: the settings, the retriever, the answerer, and the database it is logged in."""
+
     settings: Settings
     engine: Engine
     retriever: Retriever
     answerer: Answerer
     embedding_model: str
+
+
+class Prepared(NamedTuple):
+    """A chat request before its answer: the session and its history, what was retrieved, the reader's selection."""
+
+    chat_session: ChatSession | None
+    history: list[Turn]
+    retrieval: Retrieval
+    selection: Selection | None
+
+
+def elapsed_ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
+
+
+def _columns(row: SQLModel) -> dict[str, Any]:
+    """A model's column values for a Core insert (an unset autoincrement id left to the database)."""
+    return row.model_dump(exclude={"id"} if getattr(row, "id", 0) is None else set())
 
 
 def snippet(text: str) -> str:
@@ -86,7 +109,7 @@ def retrieval_query(question: str, history: list[Turn]) -> str:
     previous = [t.content for t in history if t.role == "user"]
     if not previous:
         return question
-    short = len(question.split()) <= 6
+    short = len(question.split()) <= FOLLOW_UP_MAX_WORDS
     if short or FOLLOW_UP_RE.search(question):
         return f"{previous[-1]} {question}"
     return question
@@ -102,56 +125,40 @@ def session_title(question: str, limit: int = TITLE_CHARS) -> str:
 
 
 class ChatService:
-    def __init__(self, deps: QueryDeps) -> None:
-        self._deps = deps
-
-    # -- sessions ---------------------------------------------------------------------------------
-    def _load_history(self, session_id: uuid.UUID | None) -> tuple[ChatSession | None, list[Turn]]:
-        if session_id is None:
-            return None, []
-        with Session(self._deps.engine) as db:
-            chat_session = db.get(ChatSession, session_id)
-            if chat_session is None:
-                raise NotFound(f"session {session_id}")
-            rows = db.exec(
-                select(Message).where(Message.session_id == session_id).order_by(Message.id.desc()).limit(6)  # type: ignore[union-attr]
-            ).all()
-        return chat_session, [Turn(role=m.role, content=m.content) for m in reversed(rows)]
+    def __init__(self, pipeline: QueryPipeline) -> None:
+        self._pipeline = pipeline
+        # Each write below is one statement, atomic by itself: no BEGIN/COMMIT round trips around it.
+        self._autocommit = pipeline.engine.execution_options(isolation_level="AUTOCOMMIT")
 
     # -- chat -------------------------------------------------------------------------------------
     def chat(self, body: ChatRequest, request_id: uuid.UUID) -> ChatResponse:
+        """Retrieve, answer, then persist / observe / respond."""
         started = time.perf_counter()
-        endpoint = "chat"
-        with self._failures_logged(endpoint, body.locale, body.session_id, request_id, started):
-            chat_session, history = self._load_history(body.session_id)
-            selection = self._selection(body)
-            retrieval = self._retrieve(body.question, history, body.locale, body.k, chapter=body.chapter,
-                                       selection=selection)
-            with span("answer generation", **{"rag.answer_backend": self._deps.settings.answer_backend}):
-                answer = self._deps.answerer.answer(body.question, retrieval, history, body.locale, selection)
-            return self._finish(endpoint, body, request_id, chat_session, retrieval, answer, started)
+        with self._failures_logged("chat", body.locale, body.session_id, request_id, started):
+            prepared = self._prepare(body)
+            with span("answer generation", **{"rag.answer_backend": self._pipeline.settings.answer_backend}):
+                answer = self._pipeline.answerer.answer(body.question, prepared.retrieval, prepared.history,
+                                                        body.locale, prepared.selection)
+            return self._conclude("chat", body, request_id, prepared, answer, started)
 
-    def chat_stream(self, body: ChatRequest, request_id: uuid.UUID) -> "PreparedStream":
+    def prepare_stream(self, body: ChatRequest, request_id: uuid.UUID) -> Prepared:
         """The part of a streamed chat that can still fail with an HTTP status (before the stream starts)."""
         started = time.perf_counter()
         with self._failures_logged("chat_stream", body.locale, body.session_id, request_id, started):
-            chat_session, history = self._load_history(body.session_id)
-            selection = self._selection(body)
-            retrieval = self._retrieve(body.question, history, body.locale, body.k, chapter=body.chapter,
-                                       selection=selection)
-        return PreparedStream(chat_session, history, retrieval, selection)
+            return self._prepare(body)
 
     def stream_events(
-        self, body: ChatRequest, request_id: uuid.UUID, prepared: "PreparedStream", started: float,
+        self, body: ChatRequest, request_id: uuid.UUID, prepared: Prepared, started: float,
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         """`start`, `delta`s as written, then `final`: the whole response, whose `answer` is the verified text
         (with the openai backend it can differ from the deltas: `citation_repairs` says what changed)."""
-        chat_session, history, retrieval, selection = prepared
         yield "start", {"request_id": str(request_id)}
         answer: Answer | None = None
-        generation = start_detached_span("answer generation", **{"rag.answer_backend": self._deps.settings.answer_backend})
+        generation = start_detached_span("answer generation",
+                                         **{"rag.answer_backend": self._pipeline.settings.answer_backend})
         try:
-            for item in self._deps.answerer.stream(body.question, retrieval, history, body.locale, selection):
+            for item in self._pipeline.answerer.stream(body.question, prepared.retrieval, prepared.history,
+                                                       body.locale, prepared.selection):
                 if isinstance(item, Answer):
                     answer = item
                 else:
@@ -159,9 +166,10 @@ class ChatService:
             assert answer is not None
             if generation is not None:
                 generation.end()
-            response = self._finish("chat_stream", body, request_id, chat_session, retrieval, answer, started)
+            response = self._conclude("chat_stream", body, request_id, prepared, answer, started)
         except Exception as exc:  # noqa: BLE001 - the stream has started: report the failure in-band
-            code = "database_unavailable" if "Operational" in exc.__class__.__name__ else "stream_failed"
+            code = error_code_for(exc)
+            code = "stream_failed" if code == "internal_error" else code
             log.warning("stream failed: %s", exc)
             if generation is not None and generation.is_recording():
                 generation.record_exception(exc)
@@ -170,14 +178,34 @@ class ChatService:
             self._log_failure("chat_stream", body.locale, body.session_id, request_id, code, started)
             yield "error", {"detail": "the answer could not be completed", "error_code": code}
             return
-        final = response.model_dump(mode="json")
-        yield "final", final
+        yield "final", response.model_dump(mode="json")
+
+    # -- the steps ----------------------------------------------------------------------------------
+    def _prepare(self, body: ChatRequest) -> Prepared:
+        chat_session, history = self._load_history(body.session_id)
+        selection = self._selection(body)
+        retrieval = self._retrieve(body.question, history, body.locale, body.k, chapter=body.chapter,
+                                   selection=selection)
+        return Prepared(chat_session, history, retrieval, selection)
+
+    def _load_history(self, session_id: uuid.UUID | None) -> tuple[ChatSession | None, list[Turn]]:
+        if session_id is None:
+            return None, []
+        with Session(self._pipeline.engine) as db:
+            chat_session = db.get(ChatSession, session_id)
+            if chat_session is None:
+                raise NotFound(f"session {session_id}")
+            rows = db.exec(
+                select(Message).where(Message.session_id == session_id)
+                .order_by(Message.id.desc()).limit(HISTORY_MESSAGES)  # type: ignore[union-attr]
+            ).all()
+        return chat_session, [Turn(role=m.role, content=m.content) for m in reversed(rows)]
 
     def _selection(self, body: ChatRequest) -> Selection | None:
         if body.selection is None:
             return None
         origin = body.selection.origin
-        allowed = {o.lower().rstrip("/") for o in self._deps.settings.cors_allowed_origins}
+        allowed = {o.lower().rstrip("/") for o in self._pipeline.settings.cors_allowed_origins}
         if origin is not None and origin not in allowed:
             raise InvalidRequest(
                 f"selection.page_url: {origin} is not the site; send the page's path (/docs/... or /ur/docs/...) "
@@ -187,7 +215,7 @@ class ChatService:
 
     def _check_chapter(self, chapter: str) -> None:
         """An empty result for a chapter is fine, an unknown chapter is a mistake the caller can fix."""
-        known = self._deps.retriever.chapters()
+        known = self._pipeline.retriever.chapters()
         if not known:
             raise InvalidRequest("chapter: this index was built before chapters were recorded; run the "
                                  "ingest-textbook flow once to add them")
@@ -199,108 +227,111 @@ class ChatService:
         query = retrieval_query(question, history)
         if selection is not None:
             query = f"{query} {selection.text[:SELECTION_CHARS_IN_QUERY]}"
-        retrieval = self._deps.retriever.retrieve(query, locale=locale, k=k, chapter=chapter,
-                                                  favour_page=selection.page_url if selection else None,
-                                                  favour_text=selection.text if selection else None)
+        retrieval = self._pipeline.retriever.retrieve(query, locale=locale, k=k, chapter=chapter,
+                                                      favour_page=selection.page_url if selection else None,
+                                                      favour_text=selection.text if selection else None)
         if chapter is not None and not retrieval.chunks:
             self._check_chapter(chapter)
         observe_retrieval(retrieval)
         return retrieval
 
-    def _finish(
-        self, endpoint: str, body: ChatRequest, request_id: uuid.UUID, chat_session: ChatSession | None,
-        retrieval: Retrieval, answer: Answer, started: float,
-    ) -> ChatResponse:
-        GENERATION_LATENCY.labels(backend=answer.backend).observe(answer.generation_ms)
+    def _conclude(self, endpoint: str, body: ChatRequest, request_id: uuid.UUID, prepared: Prepared,
+                  answer: Answer, started: float) -> ChatResponse:
+        retrieval = prepared.retrieval
         cited = retrieval.chunks if answer.source_order is None else [retrieval.chunks[i] for i in answer.source_order]
         sources = [to_source(c) for c in cited] if answer.covered else []
-        for kind, count in answer.citation_repairs.items():
-            CITATION_FAILURES.labels(kind=kind).inc(count)
-        today = date.today()
-        cost = cost_usd(answer.model, input_tokens=answer.prompt_tokens, output_tokens=answer.completion_tokens, day=today)
-        cost += cost_usd(self._deps.embedding_model, input_tokens=retrieval.embedding_tokens, day=today)
-        retrieval_ms = retrieval.embed_ms + retrieval.search_ms
-        status = "ok" if answer.covered else "not_covered"
-        if answer.is_fallback:
-            status = "fallback"
+        cost = self._cost(answer.model, answer.prompt_tokens, answer.completion_tokens, retrieval.embedding_tokens)
+        status = "fallback" if answer.is_fallback else "ok" if answer.covered else "not_covered"
         set_attributes(**{"rag.endpoint": endpoint, "rag.locale": body.locale, "rag.covered": answer.covered,
                           "rag.chunks": len(retrieval.chunks), "rag.status": status})
         record_question(body.question)
-        db_started = time.perf_counter()
-        with span("db write", **{"db.system": "postgresql", "db.operation": "insert message, query_log"}), \
-                session_scope(self._deps.engine) as db:
-            if chat_session is None:
-                chat_session = ChatSession(locale=body.locale, title=session_title(body.question))
-            chat_session = db.merge(chat_session)
-            chat_session.last_active_at = utcnow()
-            db.add(chat_session)
-            db.flush()
-            source_dicts = [s.model_dump() for s in sources]
-            db.add(Message(session_id=chat_session.id, request_id=request_id, role="user", content=body.question))
-            db.add(Message(session_id=chat_session.id, request_id=request_id, role="assistant", content=answer.text,
-                           sources=source_dicts))
-            total_ms = (time.perf_counter() - started) * 1000
-            db.add(QueryLog(
-                request_id=request_id, correlation_id=correlation_id(), session_id=chat_session.id,
-                endpoint=endpoint, locale=body.locale,
-                retrieval_ms=round(retrieval_ms, 3), generation_ms=round(answer.generation_ms, 3),
-                total_ms=round(total_ms, 3), prompt_tokens=answer.prompt_tokens,
-                completion_tokens=answer.completion_tokens, embedding_tokens=retrieval.embedding_tokens,
-                model=answer.model, embedding_model=self._deps.embedding_model, cost_usd=cost, status=status,
-                error_code="llm_fallback" if answer.is_fallback else None, question=body.question,
-            ))
-            session_id = chat_session.id
-        DB_LATENCY.observe((time.perf_counter() - db_started) * 1000)
-        if answer.is_fallback:
-            QUERY_ERRORS.labels(error_code="llm_fallback").inc()
-        self._count_tokens(answer, retrieval)
-        ANSWERS.labels(backend=answer.backend, covered=str(answer.covered).lower()).inc()
-        total_ms = (time.perf_counter() - started) * 1000
-        QUERY_DURATION.labels(endpoint=endpoint, status=status).observe(total_ms / 1000)
+        session_id = prepared.chat_session.id if prepared.chat_session else uuid.uuid4()
+        self._persist_exchange(
+            prepared.chat_session or ChatSession(id=session_id, locale=body.locale, title=session_title(body.question)),
+            [Message(session_id=session_id, request_id=request_id, role="user", content=body.question),
+             Message(session_id=session_id, request_id=request_id, role="assistant", content=answer.text,
+                     sources=[s.model_dump() for s in sources])],
+            QueryLog(request_id=request_id, correlation_id=correlation_id(), session_id=session_id,
+                     endpoint=endpoint, locale=body.locale,
+                     retrieval_ms=round(retrieval.embed_ms + retrieval.search_ms, 3),
+                     generation_ms=round(answer.generation_ms, 3), total_ms=round(elapsed_ms(started), 3),
+                     prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens,
+                     embedding_tokens=retrieval.embedding_tokens, model=answer.model,
+                     embedding_model=self._pipeline.embedding_model, cost_usd=cost, status=status,
+                     error_code="llm_fallback" if answer.is_fallback else None, question=body.question),
+        )
+        total_ms = elapsed_ms(started)
+        self._observe_answer(endpoint, answer, retrieval, status, total_ms)
         return ChatResponse(
             answer=answer.text, sources=sources, session_id=session_id, request_id=request_id,
             usage=Usage(prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens,
                         embedding_tokens=retrieval.embedding_tokens, cost_usd=float(cost)),
-            latency_ms=Latency(retrieval=round(retrieval_ms, 3), generation=round(answer.generation_ms, 3),
-                               total=round(total_ms, 3)),
+            latency_ms=Latency(retrieval=round(retrieval.embed_ms + retrieval.search_ms, 3),
+                               generation=round(answer.generation_ms, 3), total=round(total_ms, 3)),
             covered=answer.covered, answer_backend=answer.backend,
             citations_verified=answer.covered and answer.citations_verified, citation_repairs=answer.citation_repairs,
         )
 
-    def _count_tokens(self, answer: Answer, retrieval: Retrieval) -> None:
+    def _cost(self, model: str | None, prompt_tokens: int, completion_tokens: int, embedding_tokens: int) -> Decimal:
+        today = date.today()
+        cost = cost_usd(model, input_tokens=prompt_tokens, output_tokens=completion_tokens, day=today) if model \
+            else Decimal(0)
+        return cost + cost_usd(self._pipeline.embedding_model, input_tokens=embedding_tokens, day=today)
+
+    # -- persist ------------------------------------------------------------------------------------
+    def _persist_exchange(self, chat_session: ChatSession, messages: list[Message], row: QueryLog) -> None:
+        """The session touched (or created), the two messages and the query_log row: one statement, one round trip."""
+        touched = pg_insert(ChatSession).values(**{**chat_session.model_dump(), "last_active_at": utcnow()})
+        touched = touched.on_conflict_do_update(index_elements=["id"], set_={"last_active_at": touched.excluded.last_active_at})
+        added = insert(Message).values([_columns(m) for m in messages])
+        self._write(insert(QueryLog).values(**_columns(row)).add_cte(touched.cte("touched"), added.cte("added")),
+                    "insert chat_session, message, query_log")
+
+    def _write(self, statement: Any, operation: str) -> None:
+        started = time.perf_counter()
+        with span("db write", **{"db.system": "postgresql", "db.operation": operation}), \
+                self._autocommit.connect() as conn:
+            conn.execute(statement)
+        DB_LATENCY.observe(elapsed_ms(started))
+
+    # -- observe ------------------------------------------------------------------------------------
+    def _observe_answer(self, endpoint: str, answer: Answer, retrieval: Retrieval, status: str, total_ms: float) -> None:
+        GENERATION_LATENCY.labels(backend=answer.backend).observe(answer.generation_ms)
+        for kind, count in answer.citation_repairs.items():
+            CITATION_FAILURES.labels(kind=kind).inc(count)
+        if answer.is_fallback:
+            QUERY_ERRORS.labels(error_code="llm_fallback").inc()
         if answer.prompt_tokens:
             TOKENS_USED.labels(kind="prompt", model=answer.model).inc(answer.prompt_tokens)
         if answer.completion_tokens:
             TOKENS_USED.labels(kind="completion", model=answer.model).inc(answer.completion_tokens)
+        ANSWERS.labels(backend=answer.backend, covered=str(answer.covered).lower()).inc()
+        self._observe_request(endpoint, status, retrieval, total_ms)
+
+    def _observe_request(self, endpoint: str, status: str, retrieval: Retrieval, total_ms: float) -> None:
         if retrieval.embedding_tokens:
-            TOKENS_USED.labels(kind="embedding", model=self._deps.embedding_model).inc(retrieval.embedding_tokens)
+            TOKENS_USED.labels(kind="embedding", model=self._pipeline.embedding_model).inc(retrieval.embedding_tokens)
+        QUERY_DURATION.labels(endpoint=endpoint, status=status).observe(total_ms / 1000)
 
     # -- search -----------------------------------------------------------------------------------
     def search(self, body: SearchRequestBody, request_id: uuid.UUID) -> SearchResponse:
         started = time.perf_counter()
         with self._failures_logged("search", body.locale, None, request_id, started):
-            retrieval = self._deps.retriever.retrieve(body.query, locale=body.locale, k=body.k, chapter=body.chapter)
+            retrieval = self._pipeline.retriever.retrieve(body.query, locale=body.locale, k=body.k, chapter=body.chapter)
             if body.chapter is not None and not retrieval.chunks:
                 self._check_chapter(body.chapter)
             observe_retrieval(retrieval)
             retrieval_ms = retrieval.embed_ms + retrieval.search_ms
-            cost = cost_usd(self._deps.embedding_model, input_tokens=retrieval.embedding_tokens)
             set_attributes(**{"rag.endpoint": "search", "rag.locale": body.locale, "rag.chunks": len(retrieval.chunks)})
-            db_started = time.perf_counter()
-            with span("db write", **{"db.system": "postgresql", "db.operation": "insert query_log"}), \
-                    session_scope(self._deps.engine) as db:
-                db.add(QueryLog(
-                    request_id=request_id, correlation_id=correlation_id(), endpoint="search", locale=body.locale,
-                    retrieval_ms=round(retrieval_ms, 3),
-                    generation_ms=0, total_ms=round((time.perf_counter() - started) * 1000, 3),
-                    embedding_tokens=retrieval.embedding_tokens, embedding_model=self._deps.embedding_model,
-                    cost_usd=cost, status="ok", question=body.query,
-                ))
-            DB_LATENCY.observe((time.perf_counter() - db_started) * 1000)
-            if retrieval.embedding_tokens:
-                TOKENS_USED.labels(kind="embedding", model=self._deps.embedding_model).inc(retrieval.embedding_tokens)
-            total_ms = (time.perf_counter() - started) * 1000
-            QUERY_DURATION.labels(endpoint="search", status="ok").observe(total_ms / 1000)
+            row = QueryLog(
+                request_id=request_id, correlation_id=correlation_id(), endpoint="search", locale=body.locale,
+                retrieval_ms=round(retrieval_ms, 3), generation_ms=0, total_ms=round(elapsed_ms(started), 3),
+                embedding_tokens=retrieval.embedding_tokens, embedding_model=self._pipeline.embedding_model,
+                cost_usd=self._cost(None, 0, 0, retrieval.embedding_tokens), status="ok", question=body.query,
+            )
+            self._write(insert(QueryLog).values(**_columns(row)), "insert query_log")
+            total_ms = elapsed_ms(started)
+            self._observe_request("search", "ok", retrieval, total_ms)
             results = [
                 SearchResult(
                     id=c.id, title=str(c.payload.get("title", "")), url=c.url, heading=str(c.payload.get("heading", "")),
@@ -329,7 +360,7 @@ class ChatService:
         total_ms = (time.perf_counter() - started) * 1000
         QUERY_DURATION.labels(endpoint=endpoint, status=status).observe(total_ms / 1000)
         try:
-            with session_scope(self._deps.engine) as db:
+            with session_scope(self._pipeline.engine) as db:
                 known_session = session_id if session_id and db.get(ChatSession, session_id) else None
                 db.add(QueryLog(
                     request_id=request_id, correlation_id=correlation_id(), session_id=known_session,
@@ -338,13 +369,6 @@ class ChatService:
                 ))
         except Exception as exc:  # noqa: BLE001 - Postgres itself may be what failed
             log.warning("could not write the query_log row of failed request %s: %s", request_id, exc.__class__.__name__)
-
-
-class PreparedStream(NamedTuple):
-    chat_session: ChatSession | None
-    history: list[Turn]
-    retrieval: Retrieval
-    selection: Selection | None
 
 
 class _FailureLogger:

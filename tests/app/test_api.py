@@ -180,7 +180,7 @@ def test_metrics_exist_and_move_after_a_query(client):
         metric_value(before, "rag_tokens_used_total", 'kind="embedding"')
     assert metric_value(after, "rag_query_errors_total", 'error_code="invalid_request"') > \
         metric_value(before, "rag_query_errors_total", 'error_code="invalid_request"')
-    assert metric_value(after, "rag_active_sessions") >= 1
+    assert "rag_active_sessions " in after  # counted every ACTIVE_SESSIONS_REFRESH_S (test_service_metrics.py)
 
 
 def test_every_answered_chat_writes_its_messages(client):

@@ -256,3 +256,13 @@ def test_code_in_nested_fences_is_code_for_answers_and_citations():
                      ("prose", "The prose after the fence ends here.")]
     answer = "````\n```\nUnsupported words about bread stay quoted.\n```\n````"
     assert verify_citations(answer, ["A source about robots."]).text == answer
+
+
+def test_content_hash_changes_with_the_sparse_tokenizer_version(monkeypatch):
+    """A tokenizer change must rewrite every chunk's sparse vector on the next incremental ingest."""
+    from app.rag import chunking
+
+    _, before = chunks_of(b"## A\n\nSome text that stays.\n", path="a.md")
+    monkeypatch.setattr(chunking, "SPARSE_TOKENIZER_VERSION", chunking.SPARSE_TOKENIZER_VERSION + 1)
+    _, after = chunks_of(b"## A\n\nSome text that stays.\n", path="a.md")
+    assert before[0].id == after[0].id and before[0].content_hash != after[0].content_hash

@@ -92,7 +92,7 @@ def fresh_catalog(pg_cluster, settings, settings_env):
     url = database_url(pg_cluster, dbname)
     migrate(url)
     yield settings_env({"DATABASE_URL": url})
-    from tasks.postgres import _engines
+    from tasks.databases import _engines
 
     engine = _engines.pop(url, None)
     if engine is not None:
@@ -102,7 +102,7 @@ def fresh_catalog(pg_cluster, settings, settings_env):
 
 def test_freshness_check_fails_without_a_fresh_verified_backup(fresh_catalog, capsys):
     from flows.check_backup_freshness import main
-    from tasks.postgres import engine_for
+    from tasks.databases import engine_for
 
     assert main([]) == 1 and "no verified backup" in capsys.readouterr().err
     now = datetime.now(UTC)

@@ -144,6 +144,16 @@ def test_a_bad_parameter_is_refused_before_a_run_exists(run_through_worker):
         run_through_worker("backup-database/backup-database", parameters={"storage": "S3"})
 
 
+def test_the_openai_key_deployment_takes_a_block_name_and_never_the_key(prefect_stack):
+    """The registered deployment's parameter schema (what the UI's Custom run form and Parameters tab show)."""
+    response = httpx.get(f"{prefect_stack.api_url}/deployments/name/rotate-openai-key/rotate-openai-key", timeout=30)
+    response.raise_for_status()
+    deployment = response.json()
+    schema = deployment["parameter_openapi_schema"]
+    assert list(schema["properties"]) == ["new_key_block"] and schema["required"] == ["new_key_block"]
+    assert deployment["parameters"] == {"new_key_block": "textbook-ops-openai-api-key-incoming"}
+
+
 def flow_runs_of(stack: PrefectStack, flow_name: str) -> list[dict]:
     response = httpx.post(f"{stack.api_url}/flow_runs/filter", timeout=30, json={
         "flows": {"name": {"any_": [flow_name]}}, "sort": "START_TIME_DESC", "limit": 20})

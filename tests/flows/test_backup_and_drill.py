@@ -23,7 +23,7 @@ from flows.backup_database import apply_retention, backup_database
 from flows.restore_drill import restore_drill
 from tasks import storage as storage_module
 from tasks.catalog import NoUsableBackup
-from tasks.postgres import DatabaseLoginRejected, DatabaseNotFound, DatabaseUnreachable, PgDumpTooOld
+from tasks.databases import DatabaseLoginRejected, DatabaseNotFound, DatabaseUnreachable, PgDumpTooOld
 from tests.conftest import APP_PASSWORD, free_port
 from tests.support.moto import MotoServer
 from tests.support.webhook import fake_pushgateway as pushgateway_recorder
@@ -280,7 +280,7 @@ def test_backup_files_do_not_leak_credentials(settings, backup_env):
 
 def test_restore_database_into_a_new_target_then_replace_it_only_with_confirmation(settings, backup_env, pg_cluster):
     from flows.restore_database import restore_database
-    from tasks.postgres import RefusingToOverwrite
+    from tasks.databases import RefusingToOverwrite
 
     backup = backup_database()
     restore_drill()

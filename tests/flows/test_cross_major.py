@@ -27,7 +27,7 @@ from devenv.postgres import PostgresCluster
 from flows.backup_database import backup_database
 from flows.restore_database import restore_database
 from flows.restore_drill import restore_drill
-from tasks.postgres import PgDumpTooOld
+from tasks.databases import PgDumpTooOld
 from tests.conftest import APP_PASSWORD, OPS_PASSWORD, start_cluster
 from tests.support.newer_postgres import NEWER_POSTGRES_PACKAGES, installed_clients_root, newer_postgres_bin_dir
 

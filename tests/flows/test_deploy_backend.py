@@ -9,8 +9,8 @@ catalog, the backup subflow's dump) uses a database of its own, so these tests n
 from __future__ import annotations
 
 import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
@@ -19,7 +19,7 @@ from sqlmodel import Session, select
 from app.db import migrate, session_scope
 from app.models import BackupCatalog, Deployment
 from app.settings import PROJECT_ROOT, get_settings
-from flows.deploy_backend import DeployRefused, deploy_backend
+from flows.deploy_backend import DeployRefused, deploy_backend, deploy_canary
 from tasks.preflight import destructive_statements
 from tasks.registry import RegistryError, registry_client
 from tasks.render import RenderApiError, RenderClient
@@ -40,7 +40,7 @@ def deploy_database(pg_cluster, settings):
     url = database_url(pg_cluster, dbname)
     migrate(url)
     yield url
-    from tasks.postgres import _engines
+    from tasks.databases import _engines
 
     engine = _engines.pop(url, None)
     if engine is not None:
@@ -69,7 +69,7 @@ def render(deploy_versions, deploy_target, deploy_database, registry, settings_e
 
 
 def add_verified_backup(url: str, age_hours: float) -> str:
-    from tasks.postgres import engine_for
+    from tasks.databases import engine_for
 
     backup_id = f"test-{datetime.now(UTC):%H%M%S%f}"
     finished = datetime.now(UTC) - timedelta(hours=age_hours)
@@ -80,7 +80,7 @@ def add_verified_backup(url: str, age_hours: float) -> str:
 
 
 def deployment_row(flow_run_id) -> Deployment:
-    from tasks.postgres import engine_for
+    from tasks.databases import engine_for
 
     with Session(engine_for(get_settings())) as db:
         return db.exec(select(Deployment).where(Deployment.flow_run_id == flow_run_id)).one()
@@ -147,9 +147,9 @@ def test_smoke_failure_redeploys_the_previous_digest_and_verifies_it(render, reg
     assert not row.gates["new"]["passed"] and row.gates["rollback"]["passed"]
     import httpx
 
-    answer = httpx.post(f"{deploy_target.base_url}/v1/chat", json={"question": get_settings().deploy_canary_question},
-                        timeout=30).json()
-    assert any(get_settings().deploy_canary_chapter in s["url"] for s in answer["sources"]), "users are served again"
+    question, chapter = deploy_canary(get_settings())
+    answer = httpx.post(f"{deploy_target.base_url}/v1/chat", json={"question": question}, timeout=30).json()
+    assert any(chapter in s["url"] for s in answer["sources"]), "users are served again"
 
 
 def test_a_rollback_that_fails_its_gates_too_is_reported_as_such(render, registry, deploy_database, deploy_versions,
@@ -233,7 +233,7 @@ def test_destructive_migration_is_refused_before_anything_is_deployed(render, re
     with pytest.raises(DeployRefused, match="0099: DROP TABLE"):
         deploy_backend(commit_id=commit)
     assert posted(render, "/deploys") == [], "nothing was deployed"
-    from tasks.postgres import engine_for
+    from tasks.databases import engine_for
 
     with Session(engine_for(get_settings())) as db:
         row = db.exec(select(Deployment).where(Deployment.commit_id == commit)).one()
@@ -243,7 +243,7 @@ def test_destructive_migration_is_refused_before_anything_is_deployed(render, re
 def test_stale_backup_runs_backup_database_first(render, deploy_database):
     from sqlalchemy import update
 
-    from tasks.postgres import engine_for
+    from tasks.databases import engine_for
 
     with session_scope(engine_for(get_settings())) as db:  # the other tests' fresh rows
         db.exec(update(BackupCatalog).values(status="pruned"))  # type: ignore[call-overload]
@@ -278,6 +278,6 @@ def test_destructive_statements_are_recognised_and_bookkeeping_is_not():
 
 
 def test_cli_help_describes_the_flow():
-    result = subprocess.run([str(Path(PROJECT_ROOT / ".venv" / "bin" / "python")), "-m", "flows.deploy_backend",
-                             "--help"], cwd=PROJECT_ROOT, capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "flows.deploy_backend", "--help"], cwd=PROJECT_ROOT,
+                            capture_output=True, text=True)
     assert result.returncode == 0 and "--allow-destructive" in result.stdout and "--commit" in result.stdout

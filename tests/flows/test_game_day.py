@@ -54,3 +54,15 @@ def test_the_flow_refuses_production_before_it_touches_anything(monkeypatch):
     with pytest.raises(GameDayRefused):
         game_day.fn(scenario="service-down")
     assert touched == []
+
+
+def test_the_runbook_sql_command_prints_rows_and_fails_on_an_error_or_when_no_row_comes(settings, capsys):
+    """`python -m app sql` as the latency runbook uses it: a blocker that never shows up fails the step."""
+    from app.__main__ import main
+
+    assert main(["sql", "SELECT 2 AS two, NULL AS nothing"]) == 0
+    assert capsys.readouterr().out == "two\tnothing\n2\t\n"
+    assert main(["sql", "--until-rows", "1", "SELECT pid FROM pg_stat_activity WHERE false"]) == 1
+    assert "no row within 1 s" in capsys.readouterr().err
+    assert main(["sql", "SELECT pg_terminate_backend_typo(1)"]) == 1
+    assert "pg_terminate_backend_typo" in capsys.readouterr().err

@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlmodel import Session
+from prefect.client.orchestration import get_client
+from sqlmodel import Session, select
 
 from app.api_keys import InvalidApiKey, authenticate, issue_key, revoke_key
 from app.db import create_db_engine
-from app.models import ApiKey
+from app.models import ApiKey, SecretRotation
 from app.secret_source import api_key_secret_name
 from app.settings import get_settings
 from flows.rotate_api_key import main, revoke_expired_api_keys_flow, rotate_api_key
@@ -68,6 +69,27 @@ def test_a_failed_hand_over_revokes_the_new_key_and_keeps_the_old_one(settings, 
     with Session(engine) as db:
         successors = [k for k in db.query(ApiKey).filter(ApiKey.name == "handover").all() if k.id != old.id]
     assert len(successors) == 1 and successors[0].revoked_at is not None
+
+
+def test_a_failed_hand_over_is_audited_with_what_was_undone_and_published(settings, engine, monkeypatch):
+    """audited_rotation (tasks/run_records.py): the failure, what the flow undid, and the artifact."""
+    old = issue_key(engine=engine, name="handover-audit", scopes=["chat"])
+
+    def store_refuses(self, name, value):
+        raise SecretStoreError("Prefect's API is unreachable (injected)")
+
+    monkeypatch.setattr(PrefectSecretStore, "stage", store_refuses)
+    with pytest.raises(SecretStoreError):
+        rotate_api_key(key_id=old.id)
+    with Session(engine) as db:
+        row = db.exec(select(SecretRotation).where(SecretRotation.secret_name == f"api-key:{old.id}")).one()
+    successor = int(row.new_version_id.split()[1])
+    assert (row.status, row.new_version_id) == ("failed", f"key {successor} (revoked)")
+    assert row.error == (f"SecretStoreError: Prefect's API is unreachable (injected); the new key could not be "
+                         f"handed over: key {successor} was revoked")
+    with get_client(sync_client=True) as client:
+        published = [str(a.data) for a in client.read_artifacts() if a.key == "secret-rotation"]
+    assert any(text.startswith("# Rotation of `api-key:handover-audit` (prefect): failed: ") for text in published)
 
 
 def test_cli_prints_the_new_key_once(settings, engine, capsys):

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import subprocess
@@ -23,6 +22,7 @@ from sqlalchemy import text
 from app.db import session_scope
 from app.models import ProbeResult
 from tests.conftest import free_port
+from tests.support.artifacts import latest_artifact
 from tests.support.waiting import wait_for_http, wait_until
 
 
@@ -70,7 +70,7 @@ def rows_for(settings, round_id: str) -> dict[str, ProbeResult]:
 
 
 def session_scope_for(settings):
-    from tasks.postgres import engine_for
+    from tasks.databases import engine_for
 
     return session_scope(engine_for(settings))
 
@@ -129,7 +129,6 @@ def test_canary_fails_when_the_expected_page_is_not_cited(settings, prefect_harn
 
 def test_availability_report_over_1_7_and_30_days(settings, prefect_harness):
     from flows.synthetic_probe import probe_availability_report
-    from tests.flows.test_ingest_textbook import read_artifact
 
     as_of = datetime(2031, 3, 31, 12, tzinfo=UTC)  # in the future: only this test's rows are in its windows
 
@@ -152,5 +151,5 @@ def test_availability_report_over_1_7_and_30_days(settings, prefect_harness):
     assert report["1d"] == {"rounds": 20, "successful": 19, "availability": 0.95, "meets_slo": False}
     assert report["7d"]["rounds"] == 25 and report["7d"]["successful"] == 24
     assert report["30d"]["rounds"] == 29 and report["30d"]["successful"] == 26
-    artifact = asyncio.run(read_artifact("probe-availability"))
+    artifact = latest_artifact("probe-availability")
     assert "MISSED" in str(artifact.data) and "99.5%" in str(artifact.data)

@@ -75,7 +75,26 @@ def receiver() -> Iterator[WebhookReceiver]:
 
 
 @pytest.fixture(scope="module")
-def game_day_stack(stack_env, prefect_harness, receiver, tmp_path_factory) -> Iterator[Settings]:
+def monitoring(stack_env, receiver, tmp_path_factory) -> Iterator[MonitoringStack]:
+    """Prometheus with quick rules scraping the stack's API, Alertmanager routing to `receiver`, and the
+    Pushgateway the module's flows push to (PUSHGATEWAY_URL, ALERTMANAGER_URL in the environment)."""
+    stack = MonitoringStack(
+        root=tmp_path_factory.mktemp("monitoring"), api_target=f"127.0.0.1:{stack_env['API_PORT']}",
+        prometheus_port=free_port(), alertmanager_port=free_port(), pushgateway_port=free_port(),
+        scrape_interval="1s", evaluation_interval="1s", rule_transform=quick_rule,
+        alertmanager_config=alertmanager_config_for(receiver),
+    )
+    try:
+        stack.start()
+        os.environ.update(PUSHGATEWAY_URL=stack.url("pushgateway"), ALERTMANAGER_URL=stack.url("alertmanager"))
+        get_settings.cache_clear()
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture(scope="module")
+def game_day_stack(stack_env, prefect_harness, monitoring, tmp_path_factory) -> Iterator[Settings]:
     """Postgres and the API started as `make up` starts them, one chapter ingested, monitoring with quick rules."""
     from devenv.__main__ import api_pid_file, cluster_for, migrate, start_api, start_postgres
     from devenv.processes import stop_process
@@ -83,29 +102,18 @@ def game_day_stack(stack_env, prefect_harness, receiver, tmp_path_factory) -> It
     from flows.ingest_textbook import ingest_textbook
 
     settings = get_settings()
-    monitoring = MonitoringStack(
-        root=tmp_path_factory.mktemp("monitoring"), api_target=f"127.0.0.1:{settings.api_port}",
-        prometheus_port=free_port(), alertmanager_port=free_port(), pushgateway_port=free_port(),
-        scrape_interval="1s", evaluation_interval="1s", rule_transform=quick_rule,
-        alertmanager_config=alertmanager_config_for(receiver),
-    )
     chapter = tmp_path_factory.mktemp("chapters") / "textbook"
     chapter.mkdir()
     shutil.copy(PROJECT_ROOT / "website" / "docs" / "kinematics-and-locomotion.md", chapter)
     try:
         start_postgres(settings)
         migrate(settings)
-        monitoring.start()
-        os.environ.update(PUSHGATEWAY_URL=monitoring.url("pushgateway"), ALERTMANAGER_URL=monitoring.url("alertmanager"))
-        get_settings.cache_clear()
-        settings = get_settings()
         assert ingest_textbook(source=str(chapter), collection="textbook")["status"] == "completed"
         start_api(settings)
         backup_database()  # backup-broken damages the newest backup
         yield settings
     finally:
         stop_process(api_pid_file(settings), signals=1)
-        monitoring.stop()
         cluster_for(settings).stop(mode="immediate")
         log = settings.data_dir / "logs" / "api.log"
         if log.exists():
@@ -193,24 +201,65 @@ def test_secret_leaked_old_key_refused_new_key_works_other_clients_unharmed(game
     assert [s["command"].split()[2] for s in row.steps] == ["flows.rotate_api_key", "app"]
 
 
-def test_a_broken_runbook_command_fails_the_game_day_and_the_finally_restores_the_fault(game_day_stack, tmp_path):
+def test_latency_from_a_lock_on_query_log_is_found_and_terminated_by_the_runbook(game_day_stack):
     from flows.game_day import game_day
+
+    result = game_day(scenario="latency")
+    row = assert_passed(game_day_stack, "latency", result, {"HighLatencyP95", "SloLatencyE2eBurnRateFast"})
+    assert [s["command"].split()[3] for s in row.steps[:2]] == ["sql", "sql"] and "curl" in row.steps[2]["command"]
+    assert query_log_lockers(game_day_stack) == 0
+    assert httpx.post(f"{game_day_stack.resolved_probe_base_url}/v1/chat", json={"question": "What is a gait?"},
+                      timeout=30).status_code == 200
+
+
+def query_log_lockers(settings: Settings) -> int:
+    """Sessions holding query_log in ACCESS EXCLUSIVE mode."""
+    from sqlalchemy import text
+
+    engine = create_db_engine(settings)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(text(
+                "SELECT count(*) FROM pg_locks WHERE relation = 'query_log'::regclass AND mode = 'AccessExclusiveLock'"
+            )).scalar_one()
+    finally:
+        engine.dispose()
+
+
+def index_pointer_restored(settings: Settings) -> bool:
     from tasks.faults import MISSING_GENERATION
+
+    return MISSING_GENERATION not in (settings.resolved_index_dir / settings.collection_name() / "CURRENT").read_text()
+
+
+BROKEN_RUNBOOKS = {  # scenario: (page, a command as written, the same command broken, steps that pass before it, restored?)
+    "error-burst": ("high-error-rate.md", "w.activate(w.generations()[-1])", "w.activate(w.generations()[-1] + '-typo')",
+                    0, index_pointer_restored),
+    "latency": ("high-latency.md", "pg_terminate_backend(pid) AS terminated", "pg_terminate_backend_typo(pid) AS terminated",
+                1, lambda settings: query_log_lockers(settings) == 0),
+}
+
+
+@pytest.mark.parametrize("scenario", list(BROKEN_RUNBOOKS))
+def test_a_broken_runbook_command_fails_the_game_day_and_the_finally_restores_the_fault(game_day_stack, tmp_path,
+                                                                                       scenario):
+    from flows.game_day import SCENARIOS, game_day
     from tasks.game_day import RunbookStepFailed
 
+    page_name, command, broken, steps_before, restored = BROKEN_RUNBOOKS[scenario]
     runbooks = tmp_path / "runbooks"
     shutil.copytree(PROJECT_ROOT / "runbooks", runbooks)
-    page = runbooks / "high-error-rate.md"
-    page.write_text(page.read_text().replace("w.activate(w.generations()[-1])", "w.activate(w.generations()[-1] + '-typo')"))
-    with pytest.raises(RunbookStepFailed, match="high-error-rate.md"):
-        game_day(scenario="error-burst", runbooks_dir=str(runbooks))
-    row = game_day_rows(game_day_stack, "error-burst")[-1]
-    assert row.status == "failed" and "RunbookStepFailed" in row.failure_reason and "-typo" in row.failure_reason
-    assert row.detected_by in {"HighErrorRate", "SloAvailabilityBurnRateFast"} and row.steps == []  # the first step failed
-    assert pushed(game_day_stack, "game_day_success", "error-burst") == 0.0
-    # The finally put the index pointer back although the runbook could not.
-    pointer = (game_day_stack.resolved_index_dir / game_day_stack.collection_name() / "CURRENT").read_text()
-    assert MISSING_GENERATION not in pointer
+    page = runbooks / page_name
+    assert command in page.read_text()
+    page.write_text(page.read_text().replace(command, broken))
+    with pytest.raises(RunbookStepFailed, match=page_name):
+        game_day(scenario=scenario, runbooks_dir=str(runbooks))
+    row = game_day_rows(game_day_stack, scenario)[-1]
+    assert row.status == "failed" and "RunbookStepFailed" in row.failure_reason and "typo" in row.failure_reason
+    assert row.detected_by in SCENARIOS[scenario].alerts and len(row.steps) == steps_before  # stopped at the broken one
+    assert pushed(game_day_stack, "game_day_success", scenario) == 0.0
+    # The finally undid the fault although the runbook could not.
+    assert restored(game_day_stack)
     assert httpx.get(f"{game_day_stack.resolved_probe_base_url}/ready", timeout=5).status_code == 200
 
 

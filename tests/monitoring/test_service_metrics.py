@@ -113,3 +113,125 @@ def test_two_workers_report_their_summed_cpu_memory_and_pools(settings, tmp_path
     assert value(metrics, "service_processes") == 2
     assert value(metrics, "service_db_pool_connections_max") == 2 * 2 * settings.db_pool_size
     assert value(metrics, "service_process_resident_memory_bytes") > 2 * 50e6
+
+
+class ManualClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def active_sessions(engine, clock: ManualClock, refresh_s: float = 15.0, timeout_s: float = 1.0) -> float | None:
+    """One scrape's reading, with a new collector as render_metrics builds one per scrape."""
+    from app.metrics import ActiveSessionsCollector
+
+    families = list(ActiveSessionsCollector(engine, 1800, refresh_s, timeout_s, clock=clock).collect())
+    return families[0].samples[0].value if families else None
+
+
+def counted_queries(engine) -> list[str]:
+    from sqlalchemy import event
+
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, *_):
+        if "FROM chat_session" in statement:
+            statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", seen)
+    return statements
+
+
+def add_active_session(engine) -> None:
+    from sqlmodel import Session
+
+    from app.models import ChatSession
+
+    with Session(engine) as db:
+        db.add(ChatSession(locale="en", title="metrics cache"))
+        db.commit()
+
+
+def test_active_sessions_are_counted_once_per_refresh_interval_whatever_the_scrapes(settings):
+    from app.db import create_db_engine
+
+    engine, clock = create_db_engine(settings), ManualClock()
+    queries = counted_queries(engine)
+    try:
+        first = active_sessions(engine, clock)
+        add_active_session(engine)
+        for _ in range(7):  # scrapes inside the interval: the cached reading, no query
+            clock.now += 2
+            assert active_sessions(engine, clock) == first
+        assert len(queries) == 1
+        clock.now += 1  # 15 s after the reading: the next scrape counts again
+        assert active_sessions(engine, clock) == first + 1
+        assert len(queries) == 2
+    finally:
+        engine.dispose()
+
+
+def test_a_blocked_count_skips_the_sample_within_the_statement_timeout(settings):
+    import threading
+
+    from sqlalchemy import text
+
+    from app.db import create_db_engine
+
+    engine, clock = create_db_engine(settings), ManualClock()
+    before = active_sessions(engine, clock, refresh_s=0)
+    assert before is not None
+    holder = create_db_engine(settings)
+    try:
+        with holder.connect() as locked:
+            locked.execute(text("LOCK TABLE chat_session IN ACCESS EXCLUSIVE MODE"))
+            scraped: list = []
+            scrape = threading.Thread(target=lambda: scraped.append(active_sessions(engine, clock, 0, 0.2)), daemon=True)
+            scrape.start()
+            scrape.join(timeout=30)  # without the statement timeout it would wait for the lock as long as it is held
+            assert not scrape.is_alive() and scraped == [None]
+            locked.rollback()
+        assert active_sessions(engine, clock, refresh_s=0) == before  # the next refresh reads it again
+    finally:
+        holder.dispose()
+        engine.dispose()
+
+
+def test_a_full_pool_keeps_the_previous_reading_without_waiting_for_a_connection(settings):
+    from app.db import create_db_engine
+
+    engine = create_db_engine(settings.model_copy(update={"db_pool_size": 1, "db_pool_timeout_s": 30}))
+    clock = ManualClock()
+    queries = counted_queries(engine)
+    try:
+        before = active_sessions(engine, clock)
+        clock.now += 60
+        with engine.connect(), engine.connect():  # every connection the service may open is in use
+            assert active_sessions(engine, clock) == before
+        assert len(queries) == 1
+        assert active_sessions(engine, clock) == before and len(queries) == 2  # a connection is free: counted
+    finally:
+        engine.dispose()
+
+
+def test_postgres_down_leaves_the_gauge_out_and_is_not_retried_on_every_scrape():
+    from sqlalchemy import event
+
+    from app.db import create_db_engine
+    from app.settings import Settings
+    from tests.conftest import free_port
+
+    down = Settings(_env_file=None, database_url=f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/textbook",
+                    db_connect_timeout_s=1)
+    engine, clock, attempts = create_db_engine(down), ManualClock(), []
+    event.listen(engine, "do_connect", lambda *_: attempts.append(1))
+    try:
+        assert active_sessions(engine, clock) is None  # no sample, no error: the scrape still answers
+        clock.now += 5
+        assert active_sessions(engine, clock) is None and len(attempts) == 1
+        clock.now += 15
+        assert active_sessions(engine, clock) is None and len(attempts) == 2
+    finally:
+        engine.dispose()

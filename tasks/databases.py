@@ -1,4 +1,5 @@
-"""Tasks on Postgres: the service's run records, dumps, restores and scratch databases."""
+"""Tasks on Postgres databases: connections (and whether a failure is worth a retry), dumps, restores and scratch
+databases. The flows' bookkeeping rows are in tasks/run_records.py."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +18,9 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from psycopg import sql
 from sqlalchemy.engine import make_url
-from sqlmodel import Field
 
 from app.backups import HashingReader, schema_fingerprint
 from app.db import create_db_engine, session_scope
-from app.models import IngestRun, IngestRunBase, SecretRotation
 from app.pg_binaries import binary_version, find_pg_binary, major_version
 from app.settings import Settings
 
@@ -88,35 +86,13 @@ def engine_for(settings: Settings) -> Any:
     return _engines[url]
 
 
-class IngestSummary(IngestRunBase):
-    """An ingest run as the flow fills it in; `details` of its `ingest_run` row are the fields below."""
-
-    full_rebuild: bool
-    status: str = "running"
-    chunks_total: int = 0
-    embedding_tokens: int = 0
-    files: list[dict[str, Any]] = Field(default_factory=list)
-
-    def details(self) -> dict[str, Any]:
-        return self.model_dump(include={"files", "chunks_total", "embedding_tokens"})
-
-
-@task(name="record-ingest-run", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[1, 5, 15],
-      retry_condition_fn=retry_unless_rejected)
-def record_ingest_run(settings: Settings, summary: IngestSummary, flow_run_id: str | None) -> int:
-    """One `ingest_run` row per flow run, whatever its outcome."""
+def insert_row(settings: Settings, row: Any) -> int:
+    """Insert one bookkeeping row (a SQLModel table row) in its own transaction; returns its id."""
     with session_scope(engine_for(settings)) as db:
-        row = IngestRun.model_validate(summary.model_dump(include=set(IngestRunBase.model_fields)), update={
-            "flow_run_id": flow_run_id, "seconds": round(summary.seconds, 3), "details": summary.details(),
-            "finished_at": datetime.now(UTC),
-        })
         db.add(row)
         db.flush()
         assert row.id is not None
         return row.id
-
-
-# -- backups and restores ---------------------------------------------------------------------------------
 
 
 class PgDumpTooOld(RuntimeError):
@@ -357,31 +333,3 @@ def switch_databases(settings: Settings, *, staging: str, target: str, keep_prev
         if keep_previous_as:
             rename(target, keep_previous_as)
         rename(staging, target)
-
-
-# -- secret rotation audit -----------------------------------------------------------------------------------
-
-
-@task(name="audit-rotation-start", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=2,
-      retry_condition_fn=retry_unless_rejected)
-def audit_rotation_start(settings: Settings, *, secret_name: str, backend: str, old_version_id: str | None,
-                         flow_run_id: str | None) -> int:
-    with session_scope(engine_for(settings)) as db:
-        row = SecretRotation(secret_name=secret_name, backend=backend, old_version_id=old_version_id,
-                             flow_run_id=flow_run_id, status="started")
-        db.add(row)
-        db.flush()
-        assert row.id is not None
-        return row.id
-
-
-@task(name="audit-rotation-finish", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=2,
-      retry_condition_fn=retry_unless_rejected)
-def audit_rotation_finish(settings: Settings, audit_id: int, *, status: str, new_version_id: str | None,
-                          error: str | None = None) -> None:
-    with session_scope(engine_for(settings)) as db:
-        row = db.get(SecretRotation, audit_id)
-        assert row is not None
-        row.status, row.new_version_id, row.error = status, new_version_id, error
-        row.finished_at = datetime.now(UTC)
-        db.add(row)
