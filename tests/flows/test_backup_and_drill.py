@@ -137,7 +137,7 @@ def url_in_block(url: str, name: str = "backup-target-url") -> str:
 @pytest.fixture
 def connection_attempts(monkeypatch) -> list[str]:
     """Every psycopg connection opened during the test (the catalog's SQLAlchemy engine's too)."""
-    from tasks import postgres as postgres_tasks
+    from tasks import databases as postgres_tasks
 
     attempts, real_connect = [], psycopg.connect
 
