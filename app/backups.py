@@ -13,6 +13,8 @@ from typing import Any, BinaryIO
 
 from pydantic import BaseModel
 
+from app.models import BackupStatus
+
 CHUNK = 1024 * 1024
 
 
@@ -115,7 +117,7 @@ def retention_plan(entries: list[CatalogEntry], *, now: datetime, daily: int, we
     in the last `keep_restored_days` days are always kept; each pruned backup says why it went."""
     plan = RetentionPlan()
     usable = sorted(
-        (e for e in entries if e.status in ("completed", "verified") and e.finished_at is not None),
+        (e for e in entries if e.status in BackupStatus.RESTORABLE and e.finished_at is not None),
         key=lambda e: e.finished_at, reverse=True,  # type: ignore[arg-type, return-value]
     )
     periods: dict[str, set[object]] = {"daily": set(), "weekly": set(), "monthly": set()}
@@ -132,7 +134,7 @@ def retention_plan(entries: list[CatalogEntry], *, now: datetime, daily: int, we
             if in_window and key not in periods[kind]:
                 periods[kind].add(key)
                 plan.keep.setdefault(entry.backup_id, kind)
-    newest_verified = next((e for e in usable if e.status == "verified"), None)
+    newest_verified = next((e for e in usable if e.status == BackupStatus.VERIFIED), None)
     if newest_verified is not None:
         plan.keep.setdefault(newest_verified.backup_id, "newest verified")
     for entry in usable:

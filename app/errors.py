@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -16,6 +18,9 @@ from app.metrics import QUERY_ERRORS
 from app.rag.batcher import EncoderOverloaded
 from app.rag.embeddings import EmbeddingError
 from app.rag.vector_store import IndexUnavailable
+from app.rate_limit import RateLimitExceeded
+from app.schemas import ErrorResponse
+from app.settings import Settings
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_S = "5"
@@ -39,6 +44,22 @@ class InvalidRequest(Exception):
         self.detail = detail
 
 
+# What any /v1 operation can answer besides its own result (the /v1 router declares them once: app/api/main.py).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse, "description": description} for code, description in {
+        401: "no valid X-API-Key (when anonymous access is off, or the key is revoked or expired)",
+        403: "the API key lacks the scope",
+        404: "an unknown session, or an unknown request id for feedback",
+        408: "the request body did not arrive within BODY_READ_TIMEOUT_S",
+        413: "request body too large",
+        422: "invalid request",
+        429: "rate limit exceeded (Retry-After, X-RateLimit-Limit/Remaining/Reset), or too many requests in progress",
+        503: "Postgres, the vector index or the embedding backend unavailable, or the service busy (Retry-After)",
+        504: "no answer within REQUEST_TIMEOUT_S",
+    }.items()
+}
+
+
 def error_body(request: Request, detail: str, error_code: str) -> dict[str, str | None]:
     return {"detail": detail, "error_code": error_code, "request_id": getattr(request.state, "request_id", None)}
 
@@ -58,7 +79,23 @@ def unavailable(request: Request, detail: str, error_code: str) -> JSONResponse:
     )
 
 
-def install_error_handlers(app: FastAPI) -> None:
+async def send_error(scope: dict, send: Any, status: int, detail: str, error_code: str,
+                     retry_after_s: int | None = None, close: bool = False) -> None:
+    """A JSON error answer from middleware (outside FastAPI's handlers), counted like theirs."""
+    QUERY_ERRORS.labels(error_code=error_code).inc()
+    request_id = (scope.get("state") or {}).get("request_id")
+    body = json.dumps({"detail": detail, "error_code": error_code, "request_id": request_id}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+               (b"x-request-id", (request_id or "").encode())]
+    if retry_after_s is not None:
+        headers.append((b"retry-after", str(retry_after_s).encode()))
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def install_error_handlers(app: FastAPI, settings: Settings) -> None:
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         QUERY_ERRORS.labels(error_code="invalid_request").inc()
@@ -90,6 +127,15 @@ def install_error_handlers(app: FastAPI) -> None:
         QUERY_ERRORS.labels(error_code="forbidden").inc()
         return JSONResponse(status_code=403, content=error_body(
             request, f"this API key lacks the {exc.scope!r} scope", "forbidden"))
+
+    @app.exception_handler(RateLimitExceeded)
+    async def rate_limited(request: Request, exc: RateLimitExceeded) -> JSONResponse:
+        QUERY_ERRORS.labels(error_code="rate_limited").inc()
+        state = exc.state
+        detail = (f"rate limit exceeded: {state.limit} requests per {settings.rate_limit_window_s} s for this "
+                  f"{exc.who}; retry in {state.retry_after_s} s")
+        return JSONResponse(status_code=429, content=error_body(request, detail, "rate_limited"),
+                            headers={"Retry-After": str(state.retry_after_s)})
 
     @app.exception_handler(InvalidRequest)
     async def invalid_request(request: Request, exc: InvalidRequest) -> JSONResponse:

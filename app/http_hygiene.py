@@ -1,9 +1,5 @@
-"""HTTP hygiene: trusted proxies, security headers (and the rate-limit headers), a request timeout, 429 answers.
-
-`install_hygiene(app, settings)` adds the outermost two, `install_load_limits` the inner ones; middleware order,
-outermost first: proxies (the real client address and scheme), security headers, [CORS, request id, metrics],
-the per-client cap, load shedding, the request timeout, [the body limits].
-"""
+"""HTTP hygiene: trusted proxies, security headers (and the rate-limit headers), a request timeout, load shedding
+and a per-client cap. Their order in the stack is app/middleware.py's `install_middleware`."""
 
 from __future__ import annotations
 
@@ -11,20 +7,14 @@ import asyncio
 import base64
 import hashlib
 import ipaddress
-import json
 import logging
 import re
-from collections.abc import Callable
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
 from starlette.datastructures import MutableHeaders
 
-from app.errors import error_body
-from app.metrics import QUERY_ERRORS
-from app.rate_limit import RateLimitExceeded, client_bucket
-from app.settings import Settings
+from app.errors import send_error
+from app.rate_limit import client_bucket
 
 log = logging.getLogger(__name__)
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -181,22 +171,6 @@ class RequestTimeoutMiddleware:
                          "request_timeout", retry_after_s=5)
 
 
-async def send_error(scope: dict, send: Any, status: int, detail: str, error_code: str,
-                     retry_after_s: int | None = None, close: bool = False) -> None:
-    """A JSON error answer from middleware (outside FastAPI's handlers), counted like theirs."""
-    QUERY_ERRORS.labels(error_code=error_code).inc()
-    request_id = (scope.get("state") or {}).get("request_id")
-    body = json.dumps({"detail": detail, "error_code": error_code, "request_id": request_id}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-               (b"x-request-id", (request_id or "").encode())]
-    if retry_after_s is not None:
-        headers.append((b"retry-after", str(retry_after_s).encode()))
-    if close:
-        headers.append((b"connection", b"close"))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
 class InFlightGauge:
     """Requests in progress in this worker, against the limit: shared by the load shedder and /ready."""
 
@@ -278,62 +252,3 @@ class ClientConcurrencyMiddleware:
 def _forget(task: asyncio.Future) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.warning("a timed-out request failed later: %s", task.exception().__class__.__name__)
-
-
-OPENAPI_ERRORS = {
-    "401": "no valid X-API-Key (when anonymous access is off, or the key is revoked or expired)",
-    "403": "the API key lacks the scope",
-    "413": "request body too large",
-    "422": "invalid request",
-    "408": "the request body did not arrive within BODY_READ_TIMEOUT_S",
-    "429": "rate limit exceeded (Retry-After, X-RateLimit-Limit/Remaining/Reset), or too many requests in progress",
-    "503": "Postgres, the vector index or the embedding backend unavailable, or the service busy (Retry-After)",
-    "504": "no answer within REQUEST_TIMEOUT_S",
-}
-
-
-def _documented_errors(app: FastAPI, original: Callable[[], dict]) -> Callable[[], dict]:
-    """Every /v1 operation documents the refusals that any of them can answer with."""
-
-    def openapi() -> dict:
-        if app.openapi_schema:
-            return app.openapi_schema
-        schema = original()
-        error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
-        for path, operations in schema.get("paths", {}).items():
-            if not path.startswith("/v1/"):
-                continue
-            for operation in operations.values():
-                responses = operation.setdefault("responses", {})
-                for code, description in OPENAPI_ERRORS.items():
-                    responses.setdefault(code, {"description": description, "content": error})
-        app.openapi_schema = schema
-        return schema
-
-    return openapi
-
-
-def install_load_limits(app: FastAPI, settings: Settings) -> InFlightGauge:
-    """Inside the request-id and metrics middleware: the request timeout, load shedding, the per-client cap."""
-    gauge = InFlightGauge(settings.max_in_flight_requests)
-    app.add_middleware(RequestTimeoutMiddleware, timeout_s=settings.request_timeout_s)
-    app.add_middleware(InFlightLimitMiddleware, gauge=gauge)
-    app.add_middleware(ClientConcurrencyMiddleware, limit=settings.max_in_flight_per_client)
-    return gauge
-
-
-def install_hygiene(app: FastAPI, settings: Settings) -> None:
-    """Outermost (outside CORS, so preflights get them too): security headers, then trusted proxies around them."""
-
-    @app.exception_handler(RateLimitExceeded)
-    async def rate_limited(request: Request, exc: RateLimitExceeded) -> JSONResponse:
-        QUERY_ERRORS.labels(error_code="rate_limited").inc()
-        state = exc.state
-        detail = (f"rate limit exceeded: {state.limit} requests per {settings.rate_limit_window_s} s for this "
-                  f"{exc.who}; retry in {state.retry_after_s} s")
-        return JSONResponse(status_code=429, content=error_body(request, detail, "rate_limited"),
-                            headers={"Retry-After": str(state.retry_after_s)})
-
-    app.openapi = _documented_errors(app, app.openapi)  # type: ignore[method-assign]
-    app.add_middleware(SecurityHeadersMiddleware, hsts_max_age_s=settings.hsts_max_age_s)
-    app.add_middleware(TrustedProxyMiddleware, networks=settings.trusted_proxy_networks)

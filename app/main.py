@@ -8,15 +8,14 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
-from fastapi.middleware.cors import CORSMiddleware
 
-from app.api import chat, feedback, health, search, sessions
+from app.api import health
+from app.api.main import api_router
 from app.db import create_db_engine
 from app.errors import install_error_handlers
-from app.http_hygiene import install_hygiene, install_load_limits
 from app.logging_setup import configure_logging
 from app.metrics import instrument_pool, release_pool
-from app.middleware import HttpMetricsMiddleware, RequestBodyMiddleware, RequestIdMiddleware
+from app.middleware import install_middleware
 from app.rag.answering import create_answerer
 from app.rag.batcher import BatchingEmbedder
 from app.rag.embeddings import Embedder, create_embedder
@@ -25,7 +24,7 @@ from app.rag.vector_store import open_vector_index
 from app.secret_source import service_database_credentials
 from app.services.chat import ChatService, QueryPipeline
 from app.settings import Settings, get_settings
-from app.tracing import TraceIdMiddleware, configure_tracing
+from app.tracing import configure_tracing
 
 log = logging.getLogger(__name__)
 
@@ -77,20 +76,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         redirect_slashes=False,  # `/v1/chat/` is a 404, not a redirect whose Location comes from the Host header
     )
-    install_error_handlers(app)
-    for router in (health.router, chat.router, search.router, sessions.router, feedback.router):
-        app.include_router(router)
-    app.add_middleware(RequestBodyMiddleware, max_bytes=settings.max_body_bytes, timeout_s=settings.body_read_timeout_s)
-    app.state.in_flight = install_load_limits(app, settings)  # per-client cap, shedding, timeout (app/http_hygiene.py)
-    app.add_middleware(HttpMetricsMiddleware)
-    app.add_middleware(RequestIdMiddleware)
-    if configure_tracing(settings, service_name="textbook-ops-api"):
-        app.add_middleware(TraceIdMiddleware)  # inside FastAPI's request span, outside the request id
-    # Outside the request id (error responses, 413 and 503 too, carry the CORS headers the site needs to read them)
-    app.add_middleware(
-        CORSMiddleware, allow_origins=settings.cors_allowed_origins, allow_methods=["GET", "POST", "DELETE"],
-        allow_headers=["content-type", "x-api-key", "x-request-id"],
-        expose_headers=["x-request-id", "x-correlation-id", "retry-after"], max_age=600,
-    )
-    install_hygiene(app, settings)  # outermost: trusted proxies, security headers (preflights too); 429 answers
+    install_error_handlers(app, settings)
+    app.include_router(health.router)
+    app.include_router(api_router)
+    tracing = configure_tracing(settings, service_name="textbook-ops-api")
+    app.state.in_flight = install_middleware(app, settings, tracing=tracing)
     return app

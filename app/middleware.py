@@ -1,4 +1,5 @@
-"""ASGI middleware: request ids, metrics by route, and the request body limits (size and time)."""
+"""The HTTP middleware stack (`install_middleware`, outermost first) and its own pieces: request ids, metrics by
+route, and the request body limits (size and time). Proxies, security headers and load limits: app/http_hygiene.py."""
 
 from __future__ import annotations
 
@@ -7,12 +8,25 @@ import logging
 import uuid
 from typing import Any
 
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from starlette.exceptions import HTTPException
-from starlette.routing import Match
+from starlette.middleware import Middleware
+from starlette.routing import compile_path
 
-from app.http_hygiene import send_error
+from app.errors import send_error
+from app.http_hygiene import (
+    ClientConcurrencyMiddleware,
+    InFlightGauge,
+    InFlightLimitMiddleware,
+    RequestTimeoutMiddleware,
+    SecurityHeadersMiddleware,
+    TrustedProxyMiddleware,
+)
 from app.logging_setup import correlation_id_var, request_id_var
 from app.metrics import HTTP_REQUESTS
+from app.settings import Settings
+from app.tracing import TraceIdMiddleware
 
 log = logging.getLogger(__name__)
 
@@ -62,20 +76,26 @@ class RequestIdMiddleware:
 
 def route_template(scope: dict) -> str:
     """The route's path template; for a request refused before routing (shed, throttled), the route it asked for."""
+    # A route of an included router (`/v1` + `/chat`): FastAPI keeps the path with its prefixes beside the route.
+    effective = (scope.get("fastapi") or {}).get("effective_route_context")
     route = scope.get("route")
-    if route is not None:
-        return getattr(route, "path", "unmatched")
-    return _matching_path(getattr(getattr(scope.get("app"), "router", None), "routes", ()), scope)
+    if effective is not None or route is not None:
+        return getattr(effective, "path_format", None) or getattr(route, "path", "unmatched")
+    return _matching_path(getattr(getattr(scope.get("app"), "router", None), "routes", ()), scope, prefix="")
 
 
-def _matching_path(routes: Any, scope: dict) -> str:
+def _matching_path(routes: Any, scope: dict, *, prefix: str) -> str:
     for candidate in routes:
         included = getattr(candidate, "original_router", None)  # FastAPI wraps an included router's routes
-        if included is not None:
-            if (path := _matching_path(included.routes, scope)) != "unmatched":
+        if included is not None:  # ... and keeps the prefix it was included with (`/v1`) beside them
+            inner = prefix + getattr(getattr(candidate, "include_context", None), "prefix", "")
+            if (path := _matching_path(included.routes, scope, prefix=inner)) != "unmatched":
                 return path
-        elif candidate.matches(scope)[0] == Match.FULL:
-            return getattr(candidate, "path", "unmatched")
+            continue
+        path = prefix + getattr(candidate, "path", "")
+        methods = getattr(candidate, "methods", None) or ()
+        if scope.get("method") in methods and compile_path(path)[0].match(scope.get("path", "")):
+            return path
     return "unmatched"
 
 
@@ -176,3 +196,28 @@ class RequestBodyMiddleware:
         except (BodyTooLarge, BodyTooSlow) as refusal:
             if not response_started:
                 await self._reject(scope, send, refusal)
+
+
+def install_middleware(app: FastAPI, settings: Settings, *, tracing: bool) -> InFlightGauge:
+    """The HTTP stack, outermost first; returns the in-flight gauge that /ready reads."""
+    gauge = InFlightGauge(settings.max_in_flight_requests)
+    stack = [
+        # The real client address and scheme, before anything reads them.
+        Middleware(TrustedProxyMiddleware, networks=settings.trusted_proxy_networks),
+        # Outside CORS, so preflights get the security headers too.
+        Middleware(SecurityHeadersMiddleware, hsts_max_age_s=settings.hsts_max_age_s),
+        # Outside the request id: error answers (413 and 503 too) carry the CORS headers the site needs to read them.
+        Middleware(CORSMiddleware, allow_origins=settings.cors_allowed_origins, allow_methods=["GET", "POST", "DELETE"],
+                   allow_headers=["content-type", "x-api-key", "x-request-id"],
+                   expose_headers=["x-request-id", "x-correlation-id", "retry-after"], max_age=600),
+        *([Middleware(TraceIdMiddleware)] if tracing else []),  # inside FastAPI's request span, outside the request id
+        Middleware(RequestIdMiddleware),
+        Middleware(HttpMetricsMiddleware),
+        Middleware(ClientConcurrencyMiddleware, limit=settings.max_in_flight_per_client),
+        Middleware(InFlightLimitMiddleware, gauge=gauge),
+        Middleware(RequestTimeoutMiddleware, timeout_s=settings.request_timeout_s),
+        Middleware(RequestBodyMiddleware, max_bytes=settings.max_body_bytes, timeout_s=settings.body_read_timeout_s),
+    ]
+    for layer in reversed(stack):  # Starlette wraps each added middleware around the ones added before it
+        app.add_middleware(layer.cls, *layer.args, **layer.kwargs)
+    return gauge

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
@@ -101,11 +101,9 @@ class ApiKey(SQLModel, table=True):
     revoked_at: datetime | None = _timestamp(nullable=True)
 
 
-class IngestRun(SQLModel, table=True):
-    __tablename__ = "ingest_run"
+class IngestRunBase(SQLModel):
+    """What an ingest run reports: the flow fills it in as it goes (tasks/run_records.py's IngestSummary)."""
 
-    id: int | None = Field(default=None, primary_key=True)
-    flow_run_id: uuid.UUID | None = Field(default=None, index=True)
     source: str = Field(sa_type=sa.Text)
     collection: str = Field(max_length=200)
     generation: str | None = Field(default=None, max_length=100)
@@ -120,9 +118,27 @@ class IngestRun(SQLModel, table=True):
     embeddings_computed: int = 0
     seconds: float = 0.0
     error: str | None = Field(default=None, sa_type=sa.Text)
-    details: dict[str, Any] = Field(default_factory=dict, sa_type=JSONB)
     started_at: datetime = _timestamp()
+
+
+class IngestRun(IngestRunBase, table=True):
+    __tablename__ = "ingest_run"
+
+    id: int | None = Field(default=None, primary_key=True)
+    flow_run_id: uuid.UUID | None = Field(default=None, index=True)
+    details: dict[str, Any] = Field(default_factory=dict, sa_type=JSONB)
     finished_at: datetime | None = _timestamp(nullable=True)
+
+
+class BackupStatus:
+    """The `backup_catalog.status` values, in the order a backup goes through them."""
+
+    IN_PROGRESS: Final = "in_progress"
+    COMPLETED: Final = "completed"  # dumped, checksummed and stored
+    VERIFIED: Final = "verified"  # and restored by a drill
+    FAILED: Final = "failed"
+    PRUNED: Final = "pruned"  # removed by the retention policy
+    RESTORABLE: Final = (COMPLETED, VERIFIED)
 
 
 class BackupCatalog(SQLModel, table=True):
@@ -132,8 +148,9 @@ class BackupCatalog(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     backup_id: str = Field(max_length=64, unique=True)
-    status: str = Field(max_length=16, index=True,
-                        sa_column_kwargs={"comment": "in_progress | completed | verified | failed | pruned"})
+    status: str = Field(max_length=16, index=True, sa_column_kwargs={"comment": " | ".join((
+        BackupStatus.IN_PROGRESS, BackupStatus.COMPLETED, BackupStatus.VERIFIED, BackupStatus.FAILED,
+        BackupStatus.PRUNED))})
     storage: str = Field(max_length=16, sa_column_kwargs={"comment": "local | s3"})
     location: str | None = Field(default=None, sa_type=sa.Text)
     sha256: str | None = Field(default=None, max_length=64)

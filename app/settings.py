@@ -62,7 +62,7 @@ class Settings(BaseSettings):
     embedding_model: str | None = None
     embedding_batch_size: int = Field(default=32, ge=1, le=2048)
     embedding_threads: int = Field(default=2, ge=1, le=64)
-    # Lean inference (issue 17): the local model runs on ONNX Runtime; torch only where the model is exported.
+    # Lean inference: the local model runs on ONNX Runtime; torch only where the model is exported.
     embedding_runtime: Literal["onnx", "torch"] = Field(
         default="onnx",
         description="local model runtime: onnx (the exported model, no torch) or torch (needs the export extra)",
@@ -236,7 +236,7 @@ class Settings(BaseSettings):
     active_sessions_query_timeout_s: float = Field(default=1.0, gt=0, le=30,
                                                    description="statement timeout of that count: a slow one skips a sample")
 
-    # Abuse and hygiene (issue 9): rate limits kept in Postgres, proxies, timeouts, headers.
+    # Abuse and hygiene: rate limits kept in Postgres, proxies, timeouts, headers.
     rate_limit_enabled: bool = Field(default=True, description="count /v1 requests per API key and per client address")
     rate_limit_window_s: int = Field(default=60, ge=1, le=86400, description="the sliding window of the limits")
     rate_limit_per_key: int = Field(default=600, ge=1, description="requests per window for one API key")

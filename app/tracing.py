@@ -11,6 +11,7 @@ from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from typing import Any
 
+from app.logging_setup import trace_id_var
 from app.settings import Settings
 
 _NO_SPAN: AbstractContextManager[Any] = contextlib.nullcontext()
@@ -102,8 +103,6 @@ class TraceIdMiddleware:
             await self.app(scope, receive, send)
             return
         from opentelemetry import trace
-
-        from app.logging_setup import trace_id_var
 
         request_span = trace.get_current_span()
         context = request_span.get_span_context()

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import os
 import platform
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from tests.support.ports import free_port
+from tests.support.service_process import run_service
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS = BENCH_DIR / "RESULTS.md"
@@ -24,12 +28,6 @@ class BenchEnvironment:
     root: Path
     database_url: str
     cluster: Any = None  # the PostgresCluster (bench/load_with_restart.py restarts it)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextmanager
@@ -113,3 +111,46 @@ def report_section(title: str, *parts: str, write: bool = True) -> None:
     print(*parts, sep="\n\n")
     if write:
         write_section(title, "\n\n".join([machine_line(), *parts]))
+
+
+Batches = dict[str, dict[int, list[tuple[list[float], float]]]]  # arm -> concurrency -> (latencies ms, requests/s)
+
+
+def side_by_side_arguments(description: str, argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--requests", type=int, default=40, help="requests per batch")
+    parser.add_argument("--no-write", action="store_true", help="print only, do not update bench/RESULTS.md")
+    return parser.parse_args(argv)
+
+
+def side_by_side(env: BenchEnvironment, arms: dict[str, dict[str, str]], *, common: dict[str, str], rounds: int,
+                 requests: int, concurrencies: tuple[int, ...] = (1,)) -> Batches:
+    """Two (or more) services on the site's textbook at once, one per arm (its own copy of the index, `common` and
+    the arm's environment), measured in alternating batches of /v1/chat so that whatever else the machine does
+    weighs on every arm alike. Errors fail the run."""
+    from app.settings import PROJECT_ROOT, get_settings
+    from bench.service_load import run_load  # bench/service_load.py imports this module
+    from flows.ingest_textbook import ingest_textbook
+
+    ingest_textbook(source=str(PROJECT_ROOT / "website"))
+    results: Batches = {arm: {concurrency: [] for concurrency in concurrencies} for arm in arms}
+    with ExitStack() as stack:
+        services = {}
+        for n, (arm, variables) in enumerate(arms.items()):
+            shutil.copytree(get_settings().resolved_index_dir, env.root / f"index-{n}")
+            services[arm] = stack.enter_context(run_service(
+                {**common, **variables, "INDEX_DIR": str(env.root / f"index-{n}")}, env.root / f"api-{n}.log"))
+        for service in services.values():
+            asyncio.run(run_load(service.base, "chat", 4, 40))  # warm-up
+        for _ in range(rounds):
+            for concurrency in concurrencies:
+                for arm, service in services.items():
+                    latencies, errors, wall = asyncio.run(run_load(service.base, "chat", concurrency, requests))
+                    assert errors == 0, f"{errors} errors with {arm}"
+                    results[arm][concurrency].append((latencies, len(latencies) / wall))
+    return results
+
+
+def latencies_at(batches: Batches, arm: str, concurrency: int = 1) -> list[float]:
+    return [value for latencies, _ in batches[arm][concurrency] for value in latencies]

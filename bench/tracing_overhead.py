@@ -6,18 +6,16 @@ The receiver is oteltap's native OTLP/HTTP receiver (the one the tests use); the
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import shutil
 import statistics
 import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from bench.harness import bench_environment, free_port, machine_line, markdown_table, write_section
-from bench.service import run_service
-from bench.service_load import percentile, run_load
+from bench.harness import bench_environment, latencies_at, markdown_table, report_section, side_by_side, side_by_side_arguments
+from bench.service_load import percentile
+from tests.support.ports import free_port
 
 
 @contextmanager
@@ -53,46 +51,21 @@ def otlp_receiver() -> Iterator[tuple[str, list[int]]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--requests", type=int, default=40, help="requests per batch")
-    parser.add_argument("--no-write", action="store_true", help="print only, do not update bench/RESULTS.md")
-    args = parser.parse_args(argv)
-    arms = ("tracing on", "tracing off")
-    latencies: dict[str, list[float]] = {arm: [] for arm in arms}
+    args = side_by_side_arguments(__doc__.split("\n")[0], argv)
     with bench_environment() as env, otlp_receiver() as (endpoint, received):
-        from app.settings import PROJECT_ROOT, get_settings
-        from flows.ingest_textbook import ingest_textbook
-
-        ingest_textbook(source=str(PROJECT_ROOT / "website"))
-        for n in range(len(arms)):
-            shutil.copytree(get_settings().resolved_index_dir, env.root / f"index-{n}")
-        common = {"RATE_LIMIT_ANONYMOUS": "1000000", "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}
-        with run_service({**common, "INDEX_DIR": str(env.root / "index-0"), "TRACING_ENABLED": "true"},
-                         env.root / "api-on.log") as on, \
-                run_service({**common, "INDEX_DIR": str(env.root / "index-1"), "TRACING_ENABLED": "false"},
-                            env.root / "api-off.log") as off:
-            services = dict(zip(arms, (on, off), strict=True))
-            for service in services.values():
-                asyncio.run(run_load(service.base, "chat", 4, 40))  # warm-up
-            for _ in range(args.rounds):
-                for arm, service in services.items():
-                    batch, errors, _ = asyncio.run(run_load(service.base, "chat", 1, args.requests))
-                    assert errors == 0, f"{errors} errors with {arm}"
-                    latencies[arm].extend(batch)
+        batches = side_by_side(env, {"tracing on": {"TRACING_ENABLED": "true"}, "tracing off": {"TRACING_ENABLED": "false"}},
+                               common={"RATE_LIMIT_ANONYMOUS": "1000000", "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint},
+                               rounds=args.rounds, requests=args.requests)
         spans = received[0]
     rows = [[f"/v1/chat, {arm}", len(values), statistics.median(values), percentile(values, 95)]
-            for arm, values in latencies.items()]
+            for arm, values in ((arm, latencies_at(batches, arm)) for arm in batches)]
     table = markdown_table(["service", "requests (c=1)", "p50 ms", "p95 ms"], rows)
     cost = (f"Tracing's cost: p50 {rows[0][2] - rows[1][2]:+.1f} ms, p95 {rows[0][3] - rows[1][3]:+.1f} ms "
             f"({rows[0][3] / rows[1][3]:.2f}x); {spans} spans reached the receiver. Off, nothing is installed.")
-    print(table, cost, sep="\n\n")
-    if not args.no_write:
-        write_section("Tracing overhead: /v1/chat with OpenTelemetry on and off, side by side",
-                      f"{machine_line()}\n\nTwo services (tracing on, exporting to an OTLP receiver on loopback / off), "
-                      f"the site's textbook, one Postgres; {args.rounds} alternating rounds of {args.requests} requests "
-                      f"per arm at concurrency 1.\n\n"
-                      f"{table}\n\n{cost}")
+    report_section("Tracing overhead: /v1/chat with OpenTelemetry on and off, side by side",
+                   f"Two services (tracing on, exporting to an OTLP receiver on loopback / off), the site's textbook, "
+                   f"one Postgres; {args.rounds} alternating rounds of {args.requests} requests per arm at concurrency 1.",
+                   table, cost, write=not args.no_write)
     return 0
 
 

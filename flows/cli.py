@@ -22,6 +22,7 @@ from contextlib import contextmanager
 
 import httpx
 from prefect.exceptions import ParameterTypeError, SignatureMismatchError
+from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from app.settings import SettingsError, get_settings
 
@@ -47,8 +48,6 @@ OPERATOR_ERRORS: tuple[type[BaseException], ...] = (SettingsError, InvalidParame
 
 
 def server_api_url() -> str:
-    from prefect.settings import PREFECT_API_URL
-
     settings = get_settings()
     return PREFECT_API_URL.value() or f"http://{settings.prefect_host}:{settings.prefect_port}/api"
 
@@ -63,8 +62,6 @@ def answers(api_url: str) -> bool:
 @contextmanager
 def on_the_server() -> Iterator[str]:
     """Run the flows called inside on the configured or local Prefect server; yields its API URL."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
     api_url = server_api_url()
     if not answers(api_url):
         raise NoPrefectServer(

@@ -12,7 +12,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from app.db import session_scope
-from app.models import BackupCatalog
+from app.models import BackupCatalog, BackupStatus
 from app.settings import Settings
 from tasks.databases import engine_for, retry_unless_rejected
 
@@ -33,7 +33,7 @@ def catalog_begin(settings: Settings, *, backup_id: str, storage: str, database_
                   flow_run_id: str | None) -> None:
     engine = engine_for(settings)
     with session_scope(engine) as db:
-        db.add(BackupCatalog(backup_id=backup_id, status="in_progress", storage=storage, database_name=database_name,
+        db.add(BackupCatalog(backup_id=backup_id, status=BackupStatus.IN_PROGRESS, storage=storage, database_name=database_name,
                              flow_run_id=flow_run_id))
 
 
@@ -46,7 +46,7 @@ def catalog_complete(settings: Settings, *, backup_id: str, location: str, sha25
     engine = engine_for(settings)
     with session_scope(engine) as db:
         row = db.exec(select(BackupCatalog).where(BackupCatalog.backup_id == backup_id)).one()
-        row.status, row.location, row.sha256, row.bytes = "completed", location, sha256, size
+        row.status, row.location, row.sha256, row.bytes = BackupStatus.COMPLETED, location, sha256, size
         row.manifest, row.server_version, row.pg_dump_version = manifest, server_version, pg_dump_version
         row.dump_seconds, row.finished_at = round(dump_seconds, 3), datetime.now(UTC)
         db.add(row)
@@ -60,7 +60,7 @@ def catalog_fail(settings: Settings, *, backup_id: str, reason: str) -> None:
     engine = engine_for(settings)
     with session_scope(engine) as db:
         db.exec(update(BackupCatalog).where(col(BackupCatalog.backup_id) == backup_id).values(  # type: ignore[call-overload]
-            status="failed", failure_reason=reason[:4000], finished_at=datetime.now(UTC), drill_in_progress=False))
+            status=BackupStatus.FAILED, failure_reason=reason[:4000], finished_at=datetime.now(UTC), drill_in_progress=False))
 
 
 @task(name="claim-backup-for-drill", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=5,
@@ -74,9 +74,9 @@ def claim_backup_for_drill(settings: Settings, backup_id: str | None) -> dict[st
         query = select(BackupCatalog).with_for_update()
         if backup_id:
             query = query.where(BackupCatalog.backup_id == backup_id,
-                                col(BackupCatalog.status).in_(["completed", "verified"]))
+                                col(BackupCatalog.status).in_(BackupStatus.RESTORABLE))
         else:
-            query = query.where(BackupCatalog.status == "completed").order_by(
+            query = query.where(BackupCatalog.status == BackupStatus.COMPLETED).order_by(
                 col(BackupCatalog.finished_at).desc())
         row = db.exec(query.limit(1)).first()
         if row is None:
@@ -100,10 +100,10 @@ def catalog_drill_result(settings: Settings, *, backup_id: str, verified: bool, 
         row = db.exec(select(BackupCatalog).where(BackupCatalog.backup_id == backup_id)).one()
         row.drill_in_progress = False
         if verified:
-            row.status, row.verified_at, row.failure_reason = "verified", datetime.now(UTC), None
+            row.status, row.verified_at, row.failure_reason = BackupStatus.VERIFIED, datetime.now(UTC), None
             row.restore_seconds = round(restore_seconds or 0, 3)
         else:
-            row.status, row.failure_reason = "failed", (reason or "restore drill failed")[:4000]
+            row.status, row.failure_reason = BackupStatus.FAILED, (reason or "restore drill failed")[:4000]
         db.add(row)
 
 
@@ -129,8 +129,8 @@ def catalog_mark_pruned(settings: Settings, backup_ids: list[str]) -> None:
     with session_scope(engine) as db:
         db.exec(update(BackupCatalog).where(  # type: ignore[call-overload]
             col(BackupCatalog.backup_id).in_(backup_ids), col(BackupCatalog.drill_in_progress).is_(False),
-            col(BackupCatalog.status).in_(["completed", "verified"]),
-        ).values(status="pruned", pruned_at=datetime.now(UTC)))
+            col(BackupCatalog.status).in_(BackupStatus.RESTORABLE),
+        ).values(status=BackupStatus.PRUNED, pruned_at=datetime.now(UTC)))
 
 
 @task(name="find-backup-to-restore", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=5,
@@ -144,9 +144,9 @@ def find_backup_to_restore(settings: Settings, backup_id: str | None) -> dict[st
         query = select(BackupCatalog)
         if backup_id:
             query = query.where(BackupCatalog.backup_id == backup_id,
-                                col(BackupCatalog.status).in_(["completed", "verified"]))
+                                col(BackupCatalog.status).in_(BackupStatus.RESTORABLE))
         else:
-            query = query.where(BackupCatalog.status == "verified").order_by(col(BackupCatalog.finished_at).desc())
+            query = query.where(BackupCatalog.status == BackupStatus.VERIFIED).order_by(col(BackupCatalog.finished_at).desc())
         row = db.exec(query.limit(1)).first()
         if row is None:
             raise NoUsableBackup(f"backup {backup_id!r} is not completed or verified" if backup_id
@@ -158,7 +158,7 @@ def newest_verified_backup(settings: Settings) -> dict[str, Any] | None:
     """The newest backup a restore drill has proven (by when it was taken), or None. Plain function: the
     freshness check (`python -m flows.check_backup_freshness`) calls it without a Prefect run."""
     with Session(engine_for(settings)) as db:
-        row = db.exec(select(BackupCatalog).where(BackupCatalog.status == "verified")
+        row = db.exec(select(BackupCatalog).where(BackupCatalog.status == BackupStatus.VERIFIED)
                       .order_by(col(BackupCatalog.finished_at).desc()).limit(1)).first()
         return as_dict(row) if row else None
 
@@ -177,7 +177,7 @@ CATALOG_COLUMNS = ["status", "verified_at", "backup_id", "finished_at", "why", "
 def publish_catalog(rows: list[dict[str, Any]], why_pruned: dict[str, str]) -> None:
     """The `backup-catalog` artifact: a new version after every backup and every drill (the UI shows the latest).
     Backups this run pruned say why they went (`why`)."""
-    shown = [{**r, "status": "pruned", "why": why_pruned[r["backup_id"]]} if r["backup_id"] in why_pruned else r
+    shown = [{**r, "status": BackupStatus.PRUNED, "why": why_pruned[r["backup_id"]]} if r["backup_id"] in why_pruned else r
              for r in rows[:60]]
     create_table_artifact(
         key="backup-catalog",

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 
 from prefect.client.orchestration import get_client
 from prefect.concurrency.sync import concurrency
+from prefect.settings import PREFECT_API_URL
 
 # name -> slots. Two backups never run at once; retention and drills take turns on the catalog; one docs
 # deploy at a time (they share the publish repository and would race on gh-pages).
@@ -18,8 +19,6 @@ _ensured_for: set[str] = set()
 
 def ensure_concurrency_limits() -> None:
     """Create or update the declared limits, once per process and Prefect API."""
-    from prefect.settings import PREFECT_API_URL
-
     api = str(PREFECT_API_URL.value())
     if api in _ensured_for:
         return

@@ -7,7 +7,7 @@ from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from sqlmodel import Session, col, select
+from sqlmodel import select
 
 from app.db import session_scope
 from app.models import Deployment
@@ -33,8 +33,3 @@ def deployment_finish(settings: Settings, deployment_id: int, **values: Any) -> 
         row.finished_at = datetime.now(UTC)
         db.add(row)
 
-
-def recent_deployments(settings: Settings, limit: int = 10) -> list[dict[str, Any]]:
-    with Session(engine_for(settings)) as db:
-        rows = db.exec(select(Deployment).order_by(col(Deployment.id).desc()).limit(limit)).all()
-        return [r.model_dump(mode="json") for r in rows]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,9 +13,10 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
+from sqlmodel import Field
 
 from app.db import session_scope
-from app.models import IngestRun, SecretRotation
+from app.models import IngestRun, IngestRunBase, SecretRotation
 from app.settings import Settings
 from tasks.databases import engine_for, insert_row, retry_unless_rejected
 
@@ -28,43 +29,27 @@ def current_flow_run_id() -> str | None:
 # -- ingest runs ---------------------------------------------------------------------------------------------
 
 
-@dataclass
-class IngestSummary:
-    source: str
-    collection: str
+class IngestSummary(IngestRunBase):
+    """An ingest run as the flow fills it in; `details` of its `ingest_run` row are the fields below."""
+
     full_rebuild: bool
     status: str = "running"
-    generation: str | None = None
-    files_seen: int = 0
-    files_changed: int = 0
-    files_skipped: int = 0
-    chunks_added: int = 0
-    chunks_updated: int = 0
-    chunks_deleted: int = 0
     chunks_total: int = 0
-    embeddings_computed: int = 0
     embedding_tokens: int = 0
-    seconds: float = 0.0
-    error: str | None = None
-    files: list[dict[str, Any]] = field(default_factory=list)
-    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    files: list[dict[str, Any]] = Field(default_factory=list)
+
+    def details(self) -> dict[str, Any]:
+        return self.model_dump(include={"files", "chunks_total", "embedding_tokens"})
 
 
 @task(name="record-ingest-run", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[1, 5, 15],
       retry_condition_fn=retry_unless_rejected)
 def record_ingest_run(settings: Settings, summary: IngestSummary, flow_run_id: str | None) -> int:
     """One `ingest_run` row per flow run, whatever its outcome."""
-    return insert_row(settings, IngestRun(
-        flow_run_id=flow_run_id, source=summary.source, collection=summary.collection,
-        generation=summary.generation, full_rebuild=summary.full_rebuild, status=summary.status,
-        files_seen=summary.files_seen, files_changed=summary.files_changed,
-        files_skipped=summary.files_skipped, chunks_added=summary.chunks_added,
-        chunks_updated=summary.chunks_updated, chunks_deleted=summary.chunks_deleted,
-        embeddings_computed=summary.embeddings_computed, seconds=round(summary.seconds, 3),
-        error=summary.error,
-        details={k: v for k, v in asdict(summary).items() if k in ("files", "chunks_total", "embedding_tokens")},
-        started_at=summary.started_at, finished_at=datetime.now(UTC),
-    ))
+    return insert_row(settings, IngestRun.model_validate(summary.model_dump(include=set(IngestRunBase.model_fields)), update={
+        "flow_run_id": flow_run_id, "seconds": round(summary.seconds, 3), "details": summary.details(),
+        "finished_at": datetime.now(UTC),
+    }))
 
 
 # -- secret rotations ------------------------------------------------------------------------------------------

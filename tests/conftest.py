@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 _TEST_ROOT = Path(tempfile.mkdtemp(prefix="textbook-ops-tests-"))
@@ -36,15 +35,11 @@ import pytest  # noqa: E402
 from app.db import migrate  # noqa: E402
 from app.settings import PROJECT_ROOT, Settings, get_settings  # noqa: E402
 from devenv.postgres import PostgresCluster  # noqa: E402
+from tests.support.openai_server import FakeOpenAI  # noqa: E402
+from tests.support.ports import free_port  # noqa: E402
 
 APP_PASSWORD = "test-app-password"
 OPS_PASSWORD = "test-ops-password"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_cluster(name: str, *, durable: bool = False, bin_dir: Path | None = None) -> PostgresCluster:
@@ -81,6 +76,37 @@ def settings(pg_cluster: PostgresCluster) -> Iterator[Settings]:
     get_settings.cache_clear()
     yield get_settings()
     get_settings.cache_clear()
+
+
+@pytest.fixture
+def settings_env() -> Iterator[Callable[[Mapping[str, str | None]], Settings]]:
+    """Environment variables for this test only (None unsets one), and the settings the flows then read.
+
+    `settings_env({"BACKUP_DIR": str(path)})` sets them and returns `get_settings()` read afresh; after the test the
+    variables are restored and the cached settings dropped, so the next test reads its own environment.
+    """
+    patch = pytest.MonkeyPatch()
+
+    def apply(variables: Mapping[str, str | None]) -> Settings:
+        for name, value in variables.items():
+            if value is None:
+                patch.delenv(name, raising=False)
+            else:
+                patch.setenv(name, value)
+        get_settings.cache_clear()
+        return get_settings()
+
+    yield apply
+    patch.undo()
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def fake_openai() -> Iterator[FakeOpenAI]:
+    """A local server that speaks OpenAI's API (tests/support/openai_server.py), for one test."""
+    fake = FakeOpenAI().start()
+    yield fake
+    fake.stop()
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,8 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 from sqlmodel import Session
 
+from app.api_keys import InvalidApiKey, MissingScope, authenticate
+from app.rate_limit import RateLimitExceeded, client_bucket, limiter_for
 from app.services.chat import ChatService
 
 
@@ -29,8 +31,6 @@ async def get_request_id(request: Request) -> uuid.UUID:
 
 def _rate_limit(request: Request, bucket: str, limit: int, who: str) -> None:
     """Count the request against `bucket` (app/rate_limit.py); 429 over the limit. The headers go on any answer."""
-    from app.rate_limit import RateLimitExceeded, limiter_for
-
     limiter = limiter_for(request.app, request.app.state.settings)
     state = limiter.hit(bucket, limit) if limiter else None
     if state is None:
@@ -48,9 +48,6 @@ def require_scope(scope: str):
     """
 
     def check(request: Request, x_api_key: Annotated[str | None, Header()] = None) -> None:
-        from app.api_keys import InvalidApiKey, MissingScope, authenticate
-        from app.rate_limit import client_bucket
-
         settings = request.app.state.settings
         address = client_bucket(request.client.host if request.client else "unknown")
         if x_api_key is None:

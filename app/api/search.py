@@ -6,20 +6,19 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from app.api.chat import ERRORS
-from app.api.deps import ChatServiceDep, RequestIdDep, require_scope
+from app.api.deps import ChatServiceDep, RequestIdDep
 from app.schemas import SearchRequestBody, SearchResponse
 
-router = APIRouter(prefix="/v1/search", tags=["search"], dependencies=[require_scope("chat")])
+router = APIRouter(prefix="/search", tags=["search"])
 
 
-@router.post("", response_model=SearchResponse, responses=ERRORS)
+@router.post("", response_model=SearchResponse)
 def search(body: SearchRequestBody, service: ChatServiceDep, request_id: RequestIdDep) -> SearchResponse:
     """Hybrid search over the book (dense + sparse, RRF)."""
     return service.search(body, request_id)
 
 
-@router.get("", response_model=SearchResponse, responses=ERRORS)
+@router.get("", response_model=SearchResponse)
 def search_by_query(params: Annotated[SearchRequestBody, Query()], service: ChatServiceDep,
                     request_id: RequestIdDep) -> SearchResponse:
     """The same search with query parameters: `?query=...&k=5&locale=en&chapter=ros2-fundamentals`."""

@@ -7,16 +7,16 @@ import uuid
 from fastapi import APIRouter, Response
 from sqlmodel import select
 
-from app.api.deps import SessionDep, require_scope
+from app.api.deps import SessionDep
 from app.errors import NotFound
 from app.models import ChatSession, Message
-from app.schemas import ErrorResponse, MessagePublic, SessionPublic
+from app.schemas import MessagePublic, SessionPublic
 from app.services.privacy import erase_session
 
-router = APIRouter(prefix="/v1/sessions", tags=["sessions"], dependencies=[require_scope("chat")])
+router = APIRouter(prefix="/sessions", tags=["sessions"])
 
 
-@router.get("/{session_id}", response_model=SessionPublic, responses={404: {"model": ErrorResponse}})
+@router.get("/{session_id}", response_model=SessionPublic)
 def get_session(session_id: uuid.UUID, db: SessionDep) -> SessionPublic:
     chat_session = db.get(ChatSession, session_id)
     if chat_session is None:
@@ -33,7 +33,7 @@ def get_session(session_id: uuid.UUID, db: SessionDep) -> SessionPublic:
     )
 
 
-@router.delete("/{session_id}", status_code=204, response_class=Response, responses={404: {"model": ErrorResponse}})
+@router.delete("/{session_id}", status_code=204, response_class=Response)
 def delete_session(session_id: uuid.UUID, db: SessionDep) -> Response:
     """Erase the conversation: its messages are deleted, its questions and feedback comments cleared. The numbers
     of its queries (tokens, cost, latency) stay for the reports. Backups keep it until they expire (README, Privacy)."""

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from app.openai_client import create_openai_client
 from app.rag.citations import verify_citations
 from app.rag.coverage import CoveragePolicy
+from app.rag.markdown import SENTENCE_END_CHARS, scan_lines, split_sentences
 from app.rag.retrieval import Retrieval, RetrievedChunk
 from app.rag.sparse import terms_of_text, tokenize
 
@@ -30,8 +31,13 @@ NOT_COVERED = {
     "ur": "کتاب میں اس سوال کا جواب موجود نہیں لگتا، اس لیے میں اندازہ نہیں لگاؤں گا۔ سوال کو دوسرے الفاظ میں "
     "پوچھیں، یا ابواب کے کسی موضوع کے بارے میں سوال کریں۔",
 }
-SENTENCE_SPLIT_RE = re.compile(r"(?<=[.!?۔؟])\s+")
 MAX_ANSWER_SENTENCES = 3
+MIN_PROSE_SENTENCE_CHARS = 20  # shorter "sentences" are captions, list stubs or fragments, not answer material
+# An extractive score is divided by 1 + RANK_DECAY per rank below the first: the better-ranked chunk wins ties.
+RANK_DECAY = 0.15
+# The last two exchanges go to the model with the sources: enough to resolve "it" in a follow-up, no more.
+MODEL_HISTORY_TURNS = 4
+ANSWER_TEMPERATURE = 0.2  # low: the answer restates the sources, it does not invent
 
 
 @dataclass
@@ -143,30 +149,28 @@ def evidence_units(text: str) -> list[EvidenceUnit]:
     prose_lines: list[str] = []
     table_rows: list[str] = []
     code_lines: list[str] = []
-    in_fence = False
 
     def flush_prose() -> None:
         for paragraph in " ".join(prose_lines).split("\n"):
             units.extend(EvidenceUnit("prose", s.strip(), s.strip())
-                         for s in SENTENCE_SPLIT_RE.split(paragraph) if len(s.strip()) > 20)
+                         for s in split_sentences(paragraph) if len(s.strip()) > MIN_PROSE_SENTENCE_CHARS)
         prose_lines.clear()
 
     def flush_table() -> None:
         units.extend(_table_units(table_rows))
         table_rows.clear()
 
-    for line in text.split("\n"):
-        stripped = line.strip()
-        if stripped.startswith(("```", "~~~")):
-            if in_fence:
-                units.extend(_code_units(code_lines))
-                code_lines.clear()
-            else:
-                flush_prose()
-                flush_table()
-            in_fence = not in_fence
+    for scanned in scan_lines(text.split("\n")):
+        line, stripped = scanned.text, scanned.text.strip()
+        if scanned.kind == "fence-open":
+            flush_prose()
+            flush_table()
             continue
-        if in_fence:
+        if scanned.kind == "fence-close":
+            units.extend(_code_units(code_lines))
+            code_lines.clear()
+            continue
+        if scanned.kind == "code":
             code_lines.append(line)
             continue
         if stripped.startswith("|"):
@@ -240,7 +244,7 @@ def compose_extractive(question: str, chunks: list[RetrievedChunk]) -> str | Non
             if not overlap:
                 continue
             score = sum(math.log(1 + total / document_frequency[t]) for t in overlap)
-            score *= 1.0 / (1 + 0.15 * (source_number - 1))  # better-ranked chunks win ties
+            score *= 1.0 / (1 + RANK_DECAY * (source_number - 1))
             candidates.append((score, source_number, position, unit.text, unit.kind))
     if not candidates:
         return None
@@ -256,7 +260,7 @@ def compose_extractive(question: str, chunks: list[RetrievedChunk]) -> str | Non
             break
     best.sort(key=lambda c: (c[1], c[2]))
     # A row or a code line ends like a sentence, so that its citation stays its own.
-    return " ".join(f"{text if kind == 'prose' or text[-1] in '.!?۔؟' else text + '.'} [{source_number}]"
+    return " ".join(f"{text if kind == 'prose' or text[-1] in SENTENCE_END_CHARS else text + '.'} [{source_number}]"
                     for _, source_number, _, text, kind in best)
 
 
@@ -292,7 +296,7 @@ class OpenAIAnswerer:
             for n, c in enumerate(retrieval.chunks, start=1)
         )
         messages = [{"role": "system", "content": SYSTEM_PROMPT.format(language=language)}]
-        messages += [{"role": t.role, "content": t.content} for t in history[-4:]]
+        messages += [{"role": t.role, "content": t.content} for t in history[-MODEL_HISTORY_TURNS:]]
         quoted = ""
         if selection:
             passage = "\n".join(f"> {line}" for line in selection.text.splitlines())
@@ -340,7 +344,7 @@ class OpenAIAnswerer:
         try:
             response = self._client.chat.completions.create(
                 model=self.model, messages=self._messages(question, retrieval, history, locale, selection),
-                temperature=0.2,
+                temperature=ANSWER_TEMPERATURE,
             )
         except openai.OpenAIError as exc:
             return self._fallback(question, retrieval, history, locale, f"{exc.__class__.__name__}: {exc}", selection)
@@ -375,7 +379,7 @@ class OpenAIAnswerer:
         try:
             stream = self._client.chat.completions.create(
                 model=self.model, messages=self._messages(question, retrieval, history, locale, selection),
-                temperature=0.2,
+                temperature=ANSWER_TEMPERATURE,
                 stream=True, stream_options={"include_usage": True},
             )
             held = True  # while the reply could still be NOT_IN_SOURCES, nothing is shown to the reader

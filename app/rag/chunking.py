@@ -8,10 +8,11 @@ import json
 import re
 import unicodedata
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 
-from app.rag.markdown import FENCE_RE, ParsedDocument
+from app.rag.markdown import MarkdownLine, ParsedDocument, scan_lines, split_sentences
 from app.rag.sparse import SPARSE_TOKENIZER_VERSION
 
 CHUNK_ID_NAMESPACE = uuid.UUID("6f1c8f8e-1a4e-4a57-9a53-7d0c3d0f2b11")
@@ -217,81 +218,61 @@ def doc_page_url(relative_path: str, *, locale: str, front_matter: dict) -> str:
                         front_matter_id=str(doc_id) if doc_id else None)
 
 
-def _blocks(lines: list[str]) -> list[str]:
+def _blocks(lines: Iterable[MarkdownLine]) -> list[str]:
     """Paragraphs, tables and whole code fences, in order."""
     blocks: list[str] = []
     current: list[str] = []
-    fence: str | None = None
+
+    def close_block() -> None:
+        if current:
+            blocks.append("\n".join(current))
+            current.clear()
+
     for line in lines:
-        match = FENCE_RE.match(line)
-        if fence is not None:
-            current.append(line)
-            if match and match.group(2)[0] == fence[0] and not match.group(3).strip():
-                fence = None
-                blocks.append("\n".join(current))
-                current = []
-            continue
-        if match:
-            if current:
-                blocks.append("\n".join(current))
-            current, fence = [line], match.group(2)
-            continue
-        if not line.strip():
-            if current:
-                blocks.append("\n".join(current))
-                current = []
-            continue
-        current.append(line)
-    if current:
-        blocks.append("\n".join(current))
+        if line.kind == "fence-open":
+            close_block()
+        if line.is_code:
+            current.append(line.text)
+            if line.kind == "fence-close":
+                close_block()
+        elif not line.text.strip():
+            close_block()
+        else:
+            current.append(line.text)
+    close_block()
     return [b.strip("\n") for b in blocks if b.strip()]
+
+
+def _joined_up_to(units: Iterable[str], joiner: str, max_chars: int) -> list[str]:
+    """Consecutive units joined while the result stays within `max_chars` (a unit longer than that stands alone)."""
+    joined: list[str] = []
+    current = ""
+    for unit in units:
+        candidate = f"{current}{joiner}{unit}" if current else unit
+        if len(candidate) > max_chars and current:
+            joined.append(current)
+            current = unit
+        else:
+            current = candidate
+    if current:
+        joined.append(current)
+    return joined
 
 
 def _split_oversized(block: str, max_chars: int) -> list[str]:
     if len(block) <= max_chars:
         return [block]
     is_code = block.lstrip().startswith(("```", "~~~")) or block.lstrip().startswith("|")
-    units = block.split("\n") if is_code else re.split(r"(?<=[.!?۔؟])\s+", block)
-    joiner = "\n" if is_code else " "
-    pieces: list[str] = []
-    current = ""
-    for unit in units:
-        while len(unit) > max_chars:  # one enormous line or sentence
-            if current:
-                pieces.append(current)
-                current = ""
-            pieces.append(unit[:max_chars])
-            unit = unit[max_chars:]
-        candidate = f"{current}{joiner}{unit}" if current else unit
-        if len(candidate) > max_chars and current:
-            pieces.append(current)
-            current = unit
-        else:
-            current = candidate
-    if current:
-        pieces.append(current)
-    return pieces
+    units = block.split("\n") if is_code else split_sentences(block)
+    # One enormous line or sentence is cut every `max_chars` characters.
+    cut = [unit[i:i + max_chars] for unit in units for i in range(0, max(len(unit), 1), max_chars)]
+    return _joined_up_to(cut, "\n" if is_code else " ", max_chars)
 
 
 def _pack(blocks: list[str], max_chars: int, min_chars: int) -> list[str]:
-    pieces = [p for b in blocks for p in _split_oversized(b, max_chars)]
-    chunks: list[str] = []
-    current = ""
-    for piece in pieces:
-        candidate = f"{current}\n\n{piece}" if current else piece
-        if len(candidate) > max_chars and len(current) >= min_chars:
-            chunks.append(current)
-            current = piece
-        elif len(candidate) > max_chars and current:
-            chunks.append(current)
-            current = piece
-        else:
-            current = candidate
-    if current:
-        if chunks and len(current) < min_chars // 2 and len(chunks[-1]) + len(current) <= max_chars * 1.25:
-            chunks[-1] = f"{chunks[-1]}\n\n{current}"
-        else:
-            chunks.append(current)
+    chunks = _joined_up_to((p for b in blocks for p in _split_oversized(b, max_chars)), "\n\n", max_chars)
+    if len(chunks) > 1 and len(chunks[-1]) < min_chars // 2 and len(chunks[-2]) + len(chunks[-1]) <= max_chars * 1.25:
+        chunks[-2:] = [f"{chunks[-2]}\n\n{chunks[-1]}"]  # a short tail joins the chunk before it
     return chunks
 
 
@@ -304,39 +285,29 @@ def content_hash(chunk: Chunk) -> str:
     return hashlib.sha256(material.encode("utf-8")).hexdigest()
 
 
-def chunk_document(
-    doc: ParsedDocument,
-    *,
-    source_path: str,
-    locale: str,
-    page_url: str,
-    max_chars: int = DEFAULT_MAX_CHARS,
-    min_chars: int = DEFAULT_MIN_CHARS,
-) -> list[Chunk]:
-    """Cut a parsed chapter at its headings, then pack each section's blocks up to `max_chars`."""
+@dataclass(frozen=True)
+class Section:
+    """The lines under one heading (up to the next heading of any level), with the anchor the site gives it."""
+
+    heading_path: tuple[str, ...]
+    anchor: str  # "" before the first heading below the page's title: the citation is the page itself
+    lines: tuple[MarkdownLine, ...]
+
+
+def sections(body: str) -> list[Section]:
+    """Cut a chapter's body at its headings; a `#` line inside a code fence is code, not a heading."""
     slugger = Slugger()
-    sections: list[tuple[tuple[str, ...], str, list[str]]] = []
+    found: list[Section] = []
     stack: list[tuple[int, str]] = []
     anchor = ""
-    lines: list[str] = []
-    fence: str | None = None
+    lines: list[MarkdownLine] = []
 
     def close_section() -> None:
-        if any(line.strip() for line in lines):
-            sections.append((tuple(h for _, h in stack), anchor, list(lines)))
+        if any(line.text.strip() for line in lines):
+            found.append(Section(tuple(h for _, h in stack), anchor, tuple(lines)))
 
-    for line in doc.body.split("\n"):
-        fence_match = FENCE_RE.match(line)
-        if fence is not None:
-            if fence_match and fence_match.group(2)[0] == fence[0] and not fence_match.group(3).strip():
-                fence = None
-            lines.append(line)
-            continue
-        if fence_match:
-            fence = fence_match.group(2)
-            lines.append(line)
-            continue
-        heading = HEADING_RE.match(line)
+    for line in scan_lines(body.split("\n")):
+        heading = None if line.is_code else HEADING_RE.match(line.text)
         if not heading:
             lines.append(line)
             continue
@@ -355,18 +326,30 @@ def chunk_document(
             stack.pop()
         stack.append((level, text))
     close_section()
+    return found
 
+
+def chunk_document(
+    doc: ParsedDocument,
+    *,
+    source_path: str,
+    locale: str,
+    page_url: str,
+    max_chars: int = DEFAULT_MAX_CHARS,
+    min_chars: int = DEFAULT_MIN_CHARS,
+) -> list[Chunk]:
+    """Cut a parsed chapter at its headings, then pack each section's blocks up to `max_chars`."""
     chunks: list[Chunk] = []
-    for heading_path, section_anchor, section_lines in sections:
-        path = tuple(h for h in heading_path if h != doc.title) or (doc.title,)
-        for ordinal, text in enumerate(_pack(_blocks(section_lines), max_chars, min_chars)):
-            key = f"{locale}|{source_path}|{section_anchor}|{ordinal}"
+    for section in sections(doc.body):
+        path = tuple(h for h in section.heading_path if h != doc.title) or (doc.title,)
+        for ordinal, text in enumerate(_pack(_blocks(section.lines), max_chars, min_chars)):
+            key = f"{locale}|{source_path}|{section.anchor}|{ordinal}"
             chunk = Chunk(
                 id=str(uuid.uuid5(CHUNK_ID_NAMESPACE, key)),
                 text=text,
                 title=doc.title,
                 heading_path=path,
-                anchor=section_anchor,
+                anchor=section.anchor,
                 locale=locale,
                 source_path=source_path,
                 page_url=page_url,

@@ -24,14 +24,13 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from app.rag.markdown import SENTENCE_END_CHARS, scan_lines, split_sentences
 from app.rag.sparse import tokenize
 
 MARKER_RE = re.compile(r"\[(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\]")
 MARKER_GROUP_RE = re.compile(r"(?:\s*\[\d{1,3}\])+")
 # "... walking. [1] Next" -> "... walking [1]. Next": a marker after the full stop belongs to that sentence.
-TRAILING_MARKERS_RE = re.compile(r"([.!?۔؟])((?:\s*\[\d{1,3}\])+)")
-SENTENCE_SPLIT_RE = re.compile(r"(?<=[.!?۔؟])\s+")
-FENCE_RE = re.compile(r"^\s*(```|~~~)")
+TRAILING_MARKERS_RE = re.compile(rf"([{SENTENCE_END_CHARS}])((?:\s*\[\d{{1,3}}\])+)")
 DEFAULT_MIN_SUPPORT = 0.4
 MIN_CLAIM_TERMS = 3
 
@@ -69,7 +68,7 @@ def _normalise_markers(text: str) -> str:
 
 
 def _sentences(line: str) -> list[str]:
-    return [s.strip() for s in SENTENCE_SPLIT_RE.split(line) if s.strip()]
+    return [s.strip() for s in split_sentences(line) if s.strip()]
 
 
 def _cited(sentence: str) -> list[int]:
@@ -79,7 +78,7 @@ def _cited(sentence: str) -> list[int]:
 def _with_markers(sentence: str, numbers: Sequence[int]) -> str:
     bare = strip_markers(sentence).rstrip()
     end = ""
-    while bare and bare[-1] in ".!?۔؟":
+    while bare and bare[-1] in SENTENCE_END_CHARS:
         bare, end = bare[:-1], bare[-1] + end
     return bare.rstrip() + " " + "".join(f"[{n}]" for n in numbers) + end
 
@@ -94,14 +93,12 @@ def verify_citations(
         return not check_support or support(sentence, sources[number - 1]) >= min_support
 
     kept_lines: list[list[tuple[str, list[int]]] | str] = []
-    in_fence = False
-    for line in _normalise_markers(answer).split("\n"):
-        if FENCE_RE.match(line) or in_fence:  # code is quoted, not claimed: kept as it is
-            in_fence = in_fence != bool(FENCE_RE.match(line))
-            kept_lines.append(line)
+    for line in scan_lines(_normalise_markers(answer).split("\n")):
+        if line.is_code:  # code is quoted, not claimed: kept as it is
+            kept_lines.append(line.text)
             continue
         kept: list[tuple[str, list[int]]] = []
-        for sentence in _sentences(line):
+        for sentence in _sentences(line.text):
             cited = _cited(sentence)
             valid = [n for n in dict.fromkeys(cited) if 1 <= n <= len(sources)]
             repairs["phantom"] += sum(1 for n in cited if not 1 <= n <= len(sources))

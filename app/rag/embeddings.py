@@ -180,10 +180,6 @@ class OnnxEmbedder:
         return EmbeddingResult(vectors=vectors.tolist(), tokens=sum(counts), token_counts=counts)
 
 
-# Before issue 17 the torch runtime was the only local one.
-LocalEmbedder = TorchEmbedder
-
-
 class OpenAIEmbedder:
     """OpenAI (or any compatible server at OPENAI_BASE_URL) `text-embedding-3-*` models."""
 

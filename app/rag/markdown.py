@@ -8,8 +8,9 @@ and mdBook directives such as `{{#include ...}}` that cannot be resolved without
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -27,6 +28,9 @@ class ParsedDocument:
 
 
 FENCE_RE = re.compile(r"^(\s{0,3})(`{3,}|~{3,})(.*)$")
+# What ends a sentence in the book's languages: Latin and Urdu (full stop "۔", question mark "؟").
+SENTENCE_END_CHARS = ".!?۔؟"
+SENTENCE_BOUNDARY_RE = re.compile(rf"(?<=[{SENTENCE_END_CHARS}])\s+")
 MDX_IMPORT_RE = re.compile(r"^\s*(import\s.+\sfrom\s+['\"].+['\"];?|import\s+['\"].+['\"];?|export\s+.+)\s*$")
 JSX_TAG_LINE_RE = re.compile(r"^\s*</?[A-Z][\w.]*(\s[^<>]*)?/?>\s*$")
 MDBOOK_DIRECTIVE_RE = re.compile(r"\{\{#[a-z_]+[^}]*\}\}")
@@ -41,6 +45,54 @@ H1_RE = re.compile(r"^#\s+(.+?)\s*#*\s*$")
 HEADING_COMMENT_ID_RE = re.compile(r"^( {0,3}#{1,6}[ \t].*?)[ \t]*\{/\*\s*#([^\s*]+).*?\*/\}[ \t]*$", re.M)
 ATX_HEADING_RE = re.compile(r"^ {0,3}#{1,6}[ \t]")
 CODE_SPAN_RE = re.compile(r"(`+).+?\1")
+
+
+LineKind = Literal["text", "fence-open", "code", "fence-close"]
+
+
+@dataclass(frozen=True)
+class MarkdownLine:
+    """One line of a Markdown text, with where it stands relative to code fences."""
+
+    text: str
+    kind: LineKind
+
+    @property
+    def is_code(self) -> bool:
+        """A fence line or a line inside a fence: quoted verbatim, never read as prose or a heading."""
+        return self.kind != "text"
+
+
+def scan_lines(lines: Iterable[str]) -> Iterator[MarkdownLine]:
+    """Classify lines as text or code, by CommonMark's fence rules.
+
+    A fence opens with three or more backticks or tildes (indented up to three spaces) and closes only with
+    a run of the same character, at least as long, and nothing after it: "```" inside "````", or "~~~" inside
+    "```", is code. A fence that never closes runs to the end of the text.
+    """
+    fence: str | None = None
+    for line in lines:
+        match = FENCE_RE.match(line)
+        if fence is None:
+            if match:
+                fence = match.group(2)
+                yield MarkdownLine(line, "fence-open")
+            else:
+                yield MarkdownLine(line, "text")
+        elif match and _closes(fence, run=match.group(2), rest=match.group(3)):
+            fence = None
+            yield MarkdownLine(line, "fence-close")
+        else:
+            yield MarkdownLine(line, "code")
+
+
+def _closes(fence: str, *, run: str, rest: str) -> bool:
+    return run[0] == fence[0] and len(run) >= len(fence) and not rest.strip()
+
+
+def split_sentences(text: str) -> list[str]:
+    """The text cut after each sentence end (the whitespace between sentences dropped, nothing else)."""
+    return SENTENCE_BOUNDARY_RE.split(text)
 
 
 def decode_utf8(raw: bytes) -> str:
@@ -75,16 +127,9 @@ def clean_body(body: str) -> str:
     body = HTML_COMMENT_RE.sub(_comment_unless_in_heading, body)
     body = MDX_COMMENT_RE.sub("", body)
     out: list[str] = []
-    fence: str | None = None
-    for line in body.split("\n"):
-        match = FENCE_RE.match(line)
-        if fence is not None:
-            out.append(line)
-            if match and match.group(2)[0] == fence[0] and len(match.group(2)) >= len(fence) and not match.group(3).strip():
-                fence = None
-            continue
-        if match:
-            fence = match.group(2)
+    for scanned in scan_lines(body.split("\n")):
+        line = scanned.text
+        if scanned.is_code:
             out.append(line)
             continue
         if MDX_IMPORT_RE.match(line) or JSX_TAG_LINE_RE.match(line):

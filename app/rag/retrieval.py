@@ -4,7 +4,7 @@ English fallback; a selection's page can be favoured. Also gathers the evidence 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from app.rag.embeddings import Embedder
@@ -45,13 +45,11 @@ class RetrievedChunk:
 class Retrieval:
     chunks: list[RetrievedChunk]
     locale: str | None
-    fell_back_to_default_locale: bool
     top_dense_score: float | None
     query_terms_found: int
     embedding_tokens: int
     embed_ms: float
     search_ms: float
-    timings: dict[str, float] = field(default_factory=dict)
     top_sparse_score: float | None = None
     query_terms: int = 0
     dense_reliable: bool = True
@@ -144,9 +142,8 @@ class Retriever:
         read = k * CHUNKS_PER_SECTION_READ
         used_locale = locale
         found_candidates = candidates(locale, read)
-        fell_back = False
         if not found_candidates.fused and locale not in (None, DEFAULT_LOCALE):
-            used_locale, fell_back = DEFAULT_LOCALE, True
+            used_locale = DEFAULT_LOCALE
             found_candidates = candidates(DEFAULT_LOCALE, read)
         hits = found_candidates.fused
         selection_matched = None
@@ -172,7 +169,6 @@ class Retriever:
         return Retrieval(
             chunks=chunks,
             locale=used_locale,
-            fell_back_to_default_locale=fell_back,
             top_dense_score=top_dense,
             query_terms_found=len(found),
             embedding_tokens=embedded.tokens if embedded else 0,

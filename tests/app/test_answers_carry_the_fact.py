@@ -12,9 +12,6 @@ import pytest
 from app.rag.answering import NOT_IN_SOURCES, evidence_units
 from app.rag.language import locale_of
 from app.rag.retrieval import best_chunk_per_section
-from tests.app import test_openai_backends
-
-fake_openai, openai_client = test_openai_backends.fake_openai, test_openai_backends.openai_client  # fixtures
 
 URDU_LETTER = re.compile("[\u0600-\u06ff]")
 

@@ -11,7 +11,6 @@ import pytest
 
 from bench.answer_quality import Outcome, Question, metrics, textbook_questions
 from bench.covered_quality import load_coverage_set, score, service_answer
-from tests.app.test_openai_backends import fake_openai, openai_client  # noqa: F401 - fixtures
 
 QUESTIONS = textbook_questions()
 HELD_OUT = [q for q in QUESTIONS if q.split == "held-out"]

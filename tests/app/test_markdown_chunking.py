@@ -2,8 +2,10 @@ from dataclasses import replace
 
 import pytest
 
+from app.rag.answering import evidence_units
 from app.rag.chunking import Slugger, chunk_document, page_url_for
-from app.rag.markdown import MalformedDocument, parse_document
+from app.rag.citations import verify_citations
+from app.rag.markdown import MalformedDocument, parse_document, scan_lines
 
 MDX_CHAPTER = b"""---
 title: Simulation
@@ -195,6 +197,65 @@ def test_an_anchor_fix_rewrites_the_chunks_it_moves():
                for c in (stale, fixed[1])}
     plan = plan_index_changes(fixed, records, locales_in_scope={"en"}, protected_files=set(), full_rebuild=False)
     assert plan.deleted == ["old-id"] and plan.added == [fixed[0].id] and plan.unchanged == 1
+
+
+NESTED_FENCES = b"""---
+title: Writing docs
+---
+
+## Showing a fence
+
+````md
+## Not a heading
+
+```bash
+echo inner
+```
+
+## Still not a heading
+````
+
+## Showing tildes
+
+```text
+~~~
+# not a heading either
+~~~
+```
+
+The prose after the fences.
+"""
+
+
+def test_nested_fences_of_both_kinds_close_by_commonmarks_rule():
+    body = NESTED_FENCES.decode().split("---\n", 2)[2]
+    kinds = {line.text: line.kind for line in scan_lines(body.split("\n"))}
+    assert kinds["````md"] == "fence-open" and kinds["````"] == "fence-close"
+    assert kinds["## Not a heading"] == kinds["```bash"] == kinds["## Still not a heading"] == "code"
+    assert kinds["~~~"] == kinds["# not a heading either"] == "code"
+    assert kinds["The prose after the fences."] == "text"
+    # a closing run must be as long, of the same character, and carry no info string
+    lines = ["````", "```", "~~~~", "```` not-a-close", "`````", "after"]
+    assert [line.kind for line in scan_lines(lines)] == ["fence-open", "code", "code", "code", "fence-close", "text"]
+
+
+def test_headings_inside_nested_fences_get_no_chunk_or_anchor():
+    _, chunks = chunks_of(NESTED_FENCES, path="writing-docs.md")
+    assert [c.anchor for c in chunks] == ["showing-a-fence", "showing-tildes"]
+    shown = chunks[0].text
+    assert shown.startswith("````md\n## Not a heading") and shown.endswith("## Still not a heading\n````")
+    assert "~~~\n# not a heading either\n~~~" in chunks[1].text
+    assert chunks[1].text.endswith("The prose after the fences.")
+
+
+def test_code_in_nested_fences_is_code_for_answers_and_citations():
+    text = ("Docs show fences like this one.\n\n````md\n```\nnot prose, a quoted fence.\n```\n````\n"
+            "The prose after the fence ends here.")
+    units = [(u.kind, u.text) for u in evidence_units(text)]
+    assert units == [("prose", "Docs show fences like this one."), ("code", "`not prose, a quoted fence.`"),
+                     ("prose", "The prose after the fence ends here.")]
+    answer = "````\n```\nUnsupported words about bread stay quoted.\n```\n````"
+    assert verify_citations(answer, ["A source about robots."]).text == answer
 
 
 def test_content_hash_changes_with_the_sparse_tokenizer_version(monkeypatch):

@@ -2,39 +2,26 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
 
 from app.settings import PROJECT_ROOT
 from tests.conftest import free_port
+from tests.support.service_process import run_service
 
 pytestmark = pytest.mark.slow
 
 
 def test_counters_from_all_workers_are_summed_at_scrape_time(settings, tmp_path):
-    port = free_port()
     dead_qdrant = f"http://127.0.0.1:{free_port()}"  # nothing listens: every chat is a 503 index_unavailable
-    env = {**os.environ, "DATABASE_URL": settings.database_url, "VECTOR_BACKEND": "qdrant", "QDRANT_URL": dead_qdrant,
-           "DATA_DIR": str(tmp_path), "API_PORT": str(port), "LOG_LEVEL": "WARNING"}
-    server = subprocess.Popen([sys.executable, "-m", "app", "serve", "--workers", "2"], cwd=PROJECT_ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline and server.poll() is None, "the service did not start"
-            time.sleep(0.3)
+    env = {"DATABASE_URL": settings.database_url, "VECTOR_BACKEND": "qdrant", "QDRANT_URL": dead_qdrant,
+           "DATA_DIR": str(tmp_path), "API_WORKERS": "2"}
+    with run_service(env, ready_path="/health", timeout_s=120) as service:
+        base = service.base
         requests = 0
         pids: set[str] = set()
         while len(pids) < 2 and requests < 300:  # new connections until both workers have served some
@@ -49,9 +36,6 @@ def test_counters_from_all_workers_are_summed_at_scrape_time(settings, tmp_path)
                 text = client.get("/metrics").text
             match = re.search(r'^rag_query_errors_total\{error_code="index_unavailable"\} (\S+)$', text, re.M)
             assert match and float(match.group(1)) == requests
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def test_several_workers_with_the_embedded_index_are_refused(settings):

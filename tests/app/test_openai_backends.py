@@ -7,30 +7,11 @@ import re
 from decimal import Decimal
 
 import pytest
-from fastapi.testclient import TestClient
 
-from app.main import create_app
 from app.pricing import cost_usd
 from app.rag.embeddings import EmbeddingError, OpenAIEmbedder
 from app.settings import load_settings
-from tests.support.openai_server import FakeOpenAI, first_sentence, source_texts
-
-
-@pytest.fixture
-def fake_openai():
-    server = FakeOpenAI().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def openai_client(fake_openai, settings, ingested_textbook):
-    openai_settings = load_settings(
-        _env_file=None, database_url=settings.database_url, answer_backend="openai", openai_api_key="sk-test",
-        openai_base_url=fake_openai.base_url, openai_timeout_s=1.0, openai_max_retries=0,
-    )
-    with TestClient(create_app(openai_settings), raise_server_exceptions=False) as client:
-        yield client
+from tests.support.openai_server import first_sentence, source_texts
 
 
 def test_openai_answer_is_grounded_cited_and_costed(openai_client, fake_openai):

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.settings import load_settings
 from tests.conftest import APP_PASSWORD, database_url, start_cluster
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture
@@ -22,14 +21,6 @@ def own_postgres(ingested_textbook):
     migrate(url)
     yield cluster, url
     cluster.stop(mode="immediate")
-
-
-def wait_for(predicate, timeout_s: float = 20) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.2)
 
 
 def test_postgres_down_gives_503_then_the_service_recovers_by_itself(own_postgres):
@@ -49,7 +40,8 @@ def test_postgres_down_gives_503_then_the_service_recovers_by_itself(own_postgre
         assert client.get("/health").status_code == 200
 
         cluster.start()
-        wait_for(lambda: client.get("/ready").status_code == 200)
+        wait_until(lambda: client.get("/ready").status_code == 200, timeout_s=20, what="/ready after Postgres is back",
+                   poll_s=0.2)
         assert client.post("/v1/chat", json={"question": "What is ROS 2?"}).status_code == 200
 
 

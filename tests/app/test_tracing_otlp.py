@@ -27,7 +27,7 @@ def test_the_service_exports_its_request_spans_to_an_otlp_receiver(settings, tmp
 
             def call_the_service() -> httpx.Response:
                 with failing_service(settings.resolved_database_url, tmp_path / "data", output=log_file, **env) as svc:
-                    response = httpx.post(f"{svc.base_url}/v1/chat", json={"question": "What is ZMP?"}, timeout=30)
+                    response = httpx.post(f"{svc.base}/v1/chat", json={"question": "What is ZMP?"}, timeout=30)
                     return response
 
             response = await asyncio.to_thread(call_the_service)

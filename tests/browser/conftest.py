@@ -9,20 +9,18 @@ from __future__ import annotations
 
 import shutil
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
-import uvicorn
 
-from app.main import create_app
 from app.settings import PROJECT_ROOT, Settings
 from devenv.site import build_site, site_server
 from tests.conftest import free_port
+from tests.support.service_process import run_service
+from tests.support.waiting import wait_for_http
 
 SCREENSHOTS = PROJECT_ROOT / "test-output" / "screenshots"
 AXE = PROJECT_ROOT / "website" / "node_modules" / "axe-core" / "axe.min.js"
@@ -54,35 +52,16 @@ def site_build(site_ports: tuple[int, int], tmp_path_factory: pytest.TempPathFac
                           site_url=f"http://127.0.0.1:{site_port}")
 
 
-def wait_until_ready(url: str, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, f"{url} did not answer within {timeout_s:.0f} s"
-        time.sleep(0.1)
-
-
 @pytest.fixture(scope="session")
-def live_api(site_build: Future[Path], ingested_textbook: dict, settings: Settings,
-             site_ports: tuple[int, int]) -> Iterator[tuple[str, Settings]]:
-    """The real service over HTTP (uvicorn in a thread), allowing the test site's origin."""
+def live_api(site_build: Future[Path], ingested_textbook: dict, settings: Settings, site_ports: tuple[int, int],
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Settings]]:
+    """The real service over HTTP (`python -m app serve` on the site's API port), allowing the test site's origin."""
     api_port, site_port = site_ports
-    api_settings = settings.model_copy(update={"cors_allowed_origins": [f"http://127.0.0.1:{site_port}"]})
-    server = uvicorn.Server(uvicorn.Config(create_app(api_settings), host="127.0.0.1", port=api_port,
-                                           log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, name="live-api", daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{api_port}"
-    try:
-        wait_until_ready(f"{base}/ready", timeout_s=120)
-        yield base, api_settings
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    origin = f"http://127.0.0.1:{site_port}"
+    api_settings = settings.model_copy(update={"cors_allowed_origins": [origin]})
+    log_path = tmp_path_factory.mktemp("live-api") / "api.log"
+    with run_service({"CORS_ALLOWED_ORIGINS": origin}, log_path, port=api_port, timeout_s=120) as service:
+        yield service.base, api_settings
 
 
 @pytest.fixture(scope="session")
@@ -94,7 +73,7 @@ def site(live_api: tuple[str, Settings], site_build: Future[Path], site_ports: t
     thread.start()
     url = f"http://127.0.0.1:{site_ports[1]}"
     try:
-        wait_until_ready(url)
+        wait_for_http(url, timeout_s=60)
         yield Site(url=url, api_url=api_url, build_dir=build_dir, settings=api_settings)
     finally:
         server.shutdown()

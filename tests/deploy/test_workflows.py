@@ -13,7 +13,7 @@ import yaml
 
 from app.db import migrate, session_scope
 from app.models import BackupCatalog
-from app.settings import PROJECT_ROOT, get_settings
+from app.settings import PROJECT_ROOT
 from tests.conftest import APP_PASSWORD, database_url
 
 WORKFLOWS = PROJECT_ROOT / ".github" / "workflows"
@@ -85,16 +85,13 @@ def test_backup_freshness_is_scheduled_and_calls_the_check():
 
 
 @pytest.fixture
-def fresh_catalog(pg_cluster, settings, monkeypatch):
+def fresh_catalog(pg_cluster, settings, settings_env):
     dbname = "freshness_check"
     pg_cluster.drop_database(dbname)
     pg_cluster.ensure_database(dbname=dbname, app_user="textbook_app", app_password=APP_PASSWORD)
     url = database_url(pg_cluster, dbname)
     migrate(url)
-    monkeypatch.setenv("DATABASE_URL", url)
-    get_settings.cache_clear()
-    yield get_settings()
-    get_settings.cache_clear()
+    yield settings_env({"DATABASE_URL": url})
     from tasks.databases import _engines
 
     engine = _engines.pop(url, None)

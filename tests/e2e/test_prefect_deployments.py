@@ -11,6 +11,7 @@ import sys
 import httpx
 import psycopg
 import pytest
+from prefect.exceptions import PrefectHTTPStatusError
 from sqlmodel import Session, select
 
 from app.db import create_db_engine
@@ -113,7 +114,7 @@ def test_deploy_backend_goes_live_then_rolls_back_a_bad_version_through_the_work
 
 
 def test_rotation_and_cost_report_deployments_run_through_the_worker(settings, run_through_worker):
-    """Issue 5's acceptance: both operations run as deployments."""
+    """Both operations run as deployments, through a worker, as they do in production."""
     rotation = run_through_worker("rotate-db-credentials/rotate-db-credentials")
     assert rotation.state.is_completed(), rotation.state
     report = run_through_worker("cost-report/cost-report")
@@ -126,7 +127,7 @@ def test_synthetic_probe_deployment_runs_through_the_worker(settings, run_throug
     """The probe as scheduled: through the worker, against the real service running as a process."""
     import shutil
 
-    from bench.service import run_service
+    from tests.support.service_process import run_service
 
     shutil.copytree(settings.resolved_index_dir, tmp_path / "index")
     with run_service({"DATABASE_URL": settings.database_url, "INDEX_DIR": str(tmp_path / "index")},
@@ -139,7 +140,7 @@ def test_synthetic_probe_deployment_runs_through_the_worker(settings, run_throug
 
 def test_a_bad_parameter_is_refused_before_a_run_exists(run_through_worker):
     """What `prefect deployment run backup-database/backup-database -p storage=S3` and the UI's Custom run meet."""
-    with pytest.raises(Exception, match="Validation failed for field 'storage'"):
+    with pytest.raises(PrefectHTTPStatusError, match="Validation failed for field 'storage'"):
         run_through_worker("backup-database/backup-database", parameters={"storage": "S3"})
 
 
@@ -181,8 +182,8 @@ def test_rotation_through_the_worker_reaches_the_service_reading_the_store(setti
     rotation run by the worker moves its new connections to the new role, and no request fails."""
     import threading
 
-    from bench.service import run_service
     from devenv.__main__ import service_secrets_env
+    from tests.support.service_process import run_service
 
     def service_roles() -> set[str]:
         with psycopg.connect(pg_cluster.superuser_dsn()) as conn:

@@ -15,6 +15,7 @@ import pytest
 from prefect.artifacts import Artifact
 from sqlmodel import Session, select
 
+from app.backups import ChecksumMismatch
 from app.db import create_db_engine
 from app.models import BackupCatalog, ChatSession
 from app.settings import get_settings
@@ -25,16 +26,15 @@ from tasks.catalog import NoUsableBackup
 from tasks.databases import DatabaseLoginRejected, DatabaseNotFound, DatabaseUnreachable, PgDumpTooOld
 from tests.conftest import APP_PASSWORD, free_port
 from tests.support.moto import MotoServer
+from tests.support.webhook import fake_pushgateway as pushgateway_recorder
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 
 @pytest.fixture
-def backup_env(settings, tmp_path, monkeypatch):
+def backup_env(settings, tmp_path, settings_env):
     """Fresh backup folder and catalog for each test; fast retries."""
-    monkeypatch.setenv("BACKUP_DIR", str(tmp_path / "backups"))
-    monkeypatch.setenv("TASK_RETRY_DELAY_S", "0")
-    get_settings.cache_clear()
+    settings_env({"BACKUP_DIR": str(tmp_path / "backups"), "TASK_RETRY_DELAY_S": "0"})
     engine = create_db_engine(settings)
     with Session(engine) as db:
         for row in db.exec(select(BackupCatalog)).all():
@@ -43,7 +43,6 @@ def backup_env(settings, tmp_path, monkeypatch):
         db.commit()
     yield tmp_path / "backups"
     engine.dispose()
-    get_settings.cache_clear()
 
 
 def catalog(settings) -> dict[str, BackupCatalog]:
@@ -95,7 +94,7 @@ def test_corrupted_dump_fails_the_drill_with_checksum_mismatch(settings, backup_
     data = bytearray(dump.read_bytes())
     data[len(data) // 2] ^= 0xFF
     dump.write_bytes(bytes(data))
-    with pytest.raises(Exception, match="checksum mismatch"):
+    with pytest.raises(ChecksumMismatch, match="checksum mismatch"):
         restore_drill()
     row = catalog(settings)[result["backup_id"]]
     assert row.status == "failed" and "checksum mismatch" in row.failure_reason
@@ -138,7 +137,7 @@ def url_in_block(url: str, name: str = "backup-target-url") -> str:
 @pytest.fixture
 def connection_attempts(monkeypatch) -> list[str]:
     """Every psycopg connection opened during the test (the catalog's SQLAlchemy engine's too)."""
-    from tasks import postgres as postgres_tasks
+    from tasks import databases as postgres_tasks
 
     attempts, real_connect = [], psycopg.connect
 
@@ -196,13 +195,12 @@ def test_a_bad_parameter_fails_the_run_before_any_work_naming_it(settings, backu
     assert catalog(settings) == {} and not backup_env.exists()
 
 
-def test_pg_dump_older_than_the_server_is_refused_with_a_clear_message(settings, backup_env, tmp_path, monkeypatch):
+def test_pg_dump_older_than_the_server_is_refused_with_a_clear_message(settings, backup_env, tmp_path, settings_env):
     fake = tmp_path / "old-pg" / "pg_dump"
     fake.parent.mkdir()
     fake.write_text("#!/bin/sh\necho 'pg_dump (PostgreSQL) 12.4'\n")
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
-    monkeypatch.setenv("PG_BIN_DIR", str(fake.parent))
-    get_settings.cache_clear()
+    settings_env({"PG_BIN_DIR": str(fake.parent)})
     with pytest.raises(PgDumpTooOld, match=r"pg_dump 12.4 .* older than the server \(15"):
         backup_database()
     [row] = catalog(settings).values()  # the runbook's first step: failure_reason says why
@@ -210,20 +208,20 @@ def test_pg_dump_older_than_the_server_is_refused_with_a_clear_message(settings,
 
 
 @pytest.fixture
-def moto_s3(monkeypatch):
+def moto_s3(settings_env):
     server = MotoServer(free_port()).start()
-    monkeypatch.setenv("BACKUP_STORAGE", "s3")
-    monkeypatch.setenv("BACKUP_S3_BUCKET", "textbook-backups")
-    monkeypatch.setenv("AWS_ENDPOINT_URL", server.endpoint_url)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    get_settings.cache_clear()
+    settings_env({
+        "BACKUP_STORAGE": "s3",
+        "BACKUP_S3_BUCKET": "textbook-backups",
+        "AWS_ENDPOINT_URL": server.endpoint_url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    })
     client = boto3.client("s3", endpoint_url=server.endpoint_url, region_name="us-east-1",
                           aws_access_key_id="testing", aws_secret_access_key="testing")
     client.create_bucket(Bucket="textbook-backups")
     yield client
     server.stop()
-    get_settings.cache_clear()
 
 
 def test_s3_upload_that_fails_once_is_retried_and_leaves_exactly_one_object(settings, backup_env, moto_s3, monkeypatch):
@@ -248,7 +246,8 @@ def test_s3_upload_that_fails_once_is_retried_and_leaves_exactly_one_object(sett
     assert catalog(settings)[drill["backup_id"]].status == "verified"
 
 
-def test_retention_keeps_the_last_verified_backup_when_the_newest_failed(settings, backup_env, monkeypatch):
+def test_retention_keeps_the_last_verified_backup_when_the_newest_failed(settings, backup_env, monkeypatch,
+                                                                          settings_env):
     verified = backup_database()
     restore_drill()
     unverified = backup_database()
@@ -257,10 +256,7 @@ def test_retention_keeps_the_last_verified_backup_when_the_newest_failed(setting
     with pytest.raises(OSError, match="disk full"):
         backup_database()
     monkeypatch.undo()
-    monkeypatch.setenv("BACKUP_DIR", str(backup_env))
-    for name, value in (("BACKUP_KEEP_DAILY", "1"), ("BACKUP_KEEP_WEEKLY", "0"), ("BACKUP_KEEP_MONTHLY", "0")):
-        monkeypatch.setenv(name, value)
-    get_settings.cache_clear()
+    settings_env({"BACKUP_KEEP_DAILY": "1", "BACKUP_KEEP_WEEKLY": "0", "BACKUP_KEEP_MONTHLY": "0"})
     from tasks.concurrency import exclusive
 
     with exclusive("backup-catalog"):
@@ -318,7 +314,7 @@ def test_failed_restore_leaves_the_target_untouched(settings, backup_env, pg_clu
     restore_database(target="textbook_untouched", backup_id=backup["backup_id"])
     dump = backup_env / f"{backup['backup_id']}.dump"
     dump.write_bytes(dump.read_bytes()[:-100])  # truncated
-    with pytest.raises(Exception, match="checksum mismatch"):
+    with pytest.raises(ChecksumMismatch, match="checksum mismatch"):
         restore_database(target="textbook_untouched", backup_id=backup["backup_id"], confirm="textbook_untouched")
     with psycopg.connect(pg_cluster.superuser_dsn()) as conn:
         names = {r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'textbook_untouched%'")}
@@ -350,36 +346,15 @@ def test_two_backups_never_overlap(settings, backup_env):
 @pytest.fixture
 def fake_pushgateway():
     """Records pushes (POST /metrics/job/<job>, push-add, text exposition format); answers /-/healthy."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    pushes: list[tuple[str, str]] = []
-
-    class Pushgateway(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def do_GET(self):
-            self.send_response(200 if self.path == "/-/healthy" else 404)
-            self.end_headers()
-
-        def do_POST(self):
-            pushes.append((self.path, self.rfile.read(int(self.headers["content-length"])).decode()))
-            self.send_response(200)
-            self.end_headers()
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Pushgateway)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", pushes
-    server.shutdown()
+    with pushgateway_recorder() as recorded:
+        yield recorded
 
 
 @pytest.mark.parametrize("variable", ["PUSHGATEWAY_URL", "LOCAL_PUSHGATEWAY_URL"])
-def test_drill_pushes_its_metrics_to_a_pushgateway(settings, backup_env, monkeypatch, fake_pushgateway, variable):
+def test_drill_pushes_its_metrics_to_a_pushgateway(settings, backup_env, settings_env, fake_pushgateway, variable):
     """PUSHGATEWAY_URL, or (what `make up` gives its worker) the local Pushgateway when it answers."""
     url, pushes = fake_pushgateway
-    monkeypatch.setenv(variable, url)
-    get_settings.cache_clear()
+    settings_env({variable: url})
     backup_database()
     restore_drill()
     jobs = {path: body for path, body in pushes}
@@ -389,23 +364,20 @@ def test_drill_pushes_its_metrics_to_a_pushgateway(settings, backup_env, monkeyp
         assert name in drill
 
 
-def test_a_local_pushgateway_that_does_not_answer_is_skipped(settings, backup_env, monkeypatch):
+def test_a_local_pushgateway_that_does_not_answer_is_skipped(settings, backup_env, settings_env):
     """`make up` without `make monitoring-up`: runs succeed and push nothing."""
-    monkeypatch.setenv("LOCAL_PUSHGATEWAY_URL", f"http://127.0.0.1:{free_port()}")
-    get_settings.cache_clear()
+    settings_env({"LOCAL_PUSHGATEWAY_URL": f"http://127.0.0.1:{free_port()}"})
     backup_database()
     assert restore_drill()["verified"]
 
 
 def test_retention_keeps_a_backup_a_restore_just_used_and_says_why_others_went(settings, backup_env, pg_cluster,
-                                                                               monkeypatch):
+                                                                               settings_env):
     """The issue's day: backups and drills, a restore from the first backup, more backups; keeping one a day
     must not prune the backup the restore used."""
     from flows.restore_database import restore_database
 
-    for name, value in (("BACKUP_KEEP_DAILY", "1"), ("BACKUP_KEEP_WEEKLY", "0"), ("BACKUP_KEEP_MONTHLY", "0")):
-        monkeypatch.setenv(name, value)
-    get_settings.cache_clear()
+    settings_env({"BACKUP_KEEP_DAILY": "1", "BACKUP_KEEP_WEEKLY": "0", "BACKUP_KEEP_MONTHLY": "0"})
     used = backup_database()
     restore_drill()
     restore_database(target="textbook_retention", backup_id=used["backup_id"])

@@ -11,7 +11,6 @@ import psycopg
 import pytest
 
 from app.db import migrate
-from app.settings import get_settings
 from flows.content_gaps import content_gaps
 from tests.conftest import APP_PASSWORD, database_url
 from tests.flows.test_synthetic_probe import pushed, pushgateway, service_url  # noqa: F401  (fixtures)
@@ -41,7 +40,7 @@ def add_request(conn, *, at: datetime, question: str, locale: str, status: str, 
 
 
 @pytest.fixture
-def seeded_week(pg_cluster, monkeypatch):
+def seeded_week(pg_cluster, settings_env):
     pg_cluster.drop_database("gaps")
     pg_cluster.ensure_database(dbname="gaps", app_user="textbook_app", app_password=APP_PASSWORD)
     url = database_url(pg_cluster, "gaps")
@@ -64,17 +63,14 @@ def seeded_week(pg_cluster, monkeypatch):
         for i in range(10):  # the week before: not this report's
             add_request(conn, at=start - timedelta(days=1, hours=i), question=f"How do I flash MicroPython, try {i}?",
                         locale="en", status="not_covered")
-    monkeypatch.setenv("DATABASE_URL", url)
-    get_settings.cache_clear()
+    settings_env({"DATABASE_URL": url})
     yield url
-    get_settings.cache_clear()
 
 
 @pytest.fixture
-def webhook(monkeypatch):
+def webhook(settings_env):
     with webhook_receiver() as (url, received):
-        monkeypatch.setenv("CONTENT_GAPS_WEBHOOK_URL", url)
-        get_settings.cache_clear()
+        settings_env({"CONTENT_GAPS_WEBHOOK_URL": url})
         yield received
 
 

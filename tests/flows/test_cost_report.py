@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import json
-import threading
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import psycopg
 import pytest
 
 from app.db import migrate
-from app.settings import get_settings
 from flows.cost_report import cost_report
 from tasks.costs import UnpricedModel
 from tests.conftest import APP_PASSWORD, database_url
+from tests.support.webhook import webhook_receiver
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 SESSION_A, SESSION_B = uuid.uuid4(), uuid.uuid4()
@@ -38,7 +35,7 @@ EXPECTED = {"today_usd": "0.85", "month_to_date_usd": "2.54", "projected_month_u
 
 
 @pytest.fixture
-def cost_db(pg_cluster, monkeypatch):
+def cost_db(pg_cluster, settings_env):
     pg_cluster.drop_database("costs")
     pg_cluster.ensure_database(dbname="costs", app_user="textbook_app", app_password=APP_PASSWORD)
     url = database_url(pg_cluster, "costs")
@@ -52,10 +49,8 @@ def cost_db(pg_cluster, monkeypatch):
                 (uuid.uuid4(), session, prompt, completion, embedding, model, embedding_model,
                  datetime.fromisoformat(created).replace(tzinfo=UTC)),
             )
-    monkeypatch.setenv("DATABASE_URL", url)
-    get_settings.cache_clear()
+    settings_env({"DATABASE_URL": url})
     yield url
-    get_settings.cache_clear()
 
 
 def cost_daily(url: str) -> list[tuple]:
@@ -91,28 +86,14 @@ def test_unpriced_model_fails_the_run_with_its_name_and_writes_nothing(cost_db):
     assert cost_daily(cost_db) == []
 
 
-def test_projected_overrun_notifies_the_webhook(cost_db, monkeypatch):
-    received = []
-
-    class Receiver(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def do_POST(self):
-            received.append(json.loads(self.rfile.read(int(self.headers["content-length"]))))
-            self.send_response(200)
-            self.end_headers()
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setenv("COST_ALERT_WEBHOOK_URL", f"http://127.0.0.1:{server.server_address[1]}/hook")
-    monkeypatch.setenv("COST_MONTHLY_BUDGET_USD", "20")
-    monkeypatch.setenv("COST_PER_QUERY_TARGET_USD", "0.005")
-    get_settings.cache_clear()
-    try:
+def test_projected_overrun_notifies_the_webhook(cost_db, settings_env):
+    with webhook_receiver() as (url, received):
+        settings_env({
+            "COST_ALERT_WEBHOOK_URL": url,
+            "COST_MONTHLY_BUDGET_USD": "20",
+            "COST_PER_QUERY_TARGET_USD": "0.005",
+        })
         result = cost_report(as_of="2024-10-03")
-    finally:
-        server.shutdown()
     assert len(result["alerts"]) == 2
     assert received[0]["subject"] == "textbook-ops cost alert for 2024-10-03"
     assert "projected month end $26.30 is over the budget $20.00" in received[0]["body"]
@@ -120,15 +101,13 @@ def test_projected_overrun_notifies_the_webhook(cost_db, monkeypatch):
 
 
 @pytest.fixture
-def openai_billing(monkeypatch):
+def openai_billing(settings_env):
     from tests.support.openai_server import FakeOpenAI
 
     server = FakeOpenAI().start()
     # OpenAI billed 1, 2 and 3 October (the month to date of as_of=2024-10-03), and 4 October (not counted).
     server.daily_costs = {"2024-10-01": 0.0125, "2024-10-02": 0.0, "2024-10-03": 0.02, "2024-10-04": 5.0}
-    monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
-    monkeypatch.setenv("OPENAI_ADMIN_KEY", "sk-admin-test")
-    get_settings.cache_clear()
+    settings_env({"OPENAI_BASE_URL": server.base_url, "OPENAI_ADMIN_KEY": "sk-admin-test"})
     yield server
     server.stop()
 
@@ -141,11 +120,10 @@ def test_reconciliation_sets_openai_bill_against_our_estimate(cost_db, openai_bi
     assert result["month_to_date_usd"] == EXPECTED["month_to_date_usd"], "reconciliation must not change the report"
 
 
-def test_reconciliation_with_a_rejected_admin_key_fails_clearly(cost_db, openai_billing, monkeypatch):
+def test_reconciliation_with_a_rejected_admin_key_fails_clearly(cost_db, openai_billing, settings_env):
     from tasks.openai_api import CredentialRejected
 
-    monkeypatch.setenv("OPENAI_ADMIN_KEY", "sk-admin-wrong")
-    get_settings.cache_clear()
+    settings_env({"OPENAI_ADMIN_KEY": "sk-admin-wrong"})
     with pytest.raises(CredentialRejected, match="refused the admin key for the costs API \\(401\\)"):
         cost_report(as_of="2024-10-03")
     assert cost_daily(cost_db) == [], "a failed reconciliation writes nothing"

@@ -51,16 +51,16 @@ def newer_server(request) -> Iterator[PostgresCluster]:
 
 
 @pytest.fixture
-def on_newer_server(newer_server, tmp_path, monkeypatch) -> Iterator[PostgresCluster]:
+def on_newer_server(newer_server, tmp_path, settings_env) -> Iterator[PostgresCluster]:
     """The flows' settings point at the newer server (the catalog lives in the database they back up)."""
-    monkeypatch.setenv("DATABASE_URL", url(newer_server, TARGET_OWNER, APP_PASSWORD, "neondb"))
-    monkeypatch.setenv("MAINTENANCE_DATABASE_URL", url(newer_server, TARGET_OPS, OPS_PASSWORD, "postgres"))
-    monkeypatch.setenv("DB_USER", TARGET_OWNER)
-    monkeypatch.setenv("BACKUP_DIR", str(tmp_path / "backups"))
-    monkeypatch.setenv("TASK_RETRY_DELAY_S", "0")
-    get_settings.cache_clear()
+    settings_env({
+        "DATABASE_URL": url(newer_server, TARGET_OWNER, APP_PASSWORD, "neondb"),
+        "MAINTENANCE_DATABASE_URL": url(newer_server, TARGET_OPS, OPS_PASSWORD, "postgres"),
+        "DB_USER": TARGET_OWNER,
+        "BACKUP_DIR": str(tmp_path / "backups"),
+        "TASK_RETRY_DELAY_S": "0",
+    })
     yield newer_server
-    get_settings.cache_clear()
 
 
 @pytest.fixture
@@ -130,10 +130,8 @@ def source_with_a_grant(settings, pg_cluster) -> Iterator[None]:
 
 def test_a_15_backup_restores_into_the_newer_server_whose_roles_differ(settings, pg_cluster, newer_server,
                                                                       source_with_a_grant, client_per_major,
-                                                                      tmp_path, monkeypatch):
-    monkeypatch.setenv("BACKUP_DIR", str(tmp_path / "backups"))
-    monkeypatch.setenv("TASK_RETRY_DELAY_S", "0")
-    get_settings.cache_clear()
+                                                                      tmp_path, settings_env):
+    settings_env({"BACKUP_DIR": str(tmp_path / "backups"), "TASK_RETRY_DELAY_S": "0"})
     backup = backup_database()  # pg_dump 15 from the 15 cluster (the session's database)
     dump = tmp_path / "backups" / f"{backup['backup_id']}.dump"
     with psycopg.connect(newer_server.superuser_dsn(), autocommit=True) as conn:
@@ -148,9 +146,10 @@ def test_a_15_backup_restores_into_the_newer_server_whose_roles_differ(settings,
     assert plain.returncode != 0 and 'role "textbook_app" does not exist' in plain.stderr, plain.stderr
 
     # The restore flow, with the catalog of the source and the target's maintenance role and owner.
-    monkeypatch.setenv("MAINTENANCE_DATABASE_URL", url(newer_server, TARGET_OPS, OPS_PASSWORD, "postgres"))
-    monkeypatch.setenv("DB_USER", TARGET_OWNER)
-    get_settings.cache_clear()
+    settings_env({
+        "MAINTENANCE_DATABASE_URL": url(newer_server, TARGET_OPS, OPS_PASSWORD, "postgres"),
+        "DB_USER": TARGET_OWNER,
+    })
     restored = restore_database(target="restored_from_15", backup_id=backup["backup_id"])
     assert restored["target"] == "restored_from_15" and restored["previous"] is None
     with psycopg.connect(newer_server.superuser_dsn("restored_from_15")) as conn:

@@ -8,7 +8,6 @@ catalog, the backup subflow's dump) uses a database of its own, so these tests n
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -25,6 +24,7 @@ from tasks.preflight import destructive_statements
 from tasks.registry import RegistryError, registry_client
 from tasks.render import RenderApiError, RenderClient
 from tests.conftest import APP_PASSWORD, database_url
+from tests.support.artifacts import latest_artifact
 from tests.support.deploy_targets import BAD, BROKEN_BUILD, NEW, OLD, deploy_env, fake_registry, fake_render
 from tests.support.registry_server import FakeRegistry
 from tests.support.render_server import FakeRender, WebhookRecorder
@@ -56,19 +56,16 @@ def registry():
 
 
 @pytest.fixture
-def render(deploy_versions, deploy_target, deploy_database, registry, monkeypatch, tmp_path):
+def render(deploy_versions, deploy_target, deploy_database, registry, settings_env, tmp_path):
     fake = fake_render(deploy_versions, deploy_target, registry)
     hook = WebhookRecorder()
     env = {**deploy_env(fake, deploy_target, registry), "DATABASE_URL": deploy_database,
            "BACKUP_DIR": str(tmp_path / "backups"), "DEPLOY_NOTIFY_WEBHOOK_URL": hook.url}
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    get_settings.cache_clear()
+    settings_env(env)
     fake.hook = hook  # type: ignore[attr-defined]
     yield fake
     fake.stop()
     hook.stop()
-    get_settings.cache_clear()
 
 
 def add_verified_backup(url: str, age_hours: float) -> str:
@@ -87,15 +84,6 @@ def deployment_row(flow_run_id) -> Deployment:
 
     with Session(engine_for(get_settings())) as db:
         return db.exec(select(Deployment).where(Deployment.flow_run_id == flow_run_id)).one()
-
-
-async def read_artifact(key: str):
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-
-    async with get_client() as client:
-        artifacts = await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
-    return max(artifacts, key=lambda a: a.created)
 
 
 def posted(fake: FakeRender, path_end: str) -> list:
@@ -123,7 +111,7 @@ def test_healthy_version_goes_live_by_digest_with_a_record_release_notes_and_a_n
     assert (row.image_digest, row.previous_image_digest) == (digest, registry.tags[OLD])
     assert row.image_url == f"{registry.repository}@{digest}"
     assert row.gates["new"]["passed"] and row.finished_at is not None
-    artifact = asyncio.run(read_artifact("deploy-backend"))
+    artifact = latest_artifact("deploy-backend")
     assert f"Deploy of `{NEW}`" in artifact.data and ": live" in artifact.data and subjects[0] in artifact.data
     assert digest in artifact.data
     assert [m["subject"] for m in render.hook.received] == [f"deploy-backend live: {NEW}"]
@@ -165,11 +153,10 @@ def test_smoke_failure_redeploys_the_previous_digest_and_verifies_it(render, reg
 
 
 def test_a_rollback_that_fails_its_gates_too_is_reported_as_such(render, registry, deploy_database, deploy_versions,
-                                                                  deploy_target, monkeypatch):
+                                                                  deploy_target, settings_env):
     add_verified_backup(deploy_database, age_hours=1)
     bad_everywhere = fake_render(deploy_versions, deploy_target, registry, live=BAD)  # the previous one is broken too
-    monkeypatch.setenv("RENDER_API_URL", bad_everywhere.base_url)
-    get_settings.cache_clear()
+    settings_env({"RENDER_API_URL": bad_everywhere.base_url})
     try:
         state = deploy_backend(commit_id=BAD, return_state=True)
     finally:
@@ -179,11 +166,10 @@ def test_a_rollback_that_fails_its_gates_too_is_reported_as_such(render, registr
     assert row.status == "rollback_failed" and not row.gates["rollback"]["passed"]
 
 
-def test_a_deploy_stuck_past_the_timeout_is_canceled(render, registry, deploy_database, monkeypatch):
+def test_a_deploy_stuck_past_the_timeout_is_canceled(render, registry, deploy_database, settings_env):
     add_verified_backup(deploy_database, age_hours=1)
     render.stuck.add(f"{registry.repository}@{registry.tags[NEW]}")
-    monkeypatch.setenv("DEPLOY_TIMEOUT_S", "0.5")
-    get_settings.cache_clear()
+    settings_env({"DEPLOY_TIMEOUT_S": "0.5"})
     state = deploy_backend(commit_id=NEW, return_state=True)
     assert state.is_failed() and "still update_in_progress after 0.5 s" in state.message and "canceled" in state.message
     stuck = render.deploy(deployment_row(state.state_details.flow_run_id).render_deploy_id)
@@ -216,26 +202,22 @@ def test_a_digest_that_is_not_the_given_commits_image_is_refused(render, registr
     assert posted(render, "/deploys") == []
 
 
-def test_a_private_registry_needs_its_credentials(render, deploy_database, monkeypatch):
+def test_a_private_registry_needs_its_credentials(render, deploy_database, settings_env):
     private = FakeRegistry(private=True).start()
     try:
         digest = private.push(NEW)
-        monkeypatch.setenv("IMAGE_REPOSITORY", private.repository)
-        monkeypatch.setenv("REGISTRY_API_URL", private.root_url)
-        get_settings.cache_clear()
+        settings_env({"IMAGE_REPOSITORY": private.repository, "REGISTRY_API_URL": private.root_url})
         client = registry_client(get_settings())
         with pytest.raises(RegistryError, match="refused a pull token"):
             client.manifest_digest(NEW)
-        monkeypatch.setenv("REGISTRY_USERNAME", private.username)
-        monkeypatch.setenv("REGISTRY_TOKEN", private.password)
-        get_settings.cache_clear()
+        settings_env({"REGISTRY_USERNAME": private.username, "REGISTRY_TOKEN": private.password})
         assert registry_client(get_settings()).manifest_digest(NEW) == digest
     finally:
         private.stop()
 
 
 def test_destructive_migration_is_refused_before_anything_is_deployed(render, registry, deploy_database, tmp_path,
-                                                                      monkeypatch):
+                                                                      settings_env):
     repo = tmp_path / "repo"
     subprocess.run(["git", "clone", "--quiet", "--shared", str(PROJECT_ROOT), str(repo)], check=True)
     (repo / "migrations" / "versions" / "0099_drop_feedback.py").write_text(
@@ -247,8 +229,7 @@ def test_destructive_migration_is_refused_before_anything_is_deployed(render, re
     subprocess.run([*git, "commit", "--quiet", "-m", "drop the feedback table"], check=True)
     commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
     registry.push(commit)  # CI built it; the preflight is what refuses it
-    monkeypatch.setenv("DEPLOY_REPO_DIR", str(repo))
-    get_settings.cache_clear()
+    settings_env({"DEPLOY_REPO_DIR": str(repo)})
     with pytest.raises(DeployRefused, match="0099: DROP TABLE"):
         deploy_backend(commit_id=commit)
     assert posted(render, "/deploys") == [], "nothing was deployed"

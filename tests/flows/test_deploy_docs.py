@@ -7,7 +7,6 @@ with the anchor test); only the broken-link and removed-chapter commits build ag
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
@@ -22,6 +21,7 @@ from app.rag.vector_store import open_index_writer
 from app.settings import PROJECT_ROOT, SettingsError
 from flows.deploy_docs import deploy_docs, main
 from tasks.pages import SiteBuildFailed, VerificationFailed
+from tests.support.artifacts import latest_artifact
 from tests.support.site import SITE_API_URL, bare_remote, git, pages_host, shared_site, site_build
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness", "settings")]
@@ -56,15 +56,6 @@ def branch_tip(remote: Path) -> str | None:
     return out or None
 
 
-async def latest_artifact(key: str):
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-
-    async with get_client() as client:
-        artifacts = await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
-    return max(artifacts, key=lambda a: a.created)
-
-
 @pytest.fixture(scope="module")
 def first_publish(tmp_path_factory) -> tuple[Path, dict]:
     site_build()  # the session's build: the flow reuses it
@@ -86,7 +77,7 @@ def test_first_publish_is_verified_and_its_commit_names_the_source(first_publish
     urdu = {p.name for p in (site.repo / "website" / "i18n" / "ur" / "docusaurus-plugin-content-docs" / "current").iterdir()}
     assert result["pages_verified"] == 2 + len(chapters) + len(urdu)  # two home pages, every chapter in both locales
     assert result["ingest"]["status"] == "completed" and result["ingest"]["chunks_total"] > 300
-    report = asyncio.run(latest_artifact("deploy-docs")).data
+    report = latest_artifact("deploy-docs").data
     assert site.commit in report and f"Pages verified: {result['pages_verified']} of {result['pages_verified']}" in report
 
 
@@ -144,7 +135,7 @@ def test_failed_verification_rolls_back_to_the_previous_commit(tmp_path, fault):
     assert expected in str(failure.value)
     assert branch_tip(remote) == previous
     assert git("rev-list", "--count", "gh-pages", cwd=remote) == "1"
-    report = asyncio.run(latest_artifact("deploy-docs")).data
+    report = latest_artifact("deploy-docs").data
     assert "**rolled back**" in report and previous in report
 
 

@@ -12,10 +12,11 @@ from app.db import create_db_engine
 from app.models import IngestRun
 from app.rag.embeddings import create_embedder
 from app.rag.sparse import query_vector
-from app.rag.vector_store import SearchRequest, open_index_writer, open_vector_index
+from app.rag.vector_store import IndexConflict, SearchRequest, open_index_writer, open_vector_index
 from app.settings import PROJECT_ROOT
 from flows.ingest_textbook import ingest_textbook, main
 from tasks.quality import ChunkValidationFailed
+from tests.support.artifacts import latest_artifact
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -51,23 +52,12 @@ def test_first_ingest_then_rerun_is_a_no_op(settings, tree):
     assert second["embeddings_computed"] == 0 and second["generation"] == first["generation"]
 
 
-async def read_artifact(key: str):
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-
-    async with get_client() as client:
-        artifacts = await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
-    return max(artifacts, key=lambda a: a.created)
-
-
 def test_run_publishes_a_summary_and_a_file_table_artifact(settings, tree):
-    import asyncio
-
     (tree / "broken.md").write_bytes(b"---\ntitle: [oops\n---\nbody")
     run(tree, "artifacts")
-    summary = asyncio.run(read_artifact("ingest-summary"))
+    summary = latest_artifact("ingest-summary")
     assert "| files seen |" in summary.data and "## Skipped files" in summary.data and "broken.md" in summary.data
-    table = asyncio.run(read_artifact("ingest-files"))
+    table = latest_artifact("ingest-files")
     rows = table.data if isinstance(table.data, list) else __import__("json").loads(table.data)
     assert {r["file"]: r["status"] for r in rows} == {"balance.md": "changed", "sensors.md": "changed",
                                                       "broken.md": "skipped"}
@@ -129,7 +119,7 @@ def test_another_tree_cannot_overwrite_a_collection_by_accident(settings, tree, 
     run(tree, "guarded")
     other = tmp_path / "other-book"
     shutil.copytree(tree, other)
-    with pytest.raises(Exception, match="--collection"):
+    with pytest.raises(IndexConflict, match="--collection"):
         run(other, "guarded")
 
 

@@ -9,7 +9,6 @@ import psycopg
 import pytest
 
 from app.db import migrate
-from app.settings import get_settings
 from flows.cost_report import cost_report
 from flows.purge_personal_data import purge_personal_data
 from tests.conftest import APP_PASSWORD, database_url
@@ -21,16 +20,13 @@ NOW = datetime(2024, 11, 15, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def readers_db(pg_cluster, monkeypatch):
+def readers_db(pg_cluster, settings_env):
     pg_cluster.drop_database("readers")
     pg_cluster.ensure_database(dbname="readers", app_user="textbook_app", app_password=APP_PASSWORD)
     url = database_url(pg_cluster, "readers")
     migrate(url)
-    monkeypatch.setenv("DATABASE_URL", url)
-    monkeypatch.setenv("PURGE_BATCH_ROWS", "100")
-    get_settings.cache_clear()
+    settings_env({"DATABASE_URL": url, "PURGE_BATCH_ROWS": "100"})
     yield url.replace("+psycopg", "")
-    get_settings.cache_clear()
 
 
 def add_turn(conn, *, at: datetime, session_id: uuid.UUID | None, question: str, comment: str | None = None,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 
 import psycopg
 import pytest
@@ -15,23 +14,20 @@ from sqlmodel import Session, select
 from app.db import create_db_engine
 from app.main import create_app
 from app.models import SecretRotation
-from app.secret_source import DatabaseCredentials, database_credentials_secret_name
-from app.settings import get_settings
+from app.secret_source import DatabaseCredentials, SecretSourceError, database_credentials_secret_name
 from flows.rotate_database_credentials import rotate_database_credentials
 from tasks.postgres_roles import CredentialRejected, alternating_users
 from tasks.secrets import PrefectSecretStore, SecretStoreError, secret_store_for
 from tests.conftest import free_port
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 
 @pytest.fixture
-def prefix(settings, monkeypatch):
+def prefix(settings, settings_env):
     """Each test rotates its own secret (the login roles are shared by the session's database)."""
-    monkeypatch.setenv("SECRET_NAME_PREFIX", f"dbrot{free_port()}")
-    get_settings.cache_clear()
-    yield get_settings()
-    get_settings.cache_clear()
+    yield settings_env({"SECRET_NAME_PREFIX": f"dbrot{free_port()}"})
 
 
 def current_credentials(settings) -> DatabaseCredentials:
@@ -150,7 +146,8 @@ def test_service_keeps_answering_while_credentials_rotate(prefix, ingested_textb
             for expected in (second_user, first_user):
                 assert rotate_database_credentials()["user"] == expected
                 client.app.state.engine.dispose()  # the pool turns over: later requests open new connections
-                time.sleep(0.5)
+                wait_until(lambda served=len(statuses): len(statuses) >= served + 3, timeout_s=30,
+                           what="requests on new connections")
         finally:
             stop.set()
             loop.join()
@@ -164,7 +161,7 @@ def test_a_malformed_credentials_secret_is_a_clear_error(prefix):
     name = database_credentials_secret_name(prefix)
     store = PrefectSecretStore()
     store.promote(name, store.stage(name, SecretStr("not json")))
-    with pytest.raises(Exception, match="is malformed: expected JSON with username and password"):
+    with pytest.raises(SecretSourceError, match="is malformed: expected JSON with username and password"):
         rotate_database_credentials()
 
 
@@ -194,11 +191,9 @@ def test_no_database_password_in_logs_artifacts_or_audit(prefix, caplog):
         assert password not in captured
 
 
-def test_an_unreachable_secret_store_fails_the_run_clearly_and_changes_nothing(prefix, monkeypatch, pg_cluster):
-    for name, value in (("SECRET_BACKEND", "aws"), ("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}"),
-                        ("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")):
-        monkeypatch.setenv(name, value)
-    get_settings.cache_clear()
+def test_an_unreachable_secret_store_fails_the_run_clearly_and_changes_nothing(prefix, settings_env, pg_cluster):
+    settings_env({"SECRET_BACKEND": "aws", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",
+                  "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"})
     with psycopg.connect(pg_cluster.superuser_dsn("textbook")) as conn:
         before = conn.execute("SELECT count(*) FROM secret_rotation").fetchone()[0]
     state = rotate_database_credentials(return_state=True)

@@ -29,37 +29,32 @@ OLD, NEW, BAD = "sk-old-0123456789abcdef", "sk-new-fedcba9876543210", "sk-bad-aa
 
 
 @pytest.fixture
-def openai_server(monkeypatch):
+def openai_server(settings_env):
     server = FakeOpenAI(accepted_keys={OLD, NEW}).start()
-    monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
-    get_settings.cache_clear()
+    settings_env({"OPENAI_BASE_URL": server.base_url})
     yield server
     server.stop()
-    get_settings.cache_clear()
 
 
 @pytest.fixture(params=["prefect", "aws"])
-def store(request, settings, openai_server, monkeypatch):
-    monkeypatch.setenv("SECRET_NAME_PREFIX", f"t{request.param}{free_port()}")
+def store(request, settings, openai_server, settings_env):
+    prefix = {"SECRET_NAME_PREFIX": f"t{request.param}{free_port()}"}
     if request.param == "aws":
         moto = MotoServer(free_port()).start()
-        for name, value in (("SECRET_BACKEND", "aws"), ("AWS_ENDPOINT_URL", moto.endpoint_url),
-                            ("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")):
-            monkeypatch.setenv(name, value)
-        get_settings.cache_clear()
+        settings_env({**prefix, "SECRET_BACKEND": "aws", "AWS_ENDPOINT_URL": moto.endpoint_url,
+                      "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"})
         client = boto3.client("secretsmanager", endpoint_url=moto.endpoint_url, region_name="us-east-1",
                               aws_access_key_id="testing", aws_secret_access_key="testing")
         client.create_secret(Name=openai_secret_name(get_settings()), SecretString=OLD)
         yield secret_store_for(get_settings())
         moto.stop()
     else:
-        get_settings.cache_clear()
+        settings_env(prefix)
         backend = secret_store_for(get_settings())
         name = openai_secret_name(get_settings())
         backend.stage(name, SecretStr(OLD))
         backend.promote(name, backend.pending(name).version_id)
         yield backend
-    get_settings.cache_clear()
 
 
 def key_in_block(value: str, name: str = "openai-key-incoming") -> str:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import subprocess
@@ -22,9 +21,9 @@ from sqlalchemy import text
 
 from app.db import session_scope
 from app.models import ProbeResult
-from app.settings import get_settings
 from tests.conftest import free_port
-from tests.support.service_process import wait_for_http
+from tests.support.artifacts import latest_artifact
+from tests.support.waiting import wait_for_http, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -34,17 +33,14 @@ def service_url(client) -> Iterator[str]:
     server = uvicorn.Server(uvicorn.Config(client.app, host="127.0.0.1", port=port, lifespan="off", log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
+    wait_until(lambda: server.started, timeout_s=20, what="uvicorn to start", poll_s=0.05)
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=10)
 
 
 @pytest.fixture()
-def pushgateway(monkeypatch) -> Iterator[str]:
+def pushgateway(settings_env) -> Iterator[str]:
     binary = shutil.which("prometheus-pushgateway")
     if binary is None:
         pytest.fail("prometheus-pushgateway is missing: run devenv/install-system-packages.sh")
@@ -52,16 +48,14 @@ def pushgateway(monkeypatch) -> Iterator[str]:
     process = subprocess.Popen([binary, f"--web.listen-address=127.0.0.1:{port}"], stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    wait_for_http(f"{url}/-/ready", 20, process, "the pushgateway")
-    monkeypatch.setenv("PUSHGATEWAY_URL", url)
-    get_settings.cache_clear()
+    wait_for_http(f"{url}/-/ready", timeout_s=20, process=process, what="the pushgateway")
+    settings_env({"PUSHGATEWAY_URL": url})
     try:
         yield url
     finally:
         process.terminate()
         process.wait(timeout=10)
-        monkeypatch.delenv("PUSHGATEWAY_URL")
-        get_settings.cache_clear()
+        settings_env({"PUSHGATEWAY_URL": None})
 
 
 def pushed(url: str) -> dict[tuple[str, frozenset], float]:
@@ -105,12 +99,12 @@ def test_probe_passes_against_the_running_service_and_pushes_its_metrics(setting
 
 
 def test_probe_of_a_dead_service_records_the_failures_and_fails_the_run(settings, prefect_harness, pushgateway):
-    from flows.synthetic_probe import synthetic_probe
+    from flows.synthetic_probe import ProbeFailed, synthetic_probe
 
     dead = f"http://127.0.0.1:{free_port()}"
     state = synthetic_probe(base_url=dead, return_state=True)
     assert state.is_failed()
-    with pytest.raises(Exception, match="health, ready, canary failed"):
+    with pytest.raises(ProbeFailed, match="health, ready, canary failed"):
         state.result()
     with session_scope_for(settings) as db:
         round_id = db.execute(text("SELECT DISTINCT round_id FROM probe_result WHERE base_url = :u"), {"u": dead}).scalar_one()
@@ -125,17 +119,16 @@ def test_probe_of_a_dead_service_records_the_failures_and_fails_the_run(settings
 
 
 def test_canary_fails_when_the_expected_page_is_not_cited(settings, prefect_harness, service_url):
-    from flows.synthetic_probe import synthetic_probe
+    from flows.synthetic_probe import ProbeFailed, synthetic_probe
 
     state = synthetic_probe(base_url=service_url, expected_source="/docs/no-such-chapter", return_state=True)
     assert state.is_failed()
-    with pytest.raises(Exception, match="canary failed"):
+    with pytest.raises(ProbeFailed, match="canary failed"):
         state.result()
 
 
 def test_availability_report_over_1_7_and_30_days(settings, prefect_harness):
     from flows.synthetic_probe import probe_availability_report
-    from tests.flows.test_ingest_textbook import read_artifact
 
     as_of = datetime(2031, 3, 31, 12, tzinfo=UTC)  # in the future: only this test's rows are in its windows
 
@@ -158,5 +151,5 @@ def test_availability_report_over_1_7_and_30_days(settings, prefect_harness):
     assert report["1d"] == {"rounds": 20, "successful": 19, "availability": 0.95, "meets_slo": False}
     assert report["7d"]["rounds"] == 25 and report["7d"]["successful"] == 24
     assert report["30d"]["rounds"] == 29 and report["30d"]["successful"] == 26
-    artifact = asyncio.run(read_artifact("probe-availability"))
+    artifact = latest_artifact("probe-availability")
     assert "MISSED" in str(artifact.data) and "99.5%" in str(artifact.data)

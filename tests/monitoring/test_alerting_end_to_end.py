@@ -15,7 +15,6 @@ import re
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -25,7 +24,9 @@ import yaml
 from app.settings import PROJECT_ROOT
 from devenv.monitoring import ALERTMANAGER_CONFIG, MonitoringStack
 from tests.conftest import free_port
-from tests.support.service_process import RunningService, failing_service
+from tests.support.service_process import Service, failing_service
+from tests.support.waiting import wait_until
+from tests.support.webhook import PostRecorder
 
 pytestmark = pytest.mark.slow
 DASHBOARD = PROJECT_ROOT / "deployments" / "grafana" / "textbook-ops.json"
@@ -36,32 +37,17 @@ class WebhookReceiver:
 
     def __init__(self) -> None:
         self.payloads: list[tuple[str, dict]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                receiver.payloads.append((self.path.strip("/"), json.loads(body)))
-                self.send_response(200)
-                self.end_headers()
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server = PostRecorder(lambda path, body: self.payloads.append((path.strip("/"), json.loads(body))))
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/{path}"
+        return f"{self._server.base_url}/{path}"
 
     def received(self, alertname: str, status: str = "firing") -> set[str]:
         return {path for path, payload in self.payloads for alert in payload["alerts"]
                 if alert["labels"]["alertname"] == alertname and alert["status"] == status}
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
 
 
 def alertmanager_config_for(receiver: WebhookReceiver) -> dict:
@@ -85,18 +71,8 @@ def short_for(rule: dict) -> dict:
     return rule
 
 
-def wait_until(condition, timeout_s: float, what: str, poll_s: float = 0.25):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = condition()
-        if result:
-            return result
-        assert time.monotonic() < deadline, f"timed out after {timeout_s:.0f} s waiting for {what}"
-        time.sleep(poll_s)
-
-
 @pytest.fixture()
-def service(settings, tmp_path: Path) -> Iterator[RunningService]:
+def service(settings, tmp_path: Path) -> Iterator[Service]:
     """The real service (uvicorn) whose vector index is unreachable: /health 200, every /v1/chat 503."""
     with failing_service(settings.database_url, tmp_path / "data") as running:
         yield running
@@ -110,9 +86,9 @@ def receiver() -> Iterator[WebhookReceiver]:
 
 
 @pytest.fixture()
-def monitoring(service: RunningService, receiver: WebhookReceiver, tmp_path: Path) -> Iterator[MonitoringStack]:
+def monitoring(service: Service, receiver: WebhookReceiver, tmp_path: Path) -> Iterator[MonitoringStack]:
     stack = MonitoringStack(
-        root=tmp_path / "monitoring", api_target=service.base_url.removeprefix("http://"),
+        root=tmp_path / "monitoring", api_target=service.base.removeprefix("http://"),
         prometheus_port=free_port(), alertmanager_port=free_port(), pushgateway_port=free_port(),
         scrape_interval="1s", evaluation_interval="1s", rule_transform=short_for,
         alertmanager_config=alertmanager_config_for(receiver),
@@ -144,7 +120,7 @@ def test_error_rate_alert_goes_pending_then_firing_and_reaches_the_receivers(ser
     stop = threading.Event()
 
     def traffic() -> None:  # steady failing chat traffic, bounded by the test's own deadline
-        with httpx.Client(base_url=service.base_url, timeout=10) as client:
+        with httpx.Client(base_url=service.base, timeout=10) as client:
             for _ in range(2000):
                 if stop.is_set():
                     return
@@ -162,11 +138,12 @@ def test_error_rate_alert_goes_pending_then_firing_and_reaches_the_receivers(ser
                     seen.append(state)
             return "firing" in states
 
-        wait_until(fired, 45, "HighErrorRate to fire")
+        wait_until(fired, timeout_s=45, what="HighErrorRate to fire")
         assert seen[0] == "pending" and seen[-1] == "firing", seen
         # critical: mailed and paged (the shipped routing tree), not posted to Slack
-        paths = wait_until(lambda: receiver.received("HighErrorRate"), 20, "the alert at the webhook receiver")
-        wait_until(lambda: receiver.received("HighErrorRate") >= {"email", "pagerduty"}, 10, "both critical routes")
+        paths = wait_until(lambda: receiver.received("HighErrorRate"), timeout_s=20, what="the alert at the webhook receiver")
+        wait_until(lambda: receiver.received("HighErrorRate") >= {"email", "pagerduty"}, timeout_s=10,
+                   what="both critical routes")
         assert "slack" not in receiver.received("HighErrorRate"), paths
         alert = next(a for path, payload in receiver.payloads if path == "pagerduty" for a in payload["alerts"]
                      if a["labels"]["alertname"] == "HighErrorRate")
@@ -184,14 +161,15 @@ def test_error_rate_alert_goes_pending_then_firing_and_reaches_the_receivers(ser
     # The service goes down: ServiceDown fires and Alertmanager inhibits the error-rate alert it explains.
     service.process.terminate()
     service.process.wait(timeout=30)
-    wait_until(lambda: "firing" in alert_states(monitoring, "ServiceDown"), 30, "ServiceDown to fire")
-    wait_until(lambda: receiver.received("ServiceDown") >= {"email", "pagerduty"}, 20, "ServiceDown at the receivers")
+    wait_until(lambda: "firing" in alert_states(monitoring, "ServiceDown"), timeout_s=30, what="ServiceDown to fire")
+    wait_until(lambda: receiver.received("ServiceDown") >= {"email", "pagerduty"}, timeout_s=20,
+               what="ServiceDown at the receivers")
 
     def inhibited() -> bool:
         alerts = httpx.get(f"{monitoring.url('alertmanager')}/api/v2/alerts", timeout=5).json()
         return any(a["labels"]["alertname"] == "HighErrorRate" and a["status"]["inhibitedBy"] for a in alerts)
 
-    wait_until(inhibited, 20, "HighErrorRate inhibited by ServiceDown")
+    wait_until(inhibited, timeout_s=20, what="HighErrorRate inhibited by ServiceDown")
 
     # The Pushgateway is scraped with honor_labels: a flow's job label survives.
     push = httpx.put(f"{monitoring.url('pushgateway')}/metrics/job/restore_drill",
@@ -202,7 +180,7 @@ def test_error_rate_alert_goes_pending_then_firing_and_reaches_the_receivers(ser
         query = httpx.get(f"{prometheus}/api/v1/query", params={"query": "restore_drill_success"}, timeout=5).json()
         return query["data"]["result"]
 
-    assert wait_until(pushed, 15, "the pushed metric in Prometheus")[0]["metric"]["job"] == "restore_drill"
+    assert wait_until(pushed, timeout_s=15, what="the pushed metric in Prometheus")[0]["metric"]["job"] == "restore_drill"
 
     # Every panel of the Grafana dashboard runs against this Prometheus without an error.
     errors = []

@@ -19,10 +19,10 @@ import yaml
 
 from app.settings import PROJECT_ROOT
 from devenv.monitoring import MonitoringStack
-from tests.monitoring.test_alerting_end_to_end import wait_until
+from tests.monitoring.test_game_days import game_day_stack, monitoring, receiver, stack_env  # noqa: F401
 
 # The game days' module-scoped stack, started afresh for this module (pytest finds fixtures imported here).
-from tests.monitoring.test_game_days import game_day_stack, monitoring, receiver, stack_env  # noqa: F401
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 OPERATIONS_RULES = PROJECT_ROOT / "deployments" / "prometheus" / "rules" / "operations.yml"
@@ -59,8 +59,8 @@ def test_a_fresh_stack_with_a_passing_drill_has_no_operations_alert(game_day_sta
     assert {rule["name"] for rule in group["rules"]} == shipped, "Prometheus loaded the shipped operations rules"
 
     # Before any drill the stack is not fine, and Prometheus says so: the check below can see an alert.
-    wait_until(lambda: ("BackupNotVerifiedRecently", "firing") in active_operations_alerts(prometheus, shipped), 60,
-               "BackupNotVerifiedRecently before the first drill")
+    wait_until(lambda: ("BackupNotVerifiedRecently", "firing") in active_operations_alerts(prometheus, shipped),
+               timeout_s=60, what="BackupNotVerifiedRecently before the first drill", poll_s=0.25)
 
     assert restore_drill()["verified"] is True
     pushed = httpx.get(f"{monitoring.url('pushgateway')}/metrics", timeout=5).text
@@ -70,11 +70,11 @@ def test_a_fresh_stack_with_a_passing_drill_has_no_operations_alert(game_day_sta
 
     # Prometheus has scraped the drill's push; then one evaluation of the group that started after that.
     wait_until(lambda: scraped(prometheus, 'restore_drill_success{job="restore_drill"} == 1')
-               and scraped(prometheus, 'backup_last_verified_timestamp_seconds{job="restore_drill"}'), 30,
-               "the drill's push in Prometheus")
+               and scraped(prometheus, 'backup_last_verified_timestamp_seconds{job="restore_drill"}'),
+               timeout_s=30, what="the drill's push in Prometheus", poll_s=0.25)
     seen_at = evaluated_at(operations_group(prometheus))
-    group = wait_until(lambda: (g := operations_group(prometheus)) and evaluated_at(g) > seen_at and g, 30,
-                       "an evaluation of the operations group after the push")
+    group = wait_until(lambda: (g := operations_group(prometheus)) and evaluated_at(g) > seen_at and g, timeout_s=30,
+                       what="an evaluation of the operations group after the push", poll_s=0.25)
     assert all(rule["health"] == "ok" for rule in group["rules"]), [(r["name"], r.get("lastError")) for r in
                                                                      group["rules"]]
     assert active_operations_alerts(prometheus, shipped) == []

@@ -86,7 +86,7 @@ def test_the_service_logs_json_lines_with_request_ids_and_no_secrets(settings, t
     with failing_service(database_url, tmp_path / "data", output=log_file, openai_key=OPENAI_KEY,
                          LOG_JSON="true", LOG_LEVEL="DEBUG") as service:
         headers = {"x-api-key": API_KEY, "authorization": f"Bearer {BEARER}", "x-request-id": request_id}
-        with httpx.Client(base_url=service.base_url, timeout=30, headers=headers) as client:
+        with httpx.Client(base_url=service.base, timeout=30, headers=headers) as client:
             client.post(f"/v1/chat?api_key={QUERY_SECRET}", json={"question": f"my password={QUERY_SECRET}"})
             client.post("/v1/search", json={"query": "ZMP", "k": 3})
             client.get(f"/v1/sessions/{uuid.uuid4()}?password={QUERY_SECRET}")

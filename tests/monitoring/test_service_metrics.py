@@ -101,15 +101,15 @@ def test_the_pool_gauge_follows_checkouts(settings):
 @pytest.mark.slow
 def test_two_workers_report_their_summed_cpu_memory_and_pools(settings, tmp_path):
     from tests.support.service_process import failing_service
+    from tests.support.waiting import wait_until
 
     with failing_service(settings.database_url, tmp_path / "data", API_WORKERS="2") as service:
-        deadline = time.monotonic() + 60
-        while True:  # until both workers have started (each writes its metric files when it imports them)
-            with httpx.Client(base_url=service.base_url, timeout=10) as client:  # a new connection each time
+        def both_workers_counted() -> dict | None:  # each writes its metric files when it imports them
+            with httpx.Client(base_url=service.base, timeout=10) as client:  # a new connection each time
                 metrics = samples(client.get("/metrics").text)
-            if value(metrics, "service_processes") == 2 or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
+            return metrics if value(metrics, "service_processes") == 2 else None
+
+        metrics = wait_until(both_workers_counted, timeout_s=60, what="both workers in /metrics", poll_s=0.2)
     assert value(metrics, "service_processes") == 2
     assert value(metrics, "service_db_pool_connections_max") == 2 * 2 * settings.db_pool_size
     assert value(metrics, "service_process_resident_memory_bytes") > 2 * 50e6

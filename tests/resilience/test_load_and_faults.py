@@ -20,9 +20,9 @@ import pytest
 
 from app.db import migrate
 from bench import load_with_restart
-from bench.service import run_service
 from tests.conftest import APP_PASSWORD, database_url, start_cluster
 from tests.support.openai_server import FakeOpenAI
+from tests.support.service_process import run_service
 
 pytestmark = pytest.mark.slow
 TEN_MB = 10 * 1024 * 1024

@@ -1,4 +1,4 @@
-"""Slow clients against the real service (`python -m app serve`, loopback), issue 19 item 1: a client that holds
+"""Slow clients against the real service (`python -m app serve`, loopback): a client that holds
 many requests open by sending their bodies a byte at a time, or never finishing their headers, must not shut out
 everyone else, and /ready must tell a load balancer when a worker is full. Bounded: at most 100 sockets, 10 s."""
 
@@ -12,7 +12,7 @@ import time
 import httpx
 import pytest
 
-from bench.service import run_service
+from tests.support.service_process import run_service
 
 pytestmark = pytest.mark.slow
 ATTACKER, READER = "127.0.0.1", "127.0.0.2"  # two client addresses on this machine's loopback

@@ -1,4 +1,4 @@
-"""What the second attack pass found (issue 19), each against the real service (`python -m app serve`, loopback).
+"""What the second attack pass found, each against the real service (`python -m app serve`, loopback).
 
 Which failures write a query_log row: a request the query service took on (its body was valid and it passed
 the key, rate and load checks) gets one row whatever its end: ok, not_covered, fallback, error (not_found,
@@ -21,9 +21,10 @@ import yaml
 from sqlalchemy import create_engine, text
 
 from app.settings import PROJECT_ROOT
-from bench.service import run_service
 from tests.support.forwarding_proxy import forwarding_proxy
 from tests.support.openai_server import FakeOpenAI
+from tests.support.service_process import run_service
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -95,6 +96,7 @@ def test_a_reused_x_request_id_is_a_correlation_id_not_a_key(service, db):
 # -- 3: abandoned streams -------------------------------------------------------------------------------------
 def test_a_stream_the_reader_abandons_is_logged_as_client_closed(service, db, fake_openai):
     fake_openai.mode, fake_openai.slow_seconds = "slow", 4
+    answered = fake_openai.answered
     try:
         with httpx.Client(timeout=20) as client, client.stream(
                 "POST", f"{service.base}/v1/chat/stream", json={"question": "What does a Kalman filter predict?"}) as r:
@@ -103,14 +105,13 @@ def test_a_stream_the_reader_abandons_is_logged_as_client_closed(service, db, fa
             first = next(r.iter_text())
             assert first.startswith("event: start")
         # the connection is closed here, while the answer is still being written
-        deadline = time.monotonic() + 15
-        while not (logged := rows(db, "request_id", request_id)):
-            assert time.monotonic() < deadline, "no query_log row for the abandoned stream"
-            time.sleep(0.2)
+        logged = wait_until(lambda: rows(db, "request_id", request_id), timeout_s=15,
+                            what="the query_log row of the abandoned stream", poll_s=0.2)
     finally:
         fake_openai.mode = "ok"
     assert logged[0]["status"] == "client_closed" and logged[0]["endpoint"] == "chat_stream"
-    time.sleep(fake_openai.slow_seconds)  # the model's late answer is dropped: still one row, still client_closed
+    wait_until(lambda: fake_openai.answered > answered, timeout_s=fake_openai.slow_seconds + 15,
+               what="the model's late answer")  # it is dropped: still one row, still client_closed
     assert [r["status"] for r in rows(db, "request_id", request_id)] == ["client_closed"]
 
 
@@ -161,10 +162,7 @@ def test_a_trailing_slash_is_a_404_not_a_redirect_built_from_the_host_header(ser
 def test_percent_encoded_keys_are_scrubbed_from_the_log(service):
     secret = "tbo%5FpercentEncodedSecret123"
     httpx.get(f"{service.base}/v1/sessions/{uuid.uuid4()}?api_key_hint={secret}&other=sk%2DanotherSecret456")
-    deadline = time.monotonic() + 5
-    while "/v1/sessions/" not in service.log_tail(20000):
-        assert time.monotonic() < deadline, "the access log line never came"
-        time.sleep(0.1)
+    wait_until(lambda: "/v1/sessions/" in service.log_tail(20000), timeout_s=5, what="the access log line")
     log = service.log_tail(200000)
     assert "percentEncodedSecret123" not in log and "anotherSecret456" not in log
     assert "tbo%5F***" in log

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from bench.service import run_service
+from tests.support.service_process import run_service
 
 pytestmark = pytest.mark.slow
 MAX_EXAMPLES = 80

@@ -15,7 +15,7 @@ import subprocess
 import pytest
 
 from app.settings import PROJECT_ROOT
-from tests.conftest import free_port
+from tests.support.ports import free_port
 from tests.support.registry_server import FakeRegistry
 from tests.support.render_server import FakeRender, ServiceThread
 

@@ -75,6 +75,7 @@ class FakeOpenAI:
         self.slow_seconds = 5.0
         self.reply: Reply | None = None
         self.requests: list[dict[str, Any]] = []
+        self.answered = 0  # POSTs whose answer has been written in full (a slow one included)
         self.admin_keys: set[str] = {"sk-admin-test"}
         self.daily_costs: dict[str, float] = {}  # "YYYY-MM-DD" (UTC) -> USD, for GET /v1/organization/costs
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -173,6 +174,7 @@ class FakeOpenAI:
                     self._chat(body)
                 else:
                     self._json(404, {"error": {"message": "not found", "type": "invalid_request_error"}})
+                fake.answered += 1
 
             def _embeddings(self, body: dict[str, Any]) -> None:
                 inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]

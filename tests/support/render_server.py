@@ -32,6 +32,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from tests.support.webhook import PostRecorder
+
 FAILED = {"build_failed", "update_failed", "pre_deploy_failed", "canceled", "deactivated"}
 
 
@@ -256,29 +258,16 @@ class ServiceThread:
         self._server = self._thread = None
 
 
-class WebhookRecorder(LocalServer):
+class WebhookRecorder:
     """Records JSON POSTs (the notification block's webhook calls). Started on creation."""
 
     def __init__(self) -> None:
         self.received: list[dict[str, Any]] = []
-        recorder = self
+        self._server = PostRecorder(lambda _path, body: self.received.append(json.loads(body or b"{}")))
+        self.url = f"{self._server.base_url}/hook"
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("content-length") or 0)
-                recorder.received.append(json.loads(self.rfile.read(length) or b"{}"))
-                self.send_response(204)
-                self.end_headers()
-
-        super().__init__(Handler)
-        self.start()
-
-    @property
-    def url(self) -> str:
-        return f"{self.root_url}/hook"
+    def stop(self) -> None:
+        self._server.stop()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,67 +1,89 @@
-"""The real query service in a subprocess (`python -m app serve`), for tests that need it over HTTP in its own
-process: its OpenAI backends point at a local fake, its vector index at a Qdrant server that does not
-exist, so /health answers and every /v1/chat is a 503 (index_unavailable) without loading a model."""
+"""The query service as a real `python -m app serve` subprocess on a free loopback port: the one way tests and
+benchmarks start it in its own process, over HTTP.
+
+`failing_service` is the service whose OpenAI backends point at a local fake and whose vector index is a Qdrant
+server that does not exist, so /health answers and every /v1/chat is a 503 (index_unavailable) without loading a
+model."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 from app.settings import PROJECT_ROOT
-from tests.conftest import free_port
 from tests.support.openai_server import FakeOpenAI
-
-
-def wait_for_http(url: str, timeout_s: float, process: subprocess.Popen | None = None, what: str = "") -> None:
-    """Until `url` answers 200; fails early when `process` exits."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if process is not None and process.poll() is not None:
-            raise AssertionError(f"{what or url}: the process exited with {process.returncode}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what or url} did not answer within {timeout_s:.0f} s")
-        time.sleep(0.1)
+from tests.support.ports import free_port
+from tests.support.waiting import answers_200, wait_until
 
 
 @dataclass
-class RunningService:
-    base_url: str
+class Service:
+    base: str
     process: subprocess.Popen
+    log_path: Path | None
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:] if self.log_path else "(no log kept)"
+
+    def rss_kib(self) -> int:
+        """The worker's resident memory (VmRSS) from /proc."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise RuntimeError("no VmRSS")
+
+
+@contextmanager
+def run_service(env: dict[str, str], log_path: Path | None = None, ready_path: str = "/ready",
+                timeout_s: float = 180, port: int | None = None) -> Iterator[Service]:
+    """Start the service with `env` (on top of os.environ), wait until `ready_path` answers 200, stop it after.
+
+    `port`: when something must know the address before the service starts (a site built with it); else a free one.
+    """
+    port = port or free_port()
+    full_env = {**os.environ, "LOG_LEVEL": "WARNING", **env, "API_PORT": str(port), "API_HOST": "127.0.0.1"}
+    log = open(log_path, "wb") if log_path else subprocess.DEVNULL
+    process = subprocess.Popen([sys.executable, "-m", "app", "serve"], cwd=PROJECT_ROOT, env=full_env,
+                               stdout=log, stderr=subprocess.STDOUT)
+    service = Service(base=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
+    try:
+        try:
+            wait_until(lambda: answers_200(f"{service.base}{ready_path}"), timeout_s=timeout_s,
+                       what=f"the service's {ready_path}", process=process, poll_s=0.3)
+        except AssertionError as exc:
+            raise RuntimeError(f"the service did not become ready ({exc}):\n{service.log_tail()}") from None
+        yield service
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if log_path:
+            log.close()  # type: ignore[union-attr]
 
 
 @contextmanager
 def failing_service(database_url: str, data_dir: Path, output: Path | None = None, openai_key: str = "sk-test",
-                    **env: str) -> Iterator[RunningService]:
+                    **env: str) -> Iterator[Service]:
     """A running service whose vector index is unreachable (stopped on exit if the test has not)."""
     openai = FakeOpenAI(accepted_keys={openai_key}).start()
-    port = free_port()
-    environment = {**os.environ, "DATABASE_URL": database_url, "VECTOR_BACKEND": "qdrant",
-                   "QDRANT_URL": f"http://127.0.0.1:{free_port()}", "EMBEDDING_BACKEND": "openai",
-                   "OPENAI_API_KEY": openai_key, "OPENAI_BASE_URL": openai.base_url, "DATA_DIR": str(data_dir),
-                   "LOG_LEVEL": "WARNING", **env}
-    sink = open(output, "wb") if output else subprocess.DEVNULL
-    server = subprocess.Popen([sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port)],
-                              cwd=PROJECT_ROOT, env=environment, stdout=sink, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
     try:
-        wait_for_http(f"{base}/health", 60, server, "the service")
-        yield RunningService(base, server)
+        with run_service({"DATABASE_URL": database_url, "VECTOR_BACKEND": "qdrant",
+                          "QDRANT_URL": f"http://127.0.0.1:{free_port()}", "EMBEDDING_BACKEND": "openai",
+                          "OPENAI_API_KEY": openai_key, "OPENAI_BASE_URL": openai.base_url, "DATA_DIR": str(data_dir),
+                          **env}, output, ready_path="/health", timeout_s=60) as service:
+            yield service
     finally:
-        server.terminate()
-        server.wait(timeout=30)
         openai.stop()
-        if output:
-            sink.close()
