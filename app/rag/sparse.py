@@ -9,10 +9,10 @@ from __future__ import annotations
 import re
 import unicodedata
 import zlib
-from functools import lru_cache
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 
 K1 = 1.2
 B = 0.75
