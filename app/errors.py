@@ -17,7 +17,7 @@ from app.api_keys import InvalidApiKey, MissingScope
 from app.metrics import QUERY_ERRORS
 from app.rag.batcher import EncoderOverloaded
 from app.rag.embeddings import EmbeddingError
-from app.rag.vector_store import IndexUnavailable
+from app.rag.vector_index import IndexUnavailable
 from app.rate_limit import RateLimitExceeded
 from app.schemas import ErrorResponse
 from app.settings import Settings

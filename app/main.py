@@ -20,7 +20,7 @@ from app.rag.answering import create_answerer
 from app.rag.batcher import BatchingEmbedder
 from app.rag.embeddings import Embedder, create_embedder
 from app.rag.retrieval import Retriever
-from app.rag.vector_store import open_vector_index
+from app.rag.vector_index import open_vector_index
 from app.secret_source import service_database_credentials
 from app.services.chat import ChatService, QueryPipeline
 from app.settings import Settings, get_settings

@@ -146,7 +146,7 @@ def evaluate(settings: Any, collections: dict[str, str | None], *, rust: bool = 
     from app.rag.answering import create_answerer
     from app.rag.embeddings import create_embedder
     from app.rag.retrieval import Retriever
-    from app.rag.vector_store import open_vector_index
+    from app.rag.vector_index import open_vector_index
 
     embedder = create_embedder(settings)
     answerer = create_answerer(settings)

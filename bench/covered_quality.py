@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         from app.rag.coverage import CoveragePolicy
         from app.rag.embeddings import create_embedder
         from app.rag.retrieval import Retriever
-        from app.rag.vector_store import open_vector_index
+        from app.rag.vector_index import open_vector_index
         from app.settings import PROJECT_ROOT, get_settings, load_settings
         from flows.ingest_textbook import ingest_textbook
         from tests.support.openai_server import FakeOpenAI
@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _all_chunks(index: Any, dimensions: int) -> list[Any]:
     """Every chunk of the live index, through the search interface (one sparse-free dense query per locale)."""
-    from app.rag.vector_store import SearchRequest
+    from app.rag.vector_index import SearchRequest
 
     hits = []
     for locale in ("en", "ur"):

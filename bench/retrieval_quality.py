@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     with bench_environment() as env:
         from app.rag.embeddings import create_embedder
         from app.rag.retrieval import Retriever
-        from app.rag.vector_store import open_vector_index
+        from app.rag.vector_index import open_vector_index
         from app.settings import PROJECT_ROOT, get_settings
         from flows.ingest_textbook import ingest_textbook
 

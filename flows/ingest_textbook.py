@@ -20,7 +20,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from app.rag.index_plan import plan_index_changes
-from app.rag.vector_store import check_same_source
+from app.rag.vector_index import check_same_source
 from app.settings import PROJECT_ROOT, get_settings
 from flows.cli import ON_THE_SERVER, run_cli
 from flows.parameters import CollectionName, Locale

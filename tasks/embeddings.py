@@ -10,7 +10,7 @@ from prefect.cache_policies import NO_CACHE
 from app.rag.chunking import Chunk
 from app.rag.embeddings import Embedder, create_embedder
 from app.rag.sparse import document_vector
-from app.rag.vector_store import IndexedChunk
+from app.rag.vector_index import IndexedChunk
 from app.settings import Settings
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from app.rag.vector_store import IndexedChunk, IndexState, check_same_source, open_index_writer
+from app.rag.vector_index import IndexedChunk, IndexState, check_same_source, open_index_writer
 from app.settings import Settings
 
 

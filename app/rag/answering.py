@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from app.openai_client import create_openai_client
 from app.rag.citations import verify_citations
@@ -22,6 +22,7 @@ from app.rag.coverage import CoveragePolicy
 from app.rag.markdown import SENTENCE_END_CHARS, scan_lines, split_sentences
 from app.rag.retrieval import Retrieval, RetrievedChunk
 from app.rag.sparse import terms_of_text, tokenize
+from app.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -281,7 +282,7 @@ def says_not_in_sources(text: str) -> bool:
 class OpenAIAnswerer:
     """Chat completions with a grounded prompt; any failure falls back to the extractive answer."""
 
-    def __init__(self, settings: Any) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.model = settings.openai_chat_model
         self._client = create_openai_client(settings)
         self._coverage = CoveragePolicy.from_settings(settings)
@@ -419,7 +420,7 @@ class OpenAIAnswerer:
         yield self._verified(answer, question, retrieval, history, locale, selection)
 
 
-def create_answerer(settings: Any) -> Answerer:
+def create_answerer(settings: Settings) -> Answerer:
     if settings.answer_backend == "openai":
         return OpenAIAnswerer(settings)
     return ExtractiveAnswerer(coverage=CoveragePolicy.from_settings(settings))

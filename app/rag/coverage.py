@@ -28,9 +28,9 @@ bench/answer_quality.py) and the old sets; the held-out halves are only reported
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from app.rag.retrieval import Retrieval
+from app.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class CoveragePolicy:
     max_unknown_terms: int = 0
 
     @classmethod
-    def from_settings(cls, settings: Any) -> "CoveragePolicy":
+    def from_settings(cls, settings: Settings) -> "CoveragePolicy":
         return cls(min_dense_score=settings.min_dense_score, min_sparse_score=settings.min_sparse_score,
                    min_query_terms_matched=settings.min_query_terms_matched,
                    max_unknown_terms=settings.max_unknown_terms)

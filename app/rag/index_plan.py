@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from app.rag.chunking import Chunk
-from app.rag.vector_store import IndexedRecord
+from app.rag.vector_index import IndexedRecord
 
 
 @dataclass

@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from app.settings import Settings
+
 
 @dataclass(frozen=True)
 class FusionWeights:
@@ -29,7 +31,7 @@ class FusionWeights:
     cosine: float = 0.1  # 0 where the embedding model does not understand the question's language
 
     @classmethod
-    def from_settings(cls, settings: Any, locale: str | None, *, dense_reliable: bool) -> FusionWeights:
+    def from_settings(cls, settings: Settings, locale: str | None, *, dense_reliable: bool) -> FusionWeights:
         return cls(dense=settings.dense_weight_for(locale), sparse=settings.sparse_weight, rrf_k=settings.rrf_k,
                    bm25=settings.fusion_bm25_weight,
                    cosine=settings.fusion_cosine_weight if dense_reliable else 0.0)

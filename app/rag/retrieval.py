@@ -10,8 +10,9 @@ from typing import Any
 from app.rag.embeddings import Embedder
 from app.rag.ranking import FusionWeights, fuse
 from app.rag.sparse import query_vector, terms_of_text, tokenize
-from app.rag.vector_store import SearchMode, SearchRequest, VectorIndex
+from app.rag.vector_index import SearchMode, SearchRequest, VectorIndex
 from app.rag.vocabulary import BookVocabulary
+from app.settings import Settings
 from app.tracing import span
 
 DEFAULT_LOCALE = "en"
@@ -90,7 +91,7 @@ class Candidates:
 
 
 class Retriever:
-    def __init__(self, *, embedder: Embedder, index: VectorIndex, settings: Any) -> None:
+    def __init__(self, *, embedder: Embedder, index: VectorIndex, settings: Settings) -> None:
         self._embedder = embedder
         self._index = index
         self._settings = settings
@@ -207,6 +208,6 @@ def share_found(text: str, hits: list[Any]) -> float:
     return len(terms & _terms_of(hits)) / len(terms) if terms else 0.0
 
 
-def dense_is_reliable(settings: Any, locale: str | None) -> bool:
+def dense_is_reliable(settings: Settings, locale: str | None) -> bool:
     """The local model (MiniLM) is English-only: its scores for a question in another language mean little."""
     return locale in (None, DEFAULT_LOCALE) or settings.embedding_backend != "local"

@@ -18,7 +18,7 @@ import threading
 from typing import Any
 
 from app.rag.sparse import ENGLISH_STOPWORDS, URDU_STOPWORDS, tokenize
-from app.rag.vector_store import SearchRequest
+from app.rag.vector_index import SearchRequest
 
 # Words of a reader's question that the book need not use to be about it.
 QUESTION_WORDS = frozenset(

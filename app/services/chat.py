@@ -398,7 +398,7 @@ def error_code_for(exc: BaseException) -> str:
 
     from app.rag.batcher import EncoderOverloaded
     from app.rag.embeddings import EmbeddingError
-    from app.rag.vector_store import IndexUnavailable
+    from app.rag.vector_index import IndexUnavailable
 
     if isinstance(exc, NotFound):
         return "not_found"

@@ -189,7 +189,7 @@ def test_page_urls_follow_front_matter_id_and_category_indexes():
 def test_an_anchor_fix_rewrites_the_chunks_it_moves():
     """Chunk ids and hashes include the anchor: an index built with old anchors gets them replaced."""
     from app.rag.index_plan import plan_index_changes
-    from app.rag.vector_store import IndexedRecord
+    from app.rag.vector_index import IndexedRecord
 
     _, fixed = chunks_of(b"## What is `Vec<T>`?\n\nA growable array.\n\n## Other\n\nText.\n", path="a.md")
     stale = replace(fixed[0], anchor="what-is-vec", id="old-id")  # what the previous chunker cut

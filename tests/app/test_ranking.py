@@ -1,7 +1,7 @@
 """Fusing the dense and sparse candidates (app/rag/ranking.py)."""
 
 from app.rag.ranking import FusionWeights, fuse
-from app.rag.vector_store import SearchHit
+from app.rag.vector_index import SearchHit
 
 
 def hits(*pairs: tuple[str, float]) -> list[SearchHit]:

@@ -7,16 +7,16 @@ import uuid
 import pytest
 from qdrant_client import QdrantClient
 
-from app.rag.edge_store import EdgeIndexWriter, EdgeVectorIndex
-from app.rag.qdrant_store import QdrantIndexWriter, QdrantVectorIndex
 from app.rag.sparse import document_vector, query_vector
-from app.rag.vector_store import (
+from app.rag.vector_index import (
     IndexConflict,
     IndexedChunk,
     IndexUnavailable,
     SearchRequest,
     check_same_source,
 )
+from app.rag.vector_index.edge import EdgeIndexWriter, EdgeVectorIndex
+from app.rag.vector_index.qdrant import QdrantIndexWriter, QdrantVectorIndex
 
 DIMS = 4
 

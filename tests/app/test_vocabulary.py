@@ -1,7 +1,7 @@
 """The book's vocabulary (app/rag/vocabulary.py): related forms searched beside a reader's own words."""
 
 from app.rag.sparse import query_vector, token_index
-from app.rag.vector_store import SearchHit
+from app.rag.vector_index import SearchHit
 from app.rag.vocabulary import BookVocabulary, glosses_in, word_family
 
 BOOK = [

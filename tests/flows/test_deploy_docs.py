@@ -17,7 +17,7 @@ import yaml
 from fastapi.testclient import TestClient
 
 from app.main import create_app
-from app.rag.vector_store import open_index_writer
+from app.rag.vector_index import open_index_writer
 from app.settings import PROJECT_ROOT, SettingsError
 from flows.deploy_docs import deploy_docs, main
 from tasks.pages import SiteBuildFailed, VerificationFailed

@@ -12,7 +12,7 @@ from app.db import create_db_engine
 from app.models import IngestRun
 from app.rag.embeddings import create_embedder
 from app.rag.sparse import query_vector
-from app.rag.vector_store import IndexConflict, SearchRequest, open_index_writer, open_vector_index
+from app.rag.vector_index import IndexConflict, SearchRequest, open_index_writer, open_vector_index
 from app.settings import PROJECT_ROOT
 from flows.ingest_textbook import ingest_textbook, main
 from tasks.quality import ChunkValidationFailed

@@ -72,6 +72,16 @@ class SearchRequest:
         pairs = [("locale", self.locale), ("chapter", self.chapter), ("page_url", self.page_url)]
         return [(key, value) for key, value in pairs if value is not None]
 
+    def search_kind(self) -> SearchMode | None:
+        """What the adapters run: the asked mode, narrowed by the vectors the request has (a hybrid search without
+        sparse terms is a dense one; without a dense vector, a sparse one); None when there is nothing to search."""
+        has_sparse = self.sparse is not None and bool(self.sparse.indices)
+        if self.mode == "dense" or (self.mode == "hybrid" and not has_sparse):
+            return "dense"
+        if self.mode == "sparse" or self.dense is None:
+            return "sparse" if has_sparse else None
+        return "hybrid"
+
 
 @dataclass(frozen=True)
 class IndexState:
@@ -143,40 +153,3 @@ def payload_record(payload: dict[str, Any]) -> IndexedRecord:
         source_path=str(payload.get("source_path", "")),
         locale=str(payload.get("locale", "")),
     )
-
-
-def open_vector_index(settings: Any, collection: str | None = None) -> VectorIndex:
-    """The read side chosen by VECTOR_BACKEND."""
-    name = settings.collection_name(collection)
-    if settings.vector_backend == "qdrant":
-        from app.rag.qdrant_store import QdrantVectorIndex
-
-        return QdrantVectorIndex(qdrant_client_for(settings), name)
-    from app.rag.edge_store import EdgeVectorIndex
-
-    return EdgeVectorIndex(settings.resolved_index_dir, name)
-
-
-def open_index_writer(settings: Any, collection: str | None = None) -> IndexWriter:
-    """The write side chosen by VECTOR_BACKEND."""
-    name = settings.collection_name(collection)
-    if settings.vector_backend == "qdrant":
-        from app.rag.qdrant_store import QdrantIndexWriter
-
-        return QdrantIndexWriter(
-            qdrant_client_for(settings), name, dimensions=settings.embedding_dimensions,
-            keep=settings.index_generations_kept,
-        )
-    from app.rag.edge_store import EdgeIndexWriter
-
-    return EdgeIndexWriter(
-        settings.resolved_index_dir, name, dimensions=settings.embedding_dimensions,
-        keep=settings.index_generations_kept,
-    )
-
-
-def qdrant_client_for(settings: Any) -> Any:
-    from qdrant_client import QdrantClient
-
-    api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
-    return QdrantClient(url=settings.qdrant_url, api_key=api_key, timeout=10)

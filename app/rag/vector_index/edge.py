@@ -25,7 +25,7 @@ from typing import Any
 
 import qdrant_edge as qe
 
-from app.rag.vector_store import (
+from app.rag.vector_index.base import (
     DENSE,
     KEYWORD_FIELDS,
     RECORD_FIELDS,
@@ -104,25 +104,22 @@ def _sparse(vector: Any) -> qe.SparseVector:
 
 def edge_query(shard: qe.EdgeShard, request: SearchRequest) -> list[SearchHit]:
     flt = _filter(request)
-    dense_query = (
-        qe.Query.Nearest(list(request.dense), using=DENSE) if request.dense is not None else None
-    )
-    sparse_query = (
-        qe.Query.Nearest(_sparse(request.sparse), using=SPARSE)
-        if request.sparse is not None and request.sparse.indices else None
-    )
-    if request.mode == "dense" or (request.mode == "hybrid" and sparse_query is None):
+    kind = request.search_kind()
+    if kind is None:
+        return []
+    dense_query = qe.Query.Nearest(list(request.dense), using=DENSE) if request.dense is not None else None
+    if kind == "dense":
         query = qe.QueryRequest(limit=request.limit, query=dense_query, filter=flt, with_payload=True)
-    elif request.mode == "sparse" or dense_query is None:
-        if sparse_query is None:
-            return []
-        query = qe.QueryRequest(limit=request.limit, query=sparse_query, filter=flt, with_payload=True)
+    elif kind == "sparse":
+        query = qe.QueryRequest(limit=request.limit, query=qe.Query.Nearest(_sparse(request.sparse), using=SPARSE),
+                                filter=flt, with_payload=True)
     else:
         query = qe.QueryRequest(
             limit=request.limit,
             prefetches=[
                 qe.Prefetch(limit=request.prefetch_limit, query=dense_query, filter=flt),
-                qe.Prefetch(limit=request.prefetch_limit, query=sparse_query, filter=flt),
+                qe.Prefetch(limit=request.prefetch_limit, query=qe.Query.Nearest(_sparse(request.sparse), using=SPARSE),
+                            filter=flt),
             ],
             query=qe.Fusion.Rrf(k=request.rrf_k, weights=[request.dense_weight, request.sparse_weight]),
             with_payload=True,

@@ -14,7 +14,7 @@ from typing import Any
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from app.rag.vector_store import (
+from app.rag.vector_index.base import (
     DENSE,
     KEYWORD_FIELDS,
     RECORD_FIELDS,
@@ -53,16 +53,16 @@ def _ensure_keyword_indexes(client: QdrantClient, collection: str) -> None:
 
 def client_query(client: QdrantClient, collection: str, request: SearchRequest) -> list[SearchHit]:
     flt = _filter(request)
-    has_sparse = request.sparse is not None and bool(request.sparse.indices)
+    kind = request.search_kind()
+    if kind is None:
+        return []
     try:
-        if request.mode == "dense" or (request.mode == "hybrid" and not has_sparse):
+        if kind == "dense":
             response = client.query_points(
                 collection, query=list(request.dense or []), using=DENSE, query_filter=flt,
                 limit=request.limit, with_payload=True,
             )
-        elif request.mode == "sparse" or request.dense is None:
-            if not has_sparse:
-                return []
+        elif kind == "sparse":
             response = client.query_points(
                 collection, query=_sparse(request.sparse), using=SPARSE, query_filter=flt,
                 limit=request.limit, with_payload=True,
