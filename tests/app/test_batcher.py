@@ -188,7 +188,7 @@ def test_coroutines_share_calls_too(encoder, batcher_for):
 
 
 def test_the_service_answers_503_overloaded_when_the_encoder_queue_is_full(client, monkeypatch):
-    retriever = client.app.state.chat_service._deps.retriever
+    retriever = client.app.state.chat_service._pipeline.retriever
 
     class Refusing:
         model_name, dimensions = "all-MiniLM-L6-v2", 384
