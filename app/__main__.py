@@ -32,19 +32,19 @@ def serve(args: argparse.Namespace) -> int:
     # SIGTERM: uvicorn stops accepting, lets in-flight requests finish (up to the request timeout), then re-raises
     # the signal; this handler takes that re-raise, so a graceful stop exits 0 instead of dying by the signal.
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
-    from app.server_protocol import HeaderDeadlineProtocol
+    from app.http.server_protocol import HeaderDeadlineProtocol
 
     uvicorn.run(
         "app.main:create_app", factory=True, http=HeaderDeadlineProtocol, host=args.host or settings.api_host,
         port=args.port or settings.api_port, workers=workers, log_level=settings.log_level.lower(),
-        proxy_headers=False,  # X-Forwarded-* are read by app.http_hygiene, from TRUSTED_PROXIES only
+        proxy_headers=False,  # X-Forwarded-* are read by app.http.hygiene, from TRUSTED_PROXIES only
         timeout_graceful_shutdown=int(settings.request_timeout_s) + 2,
     )
     return 0
 
 
 def migrate(args: argparse.Namespace) -> int:
-    from app.db import migrate as run_migrations
+    from app.core.db import migrate as run_migrations
 
     run_migrations(get_settings().resolved_database_url, args.revision)
     print(f"database migrated to {args.revision}")
@@ -52,8 +52,8 @@ def migrate(args: argparse.Namespace) -> int:
 
 
 def keys(args: argparse.Namespace) -> int:
-    from app.api_keys import issue_key, list_keys, revoke_key
-    from app.db import create_db_engine
+    from app.core.api_keys import issue_key, list_keys, revoke_key
+    from app.core.db import create_db_engine
 
     engine = create_db_engine(get_settings())
     try:
@@ -85,7 +85,7 @@ def sql(args: argparse.Namespace) -> int:
     from sqlalchemy import text
     from sqlalchemy.exc import DBAPIError
 
-    from app.db import create_db_engine
+    from app.core.db import create_db_engine
 
     engine = create_db_engine(get_settings().model_copy(update={"db_pool_size": 1}))
     deadline = time.monotonic() + (args.until_rows or 0)

@@ -11,20 +11,20 @@ from fastapi.concurrency import run_in_threadpool
 
 from app.api import health
 from app.api.main import api_router
-from app.db import create_db_engine
-from app.errors import install_error_handlers
-from app.logging_setup import configure_logging
-from app.metrics import instrument_pool, release_pool
-from app.middleware import install_middleware
+from app.core.db import create_db_engine
+from app.core.secret_source import service_database_credentials
+from app.http.errors import install_error_handlers
+from app.http.middleware import install_middleware
+from app.observability.logging_setup import configure_logging
+from app.observability.metrics import instrument_pool, release_pool
+from app.observability.tracing import configure_tracing
 from app.rag.answering import create_answerer
 from app.rag.batcher import BatchingEmbedder
 from app.rag.embeddings import Embedder, create_embedder
 from app.rag.retrieval import Retriever
 from app.rag.vector_index import open_vector_index
-from app.secret_source import service_database_credentials
 from app.services.chat import ChatService, QueryPipeline
 from app.settings import Settings, get_settings
-from app.tracing import configure_tracing
 
 log = logging.getLogger(__name__)
 

@@ -181,8 +181,8 @@ class Settings(BaseSettings):
         default=3, ge=2, le=1000, description="content-gaps: fewest questions that make a topic")
     content_gaps_webhook_url: str | None = Field(default=None, description="content-gaps: a webhook sent the summary")
 
-    # OpenTelemetry traces (app/tracing.py; README "Tracing"). Other standard OTEL_EXPORTER_OTLP_* variables (headers,
-    # timeout, compression, certificates) are read by the OTLP exporter itself.
+    # OpenTelemetry traces (app/observability/tracing.py; README "Tracing"). Other standard OTEL_EXPORTER_OTLP_*
+    # variables (headers, timeout, compression, certificates) are read by the OTLP exporter itself.
     tracing_enabled: bool = Field(default=False, description="export OpenTelemetry traces of requests and flow runs")
     otel_exporter_otlp_endpoint: str | None = Field(
         default=None, description="OTLP/HTTP base URL (…/v1/traces is added); default http://localhost:4318")

@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     with bench_environment(durable=True) as env:
         import psycopg
 
-        from app.pg_binaries import find_pg_binary
+        from app.ops.pg_binaries import find_pg_binary
         from app.settings import get_settings
         from flows.backup_database import backup_database
         from flows.restore_drill import restore_drill

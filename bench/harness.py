@@ -40,7 +40,7 @@ def bench_environment(prefect: bool = True, durable: bool = True) -> Iterator[Be
     os.environ.pop("PREFECT_API_URL", None)
     os.environ["DATA_DIR"] = str(root / "data")
 
-    from app.db import migrate
+    from app.core.db import migrate
     from app.settings import get_settings
     from devenv.postgres import PostgresCluster
 

@@ -78,7 +78,7 @@ def start_prefect(settings: Settings) -> None:
 
 
 def migrate(settings: Settings) -> None:
-    from app.db import migrate as run_migrations
+    from app.core.db import migrate as run_migrations
 
     say("applying database migrations")
     run_migrations(settings.resolved_database_url)

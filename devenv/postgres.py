@@ -27,8 +27,8 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from app.pg_binaries import PgBinaryNotFound
-from app.pg_binaries import find_pg_binary as _find
+from app.ops.pg_binaries import PgBinaryNotFound
+from app.ops.pg_binaries import find_pg_binary as _find
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ class PostgresCluster:
     port: int
     host: str = "127.0.0.1"
     fast_unsafe: bool = False  # fsync off: for throwaway test clusters only
-    bin_dir: Path | None = None  # PostgreSQL's bin folder; default: the newest installed (app.pg_binaries)
+    bin_dir: Path | None = None  # PostgreSQL's bin folder; default: the newest installed (app.ops.pg_binaries)
 
     @property
     def server_dir_record(self) -> Path:

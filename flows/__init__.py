@@ -1,18 +1,18 @@
 """Prefect flows: one file per operation, each reading like the runbook it automates.
 
-Importing the package sets up the flows' logging (app/logging_setup.py): secrets scrubbed from every record,
+Importing the package sets up the flows' logging (app/observability/logging_setup.py): secrets scrubbed from every record,
 Prefect's API handler included, and console lines that carry the flow run id (JSON with LOG_JSON=true).
 Prefect's own configuration is applied first; later calls to it are incremental and keep ours.
-With TRACING_ENABLED=true it also sets the process's OpenTelemetry tracer provider (app/tracing.py), which Prefect
+With TRACING_ENABLED=true it also sets the process's OpenTelemetry tracer provider (app/observability/tracing.py), which Prefect
 3's own run telemetry uses: every flow run and task run becomes a span (`prefect.run.id` = the run id), task runs
 children of their flow run.
 """
 
 from prefect.logging.configuration import ensure_logging_setup
 
-from app.logging_setup import configure_flow_logging
+from app.observability.logging_setup import configure_flow_logging
+from app.observability.tracing import configure_tracing
 from app.settings import SettingsError, load_settings
-from app.tracing import configure_tracing
 
 ensure_logging_setup()
 try:

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 
 from prefect import flow, get_run_logger
 
-from app.backups import BackupManifest, CatalogEntry, retention_plan
+from app.ops.backups import BackupManifest, CatalogEntry, retention_plan
 from app.settings import get_settings
 from flows.cli import ON_THE_SERVER, run_cli
 from flows.parameters import BlockName, StorageKind, secret_block_value

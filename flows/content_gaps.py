@@ -25,7 +25,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from app.content_gaps import Topic, TrafficSummary, cluster_topics, gap_questions, summarize_traffic
+from app.ops.content_gaps import Topic, TrafficSummary, cluster_topics, gap_questions, summarize_traffic
 from app.settings import get_settings
 from flows.cli import ON_THE_SERVER, run_cli
 from flows.parameters import HttpUrl, IsoDateText

@@ -8,7 +8,7 @@ tokens and dollars per model and the costliest sessions as artifacts -> push the
 when configured -> notify the alert webhook on a projected overrun or a cost per query over target. With OPENAI_ADMIN_KEY, the
 month's OpenAI bill (GET /organization/costs) is set against our estimate.
 
-When it fails: an unpriced model names itself; add its price to app/pricing.py and re-run (idempotent).
+When it fails: an unpriced model names itself; add its price to app/core/pricing.py and re-run (idempotent).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from decimal import Decimal
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from app.costs import CostSummary, cents, summarize_costs
+from app.ops.costs import CostSummary, cents, summarize_costs
 from app.settings import get_settings
 from flows.cli import ON_THE_SERVER, run_cli
 from flows.parameters import IsoDate

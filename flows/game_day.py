@@ -34,7 +34,7 @@ from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from prefect.runtime import flow_run
 
-from app.secret_source import api_key_secret_name
+from app.core.secret_source import api_key_secret_name
 from app.settings import Settings, get_settings
 from flows.cli import ON_THE_SERVER, run_cli
 from flows.parameters import Days, EnvironmentName, FolderPath, GameDayScenario, IsoDateTime

@@ -18,8 +18,8 @@ import sys
 from prefect import flow, get_run_logger
 from pydantic import SecretStr
 
-from app.api_keys import revoke_key
-from app.secret_source import api_key_secret_name
+from app.core.api_keys import revoke_key
+from app.core.secret_source import api_key_secret_name
 from app.settings import get_settings
 from flows.cli import ON_THE_SERVER, run_cli
 from flows.parameters import ApiKeyId, GraceHours

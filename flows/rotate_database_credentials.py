@@ -22,7 +22,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import SecretStr
 
-from app.secret_source import DatabaseCredentials, database_credentials_secret_name
+from app.core.secret_source import DatabaseCredentials, database_credentials_secret_name
 from app.settings import Settings, get_settings
 from flows.cli import ON_THE_SERVER, run_cli
 from tasks.postgres_roles import ensure_rotation_roles, next_user, set_role_password, verify_database_login

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from prefect import flow, get_run_logger
 from pydantic import SecretStr
 
-from app.secret_source import openai_api_key_secret_name
+from app.core.secret_source import openai_api_key_secret_name
 from app.settings import Settings, get_settings
 from flows.cli import ON_THE_SERVER, InvalidParameter, run_cli
 from flows.parameters import BlockName, secret_block_value

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
-from app.logging_setup import scrub
+from app.observability.logging_setup import scrub
 from app.settings import Settings, get_settings
 from flows.cli import ON_THE_SERVER, run_cli
 from flows.parameters import HttpUrl, IsoDateTime

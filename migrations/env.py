@@ -1,10 +1,10 @@
-"""Alembic environment: SQLModel metadata, URL from app.settings (through app.db.alembic_config)."""
+"""Alembic environment: SQLModel metadata, URL from app.settings (through app.core.db.alembic_config)."""
 
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 from sqlmodel import SQLModel
 
-import app.models  # noqa: F401 - registers the tables on SQLModel.metadata
+import app.core.models  # noqa: F401 - registers the tables on SQLModel.metadata
 from app.settings import get_settings
 
 config = context.config

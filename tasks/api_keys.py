@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from app.api_keys import IssuedKey, revoke_expired_keys, rotate_key
+from app.core.api_keys import IssuedKey, revoke_expired_keys, rotate_key
 from app.settings import Settings
 from tasks.databases import engine_for, retry_unless_rejected
 

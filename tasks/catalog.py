@@ -11,8 +11,8 @@ from prefect.cache_policies import NO_CACHE
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from app.db import session_scope
-from app.models import BackupCatalog, BackupStatus
+from app.core.db import session_scope
+from app.core.models import BackupCatalog, BackupStatus
 from app.settings import Settings
 from tasks.databases import engine_for, retry_unless_rejected
 

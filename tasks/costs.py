@@ -11,7 +11,7 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from app.pricing import PRICE_TABLE
+from app.core.pricing import PRICE_TABLE
 from app.settings import Settings
 from tasks.databases import connect, retry_unless_rejected
 
@@ -45,7 +45,7 @@ def price_rows() -> list[tuple[str, date, date, Decimal, Decimal]]:
     return rows
 
 
-# The price table (app/pricing.py) travels as arrays into a temporary table inside Postgres: the price in force on
+# The price table (app/core/pricing.py) travels as arrays into a temporary table inside Postgres: the price in force on
 # each day of the period, per model (days x models rows, analyzed, so the planner hashes it). Costs are linear in
 # tokens, so the month is summed per (day, model, embedding model) in one scan and priced after that; only the p95
 # of the cost per query needs each row's own price.
@@ -143,7 +143,7 @@ def price_query_log(settings: Settings, as_of: date) -> CostFacts:
                 unpriced[model] = unpriced.get(model, 0) + row["queries"]
         if unpriced:
             listed = ", ".join(f"{model!r} ({count} rows)" for model, count in sorted(unpriced.items()))
-            raise UnpricedModel(f"no price in app/pricing.py for {listed}: add a ModelPrice row, then re-run")
+            raise UnpricedModel(f"no price in app/core/pricing.py for {listed}: add a ModelPrice row, then re-run")
         facts.costliest_sessions = _dicts(conn.execute(SESSIONS_SQL, params))
         (p95,) = conn.execute(P95_SQL, params).fetchone()
     facts.daily = _daily(usage)

@@ -19,9 +19,9 @@ from prefect.cache_policies import NO_CACHE
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
-from app.backups import HashingReader, schema_fingerprint
-from app.db import create_db_engine, session_scope
-from app.pg_binaries import binary_version, find_pg_binary, major_version
+from app.core.db import create_db_engine, session_scope
+from app.ops.backups import HashingReader, schema_fingerprint
+from app.ops.pg_binaries import binary_version, find_pg_binary, major_version
 from app.settings import Settings
 
 

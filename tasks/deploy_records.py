@@ -9,8 +9,8 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from sqlmodel import select
 
-from app.db import session_scope
-from app.models import Deployment
+from app.core.db import session_scope
+from app.core.models import Deployment
 from app.settings import Settings
 from tasks.databases import engine_for, insert_row, retry_unless_rejected
 

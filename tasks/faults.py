@@ -21,9 +21,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import col, select
 
-from app.api_keys import issue_key, list_keys, revoke_key
-from app.db import create_db_engine, session_scope
-from app.models import BackupCatalog
+from app.core.api_keys import issue_key, list_keys, revoke_key
+from app.core.db import create_db_engine, session_scope
+from app.core.models import BackupCatalog
 from app.rag.vector_index.edge import EdgeCollection
 from app.settings import Settings
 from devenv.__main__ import api_pid_file, cluster_for, start_api, start_postgres

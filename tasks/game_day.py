@@ -23,9 +23,9 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy import text
 
-from app.db import session_scope
-from app.logging_setup import scrub
-from app.models import GameDay
+from app.core.db import session_scope
+from app.core.models import GameDay
+from app.observability.logging_setup import scrub
 from app.settings import PROJECT_ROOT, Settings
 from tasks.databases import engine_for
 

@@ -12,8 +12,8 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy import text
 
-from app.db import session_scope
-from app.models import ProbeResult
+from app.core.db import session_scope
+from app.core.models import ProbeResult
 from app.settings import Settings
 from tasks.databases import engine_for
 

@@ -15,8 +15,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from sqlmodel import Field
 
-from app.db import session_scope
-from app.models import IngestRun, IngestRunBase, SecretRotation
+from app.core.db import session_scope
+from app.core.models import IngestRun, IngestRunBase, SecretRotation
 from app.settings import Settings
 from tasks.databases import engine_for, insert_row, retry_unless_rejected
 

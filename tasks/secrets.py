@@ -15,7 +15,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import SecretStr
 
-from app.secret_source import quiet_aws_loggers
+from app.core.secret_source import quiet_aws_loggers
 from app.settings import Settings
 from tasks.aws import aws_credentials
 

@@ -16,7 +16,7 @@ from typing import BinaryIO, Protocol
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from app.backups import CHUNK, ChecksumMismatch, HashingReader, HashingSink, sha256_of_stream
+from app.ops.backups import CHUNK, ChecksumMismatch, HashingReader, HashingSink, sha256_of_stream
 from app.settings import Settings
 from tasks.aws import aws_credentials
 

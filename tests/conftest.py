@@ -32,7 +32,7 @@ os.environ["RATE_LIMIT_ANONYMOUS"] = os.environ["RATE_LIMIT_PER_KEY"] = "1000000
 
 import pytest  # noqa: E402
 
-from app.db import migrate  # noqa: E402
+from app.core.db import migrate  # noqa: E402
 from app.settings import PROJECT_ROOT, Settings, get_settings  # noqa: E402
 from devenv.postgres import PostgresCluster  # noqa: E402
 from tests.support.openai_server import FakeOpenAI  # noqa: E402

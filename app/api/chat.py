@@ -12,7 +12,7 @@ from fastapi.concurrency import iterate_in_threadpool, run_in_threadpool
 from fastapi.responses import StreamingResponse
 
 from app.api.deps import ChatServiceDep, RequestIdDep
-from app.schemas import ChatRequest, ChatResponse
+from app.api.schemas import ChatRequest, ChatResponse
 
 router = APIRouter(prefix="/chat", tags=["chat"])
 

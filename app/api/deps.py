@@ -9,8 +9,8 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 from sqlmodel import Session
 
-from app.api_keys import InvalidApiKey, MissingScope, authenticate
-from app.rate_limit import RateLimitExceeded, client_bucket, limiter_for
+from app.core.api_keys import InvalidApiKey, MissingScope, authenticate
+from app.http.rate_limit import RateLimitExceeded, client_bucket, limiter_for
 from app.services.chat import ChatService
 
 
@@ -30,7 +30,7 @@ async def get_request_id(request: Request) -> uuid.UUID:
 
 
 def _rate_limit(request: Request, bucket: str, limit: int, who: str) -> None:
-    """Count the request against `bucket` (app/rate_limit.py); 429 over the limit. The headers go on any answer."""
+    """Count the request against `bucket` (app/http/rate_limit.py); 429 over the limit. The headers go on any answer."""
     limiter = limiter_for(request.app, request.app.state.settings)
     state = limiter.hit(bucket, limit) if limiter else None
     if state is None:

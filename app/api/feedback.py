@@ -7,9 +7,9 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import select
 
 from app.api.deps import SessionDep
-from app.errors import NotFound
-from app.models import Feedback, QueryLog, utcnow
-from app.schemas import FeedbackPublic, FeedbackRequest
+from app.api.schemas import FeedbackPublic, FeedbackRequest
+from app.core.models import Feedback, QueryLog, utcnow
+from app.http.errors import NotFound
 
 router = APIRouter(prefix="/feedback", tags=["feedback"])
 

@@ -6,8 +6,8 @@ from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from app.db import ping
-from app.metrics import render_metrics
+from app.core.db import ping
+from app.observability.metrics import render_metrics
 
 router = APIRouter(tags=["health"])
 

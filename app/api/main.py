@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from app.api import chat, feedback, search, sessions
 from app.api.deps import require_scope
-from app.errors import ERROR_RESPONSES
+from app.http.errors import ERROR_RESPONSES
 
 api_router = APIRouter(prefix="/v1", dependencies=[require_scope("chat")], responses=ERROR_RESPONSES)
 for resource in (chat, search, sessions, feedback):

@@ -9,9 +9,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from app.http.text_hygiene import CleanComment, CleanText
 from app.rag.chunking import chapter_of
 from app.rag.language import locale_of
-from app.text_hygiene import CleanComment, CleanText
 
 Locale = Literal["en", "ur"]
 SITE_PAGE_RE = re.compile(r"^/(?:ur/)?docs(?:/[^\s#?]*)?$")

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from app.api.deps import ChatServiceDep, RequestIdDep
-from app.schemas import SearchRequestBody, SearchResponse
+from app.api.schemas import SearchRequestBody, SearchResponse
 
 router = APIRouter(prefix="/search", tags=["search"])
 

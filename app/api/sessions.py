@@ -8,9 +8,9 @@ from fastapi import APIRouter, Response
 from sqlmodel import select
 
 from app.api.deps import SessionDep
-from app.errors import NotFound
-from app.models import ChatSession, Message
-from app.schemas import MessagePublic, SessionPublic
+from app.api.schemas import MessagePublic, SessionPublic
+from app.core.models import ChatSession, Message
+from app.http.errors import NotFound
 from app.services.privacy import erase_session
 
 router = APIRouter(prefix="/sessions", tags=["sessions"])

@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from app.db import session_scope
-from app.models import ApiKey
+from app.core.db import session_scope
+from app.core.models import ApiKey
 
 KEY_PREFIX = "tbo_"
 SCOPES = ("chat", "admin")

@@ -12,7 +12,7 @@ from alembic.config import Config
 from sqlalchemy import Engine, event, text
 from sqlmodel import Session, create_engine
 
-from app.secret_source import DatabaseCredentials, RefreshingSecret, SecretSourceError
+from app.core.secret_source import DatabaseCredentials, RefreshingSecret, SecretSourceError
 from app.settings import PROJECT_ROOT, Settings
 
 log = logging.getLogger(__name__)

@@ -205,7 +205,7 @@ class SecretRotation(SQLModel, table=True):
 
 
 class RateLimitCounter(SQLModel, table=True):
-    """Requests per bucket and window, shared by every worker (app/rate_limit.py). Unlogged: a crash only resets
+    """Requests per bucket and window, shared by every worker (app/http/rate_limit.py). Unlogged: a crash only resets
     the counters. Windows older than the previous one are pruned by the limiter itself."""
 
     __tablename__ = "rate_limit_counter"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.secret_source import SecretSourceError, service_openai_api_key
+from app.core.secret_source import SecretSourceError, service_openai_api_key
 
 
 def create_openai_client(settings: Any) -> Any:

@@ -46,7 +46,7 @@ class UnknownModelPrice(KeyError):
 def price_on(model: str, day: date) -> ModelPrice:
     rows = [row for row in PRICE_TABLE.get(model, []) if row.effective <= day]
     if not rows:
-        raise UnknownModelPrice(f"no price for model {model!r} on {day.isoformat()}; add it to app/pricing.py")
+        raise UnknownModelPrice(f"no price for model {model!r} on {day.isoformat()}; add it to app/core/pricing.py")
     return max(rows, key=lambda row: row.effective)
 
 

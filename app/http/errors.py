@@ -13,13 +13,13 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.api_keys import InvalidApiKey, MissingScope
-from app.metrics import QUERY_ERRORS
+from app.api.schemas import ErrorResponse
+from app.core.api_keys import InvalidApiKey, MissingScope
+from app.http.rate_limit import RateLimitExceeded
+from app.observability.metrics import QUERY_ERRORS
 from app.rag.batcher import EncoderOverloaded
 from app.rag.embeddings import EmbeddingError
 from app.rag.vector_index import IndexUnavailable
-from app.rate_limit import RateLimitExceeded
-from app.schemas import ErrorResponse
 from app.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -1,5 +1,5 @@
 """HTTP hygiene: trusted proxies, security headers (and the rate-limit headers), a request timeout, load shedding
-and a per-client cap. Their order in the stack is app/middleware.py's `install_middleware`."""
+and a per-client cap. Their order in the stack is app/http/middleware.py's `install_middleware`."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from typing import Any
 
 from starlette.datastructures import MutableHeaders
 
-from app.errors import send_error
-from app.rate_limit import client_bucket
+from app.http.errors import send_error
+from app.http.rate_limit import client_bucket
 
 log = logging.getLogger(__name__)
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network

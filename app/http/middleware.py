@@ -1,5 +1,5 @@
 """The HTTP middleware stack (`install_middleware`, outermost first) and its own pieces: request ids, metrics by
-route, and the request body limits (size and time). Proxies, security headers and load limits: app/http_hygiene.py."""
+route, and the request body limits (size and time). Proxies, security headers and load limits: app/http/hygiene.py."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import compile_path
 
-from app.errors import send_error
-from app.http_hygiene import (
+from app.http.errors import send_error
+from app.http.hygiene import (
     ClientConcurrencyMiddleware,
     InFlightGauge,
     InFlightLimitMiddleware,
@@ -23,10 +23,10 @@ from app.http_hygiene import (
     SecurityHeadersMiddleware,
     TrustedProxyMiddleware,
 )
-from app.logging_setup import correlation_id_var, request_id_var
-from app.metrics import HTTP_REQUESTS
+from app.observability.logging_setup import correlation_id_var, request_id_var
+from app.observability.metrics import HTTP_REQUESTS
+from app.observability.tracing import TraceIdMiddleware
 from app.settings import Settings
-from app.tracing import TraceIdMiddleware
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ uvicorn closes idle keep-alive connections (`timeout_keep_alive`), but a connect
 part of its request headers and then stalls, is kept open for ever: enough of them exhaust the worker's file
 descriptors without any request reaching the app, where the other limits apply. Here a connection must complete
 each request's headers within HEADER_READ_TIMEOUT_S of connecting or of that request's first byte; else it is
-closed. Bodies have their own deadline (BODY_READ_TIMEOUT_S, `app.middleware.RequestBodyMiddleware`).
+closed. Bodies have their own deadline (BODY_READ_TIMEOUT_S, `app.http.middleware.RequestBodyMiddleware`).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from app.settings import Settings
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 correlation_id_var: ContextVar[str | None] = ContextVar("correlation_id", default=None)  # the client's X-Request-ID
-trace_id_var: ContextVar[str | None] = ContextVar("trace_id", default=None)  # set by app.tracing when tracing is on
+trace_id_var: ContextVar[str | None] = ContextVar("trace_id", default=None)  # set by app.observability.tracing when tracing is on
 
 REDACTED = "***"
 _SECRET_PATTERNS: list[tuple[re.Pattern[str], str]] = [

@@ -164,7 +164,7 @@ class ActiveSessionsCollector:
         from sqlalchemy import func, select
         from sqlalchemy import text as sql
 
-        from app.models import ChatSession
+        from app.core.models import ChatSession
 
         since = datetime.now(UTC) - timedelta(seconds=self._window_s)
         try:

@@ -11,7 +11,7 @@ from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from typing import Any
 
-from app.logging_setup import trace_id_var
+from app.observability.logging_setup import trace_id_var
 from app.settings import Settings
 
 _NO_SPAN: AbstractContextManager[Any] = contextlib.nullcontext()

@@ -13,7 +13,7 @@ from typing import Any, BinaryIO
 
 from pydantic import BaseModel
 
-from app.models import BackupStatus
+from app.core.models import BackupStatus
 
 CHUNK = 1024 * 1024
 

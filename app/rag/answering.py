@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from app.openai_client import create_openai_client
+from app.core.openai_client import create_openai_client
 from app.rag.citations import verify_citations
 from app.rag.coverage import CoveragePolicy
 from app.rag.markdown import SENTENCE_END_CHARS, scan_lines, split_sentences

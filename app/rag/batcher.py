@@ -22,7 +22,7 @@ from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass
 
-from app.metrics import EMBEDDING_BATCH_QUERIES
+from app.observability.metrics import EMBEDDING_BATCH_QUERIES
 from app.rag.embeddings import Embedder, EmbeddingError, EmbeddingResult
 
 

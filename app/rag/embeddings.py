@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from app.openai_client import create_openai_client
+from app.core.openai_client import create_openai_client
 from app.settings import Settings
 
 # The exported model's folder (written by app/rag/model_export.py).

@@ -7,13 +7,13 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
+from app.observability.tracing import span
 from app.rag.embeddings import Embedder
 from app.rag.ranking import FusionWeights, fuse
 from app.rag.sparse import query_vector, terms_of_text, tokenize
 from app.rag.vector_index import SearchMode, SearchRequest, VectorIndex
 from app.rag.vocabulary import BookVocabulary
 from app.settings import Settings
-from app.tracing import span
 
 DEFAULT_LOCALE = "en"
 # Sparse hits read to see which of the query's terms the book uses at all (coverage evidence).

@@ -16,24 +16,7 @@ from sqlalchemy import Engine, insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlmodel import Session, SQLModel, select
 
-from app.db import session_scope
-from app.errors import InvalidRequest, NotFound
-from app.logging_setup import correlation_id_var
-from app.metrics import (
-    ANSWERS,
-    CITATION_FAILURES,
-    DB_LATENCY,
-    GENERATION_LATENCY,
-    QUERY_DURATION,
-    QUERY_ERRORS,
-    TOKENS_USED,
-    observe_retrieval,
-)
-from app.models import ChatSession, Message, QueryLog, utcnow
-from app.pricing import cost_usd
-from app.rag.answering import Answer, Answerer, Selection, Turn
-from app.rag.retrieval import Retrieval, RetrievedChunk, Retriever
-from app.schemas import (
+from app.api.schemas import (
     ChatRequest,
     ChatResponse,
     Latency,
@@ -43,8 +26,25 @@ from app.schemas import (
     Source,
     Usage,
 )
+from app.core.db import session_scope
+from app.core.models import ChatSession, Message, QueryLog, utcnow
+from app.core.pricing import cost_usd
+from app.http.errors import InvalidRequest, NotFound
+from app.observability.logging_setup import correlation_id_var
+from app.observability.metrics import (
+    ANSWERS,
+    CITATION_FAILURES,
+    DB_LATENCY,
+    GENERATION_LATENCY,
+    QUERY_DURATION,
+    QUERY_ERRORS,
+    TOKENS_USED,
+    observe_retrieval,
+)
+from app.observability.tracing import record_question, set_attributes, span, start_detached_span
+from app.rag.answering import Answer, Answerer, Selection, Turn
+from app.rag.retrieval import Retrieval, RetrievedChunk, Retriever
 from app.settings import Settings
-from app.tracing import record_question, set_attributes, span, start_detached_span
 
 log = logging.getLogger(__name__)
 FOLLOW_UP_RE = re.compile(r"\b(it|its|this|that|these|those|they|them|their|he|she)\b|(\bوہ\b|\bیہ\b|\bاس\b|\bان\b)", re.I)

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from sqlalchemy import delete, or_, select, update
 from sqlmodel import Session
 
-from app.errors import NotFound
-from app.models import ChatSession, Feedback, Message, QueryLog
+from app.core.models import ChatSession, Feedback, Message, QueryLog
+from app.http.errors import NotFound
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,7 @@ Create Date: 2026-11-27 06:10:42.312005
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-import sqlmodel
 from alembic import op
-
 
 revision: str = '0003'
 down_revision: str | None = '0002'

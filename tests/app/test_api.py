@@ -9,7 +9,7 @@ import uuid
 import pytest
 from sqlmodel import Session, select
 
-from app.models import Feedback, Message, QueryLog
+from app.core.models import Feedback, Message, QueryLog
 
 
 def chat(client, question: str, **extra):

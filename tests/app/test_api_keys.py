@@ -10,9 +10,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
-from app.api_keys import hash_key, issue_key, revoke_key
+from app.core.api_keys import hash_key, issue_key, revoke_key
+from app.core.models import ApiKey
 from app.main import create_app
-from app.models import ApiKey
 from app.settings import PROJECT_ROOT, load_settings
 
 
@@ -80,7 +80,7 @@ def test_cli_creates_lists_and_revokes_keys(settings):
     assert cli("revoke", key_id).returncode == 0 and cli("revoke", key_id).returncode == 1
     assert cli("create", "--name", "bad", "--scopes", "root").returncode == 2
     engine_settings = load_settings(_env_file=None, database_url=settings.database_url)
-    from app.db import create_db_engine
+    from app.core.db import create_db_engine
 
     engine = create_db_engine(engine_settings)
     with Session(engine) as db:

@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime, timedelta
 
-from app.backups import CatalogEntry, retention_plan
+from app.ops.backups import CatalogEntry, retention_plan
 from app.settings import Settings
 
 README_BOUND_DAYS = 153  # keep in step with README.md, "Privacy"

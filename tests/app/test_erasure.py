@@ -75,7 +75,7 @@ def test_a_browser_on_the_site_may_send_delete(client):
 def test_erase_session_counts_what_it_erased(client, settings, conversation):
     from sqlmodel import Session
 
-    from app.db import create_db_engine
+    from app.core.db import create_db_engine
 
     engine = create_db_engine(settings)
     try:

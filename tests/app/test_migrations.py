@@ -5,8 +5,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 from sqlmodel import SQLModel
 
-import app.models  # noqa: F401
-from app.db import downgrade, migrate
+import app.core.models  # noqa: F401
+from app.core.db import downgrade, migrate
 from tests.conftest import APP_PASSWORD, database_url
 
 TABLES = {"chat_session", "message", "query_log", "feedback", "api_key", "ingest_run"}
@@ -42,7 +42,7 @@ def test_application_role_is_not_a_superuser(pg_cluster, settings):
 def test_migration_history_has_exactly_one_head():
     from alembic.script import ScriptDirectory
 
-    from app.db import alembic_config
+    from app.core.db import alembic_config
 
     script = ScriptDirectory.from_config(alembic_config("postgresql+psycopg://unused@127.0.0.1/unused"))
     assert script.get_heads() == [script.get_current_head()], (

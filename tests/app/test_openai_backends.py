@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from app.pricing import cost_usd
+from app.core.pricing import cost_usd
 from app.rag.embeddings import EmbeddingError, OpenAIEmbedder
 from app.settings import load_settings
 from tests.support.openai_server import first_sentence, source_texts

@@ -6,8 +6,8 @@ import uuid
 
 import pytest
 
+from app.http.middleware import route_template
 from app.main import create_app
-from app.middleware import route_template
 from app.settings import Settings
 
 V1_ERRORS = ["401", "403", "404", "408", "413", "422", "429", "503", "504"]

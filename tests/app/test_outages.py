@@ -13,7 +13,7 @@ from tests.support.waiting import wait_until
 
 @pytest.fixture
 def own_postgres(ingested_textbook):
-    from app.db import migrate
+    from app.core.db import migrate
 
     cluster = start_cluster("postgres-outage", durable=True)  # it is crashed on purpose: keep its commits
     cluster.ensure_database(dbname="textbook", app_user="textbook_app", app_password=APP_PASSWORD)

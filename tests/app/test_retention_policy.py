@@ -1,6 +1,6 @@
 from datetime import UTC, datetime, timedelta
 
-from app.backups import CatalogEntry, retention_plan
+from app.ops.backups import CatalogEntry, retention_plan
 
 NOW = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)
 

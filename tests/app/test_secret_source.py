@@ -7,14 +7,14 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from app.main import create_app
-from app.secret_source import (
+from app.core.secret_source import (
     AwsSecretsReader,
     PrefectBlockReader,
     RefreshingSecret,
     SecretSourceError,
     openai_api_key_secret_name,
 )
+from app.main import create_app
 from tests.conftest import free_port
 from tests.support.moto import MotoServer
 from tests.support.openai_server import FakeOpenAI
@@ -119,7 +119,7 @@ def test_malformed_database_credentials_secret_gives_503_not_a_stack_trace(setti
 def test_an_unreadable_openai_key_is_an_openai_error_so_answers_fall_back(settings):
     import openai
 
-    from app.openai_client import create_openai_client
+    from app.core.openai_client import create_openai_client
 
     service = settings.model_copy(update={"secrets_source": "store", "answer_backend": "openai",
                                           "prefect_api_url": f"http://127.0.0.1:{free_port()}/api"})

@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from app import tracing
-from app.logging_setup import JsonFormatter
+from app.observability import tracing
+from app.observability.logging_setup import JsonFormatter
 from app.settings import PROJECT_ROOT
 
 QUESTION = "How does a Kalman filter fuse odometry with LiDAR?"
@@ -92,8 +92,8 @@ def test_an_incoming_traceparent_continues_the_callers_trace(traced_client, span
 def test_log_lines_written_during_a_request_carry_the_trace_id_next_to_the_request_id(spans, caplog):
     from fastapi import FastAPI
 
-    from app.logging_setup import install_secret_scrubbing
-    from app.middleware import RequestIdMiddleware
+    from app.http.middleware import RequestIdMiddleware
+    from app.observability.logging_setup import install_secret_scrubbing
 
     install_secret_scrubbing()  # the record factory create_app() installs: it stamps the ids on every record
     app = FastAPI()
@@ -135,7 +135,7 @@ def test_tracing_off_loads_no_sdk_and_installs_no_middleware():
         "import sys\n"
         "from app.main import create_app\n"
         "from app.settings import Settings\n"
-        "from app import tracing\n"
+        "from app.observability import tracing\n"
         "app = create_app(Settings(_env_file=None, tracing_enabled=False))\n"
         "assert not any(m.cls is tracing.TraceIdMiddleware for m in app.user_middleware)\n"
         "assert tracing.span('x') is tracing.span('y')\n"

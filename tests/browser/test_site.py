@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import expect
 from sqlmodel import Session, create_engine, select
 
-from app.models import Feedback
+from app.core.models import Feedback
 from tests.browser.conftest import screenshot, serious_axe_violations
 
 pytestmark = pytest.mark.slow

@@ -32,7 +32,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, inspect
 
-from app.pg_binaries import SUPPORTED_SERVER_MAJORS
+from app.ops.pg_binaries import SUPPORTED_SERVER_MAJORS
 from app.settings import PROJECT_ROOT
 from tests.conftest import APP_PASSWORD, database_url, free_port
 from tests.support.dockerfile import parse_dockerfile
@@ -97,7 +97,7 @@ def test_dockerfile_is_multi_stage_slim_non_root_with_a_healthcheck():
 
 def test_base_is_pinned_and_there_is_a_pg_client_for_every_supported_server_major():
     """A pinned Python + Debian release in both stages, and the client of each server major production may run
-    (the flows use the server's own: app.pg_binaries.find_pg_binary), from a repository that has it."""
+    (the flows use the server's own: app.ops.pg_binaries.find_pg_binary), from a repository that has it."""
     assert len({s.base for s in STAGES}) == 1, "one base image for both stages"
     debian = PINNED_BASE.fullmatch(RUNTIME.base)["debian"]
     runs = " ".join(i.args for i in RUNTIME.all("RUN"))

@@ -177,7 +177,7 @@ def test_behind_render_the_reader_is_left_of_renders_proxy_and_cloudflare():
     the reader is found, and what the reader wrote further left is not believed."""
     import asyncio
 
-    from app.http_hygiene import TrustedProxyMiddleware
+    from app.http.hygiene import TrustedProxyMiddleware
     from app.settings import load_settings
 
     value = next(v["value"] for g in BLUEPRINT["envVarGroups"] for v in g["envVars"] if v["key"] == "TRUSTED_PROXIES")

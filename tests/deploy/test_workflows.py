@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from app.db import migrate, session_scope
-from app.models import BackupCatalog
+from app.core.db import migrate, session_scope
+from app.core.models import BackupCatalog
 from app.settings import PROJECT_ROOT
 from tests.conftest import APP_PASSWORD, database_url
 

@@ -14,8 +14,8 @@ import pytest
 from prefect.exceptions import PrefectHTTPStatusError
 from sqlmodel import Session, select
 
-from app.db import create_db_engine
-from app.models import BackupCatalog, Deployment, ProbeResult, SecretRotation
+from app.core.db import create_db_engine
+from app.core.models import BackupCatalog, Deployment, ProbeResult, SecretRotation
 from app.settings import PROJECT_ROOT
 from devenv.prefect_stack import PrefectStack
 from tests.browser.conftest import CHROMIUM_ARGS
@@ -192,7 +192,7 @@ def test_rotation_through_the_worker_reaches_the_service_reading_the_store(setti
 
     def current_role() -> str:
         """Read the way the service reads it."""
-        from app.secret_source import DatabaseCredentials, PrefectBlockReader, database_credentials_secret_name
+        from app.core.secret_source import DatabaseCredentials, PrefectBlockReader, database_credentials_secret_name
 
         name = database_credentials_secret_name(settings)
         return DatabaseCredentials.parse(PrefectBlockReader(prefect_stack.api_url).read(name), name=name).username

@@ -15,9 +15,9 @@ import pytest
 from prefect.artifacts import Artifact
 from sqlmodel import Session, select
 
-from app.backups import ChecksumMismatch
-from app.db import create_db_engine
-from app.models import BackupCatalog, ChatSession
+from app.core.db import create_db_engine
+from app.core.models import BackupCatalog, ChatSession
+from app.ops.backups import ChecksumMismatch
 from app.settings import get_settings
 from flows.backup_database import apply_retention, backup_database
 from flows.restore_drill import restore_drill

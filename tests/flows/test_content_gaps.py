@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from app.db import migrate
+from app.core.db import migrate
 from flows.content_gaps import content_gaps
 from tests.conftest import APP_PASSWORD, database_url
 from tests.flows.test_synthetic_probe import pushed, pushgateway, service_url  # noqa: F401  (fixtures)

@@ -9,7 +9,7 @@ from decimal import Decimal
 import psycopg
 import pytest
 
-from app.db import migrate
+from app.core.db import migrate
 from flows.cost_report import cost_report
 from tasks.costs import UnpricedModel
 from tests.conftest import APP_PASSWORD, database_url
@@ -81,7 +81,7 @@ def test_unpriced_model_fails_the_run_with_its_name_and_writes_nothing(cost_db):
         conn.execute("INSERT INTO query_log (request_id, endpoint, model, prompt_tokens, completion_tokens, "
                      "embedding_tokens, cost_usd, status, created_at) "
                      "VALUES (%s, 'chat', 'gpt-9-preview', 10, 0, 0, 0, 'ok', '2024-10-02 10:00+00')", (uuid.uuid4(),))
-    with pytest.raises(UnpricedModel, match=r"app/pricing.py for 'gpt-9-preview' \(1 rows\)"):
+    with pytest.raises(UnpricedModel, match=r"app/core/pricing.py for 'gpt-9-preview' \(1 rows\)"):
         cost_report(as_of="2024-10-03")
     assert cost_daily(cost_db) == []
 

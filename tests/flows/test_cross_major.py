@@ -19,9 +19,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from app import pg_binaries
-from app.db import migrate
-from app.pg_binaries import binary_version, find_pg_binary, major_version
+from app.core.db import migrate
+from app.ops import pg_binaries
+from app.ops.pg_binaries import binary_version, find_pg_binary, major_version
 from app.settings import get_settings
 from devenv.postgres import PostgresCluster
 from flows.backup_database import backup_database

@@ -16,8 +16,8 @@ import pytest
 from pydantic import SecretStr
 from sqlmodel import Session, select
 
-from app.db import migrate, session_scope
-from app.models import BackupCatalog, Deployment
+from app.core.db import migrate, session_scope
+from app.core.models import BackupCatalog, Deployment
 from app.settings import PROJECT_ROOT, get_settings
 from flows.deploy_backend import DeployRefused, deploy_backend, deploy_canary
 from tasks.preflight import destructive_statements

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, select
 
-from app.db import create_db_engine
-from app.models import IngestRun
+from app.core.db import create_db_engine
+from app.core.models import IngestRun
 from app.rag.embeddings import create_embedder
 from app.rag.sparse import query_vector
 from app.rag.vector_index import IndexConflict, SearchRequest, open_index_writer, open_vector_index

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from app.db import migrate
+from app.core.db import migrate
 from flows.cost_report import cost_report
 from flows.purge_personal_data import purge_personal_data
 from tests.conftest import APP_PASSWORD, database_url

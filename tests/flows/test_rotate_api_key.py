@@ -8,10 +8,10 @@ import pytest
 from prefect.client.orchestration import get_client
 from sqlmodel import Session, select
 
-from app.api_keys import InvalidApiKey, authenticate, issue_key, revoke_key
-from app.db import create_db_engine
-from app.models import ApiKey, SecretRotation
-from app.secret_source import api_key_secret_name
+from app.core.api_keys import InvalidApiKey, authenticate, issue_key, revoke_key
+from app.core.db import create_db_engine
+from app.core.models import ApiKey, SecretRotation
+from app.core.secret_source import api_key_secret_name
 from app.settings import get_settings
 from flows.rotate_api_key import main, revoke_expired_api_keys_flow, rotate_api_key
 from tasks.secrets import PrefectSecretStore, SecretStoreError, secret_store_for

@@ -11,10 +11,10 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlmodel import Session, select
 
-from app.db import create_db_engine
+from app.core.db import create_db_engine
+from app.core.models import SecretRotation
+from app.core.secret_source import DatabaseCredentials, SecretSourceError, database_credentials_secret_name
 from app.main import create_app
-from app.models import SecretRotation
-from app.secret_source import DatabaseCredentials, SecretSourceError, database_credentials_secret_name
 from flows.rotate_database_credentials import rotate_database_credentials
 from tasks.postgres_roles import CredentialRejected, alternating_users
 from tasks.secrets import PrefectSecretStore, SecretStoreError, secret_store_for
@@ -119,7 +119,7 @@ def test_service_keeps_answering_while_credentials_rotate(prefix, ingested_textb
     """
     from prefect.settings import PREFECT_API_URL
 
-    caplog.set_level(logging.INFO, logger="app.db")
+    caplog.set_level(logging.INFO, logger="app.core.db")
     first_user, second_user = alternating_users(prefix)
     rotate_database_credentials()
     service_settings = prefix.model_copy(update={

@@ -12,9 +12,9 @@ import pytest
 from pydantic import SecretStr
 from sqlmodel import Session, select
 
-from app.db import create_db_engine
-from app.models import SecretRotation
-from app.secret_source import openai_api_key_secret_name as openai_secret_name
+from app.core.db import create_db_engine
+from app.core.models import SecretRotation
+from app.core.secret_source import openai_api_key_secret_name as openai_secret_name
 from app.settings import get_settings
 from flows.cli import InvalidParameter
 from flows.rotate_openai_key import main, rotate_openai_key

@@ -19,8 +19,8 @@ from prefect.artifacts import Artifact
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
-from app.db import session_scope
-from app.models import ProbeResult
+from app.core.db import session_scope
+from app.core.models import ProbeResult
 from tests.conftest import free_port
 from tests.support.artifacts import latest_artifact
 from tests.support.waiting import wait_for_http, wait_until

@@ -23,8 +23,8 @@ import httpx
 import pytest
 from sqlmodel import Session, select
 
-from app.db import create_db_engine
-from app.models import GameDay
+from app.core.db import create_db_engine
+from app.core.models import GameDay
 from app.settings import PROJECT_ROOT, Settings, get_settings
 from devenv.monitoring import MonitoringStack
 from tests.conftest import free_port
@@ -176,7 +176,7 @@ def test_error_burst_from_a_missing_index_generation_is_rolled_back_by_the_runbo
 
 
 def test_backup_broken_fails_the_drill_fires_restoredrillfailed_and_a_new_backup_passes(game_day_stack):
-    from app.models import BackupCatalog
+    from app.core.models import BackupCatalog
     from flows.game_day import game_day
 
     result = game_day(scenario="backup-broken")

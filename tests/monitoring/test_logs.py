@@ -12,7 +12,7 @@ import uuid
 import httpx
 import pytest
 
-from app.logging_setup import JsonFormatter, TextFormatter, install_secret_scrubbing, request_id_var, scrub
+from app.observability.logging_setup import JsonFormatter, TextFormatter, install_secret_scrubbing, request_id_var, scrub
 from tests.support.service_process import failing_service
 
 API_KEY = "tbo_Zx81secretKEYvalue_4u"

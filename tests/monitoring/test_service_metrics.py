@@ -12,7 +12,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.metrics import service_pids
+from app.observability.metrics import service_pids
 
 
 def samples(text: str) -> dict[tuple[str, frozenset], float]:
@@ -77,8 +77,8 @@ def test_process_metrics_cover_every_live_worker_in_multiprocess_mode(tmp_path):
 def test_the_pool_gauge_follows_checkouts(settings):
     from prometheus_client import REGISTRY
 
-    from app.db import create_db_engine
-    from app.metrics import instrument_pool, release_pool
+    from app.core.db import create_db_engine
+    from app.observability.metrics import instrument_pool, release_pool
 
     def current(name: str) -> float:
         return REGISTRY.get_sample_value(name) or 0.0
@@ -125,7 +125,7 @@ class ManualClock:
 
 def active_sessions(engine, clock: ManualClock, refresh_s: float = 15.0, timeout_s: float = 1.0) -> float | None:
     """One scrape's reading, with a new collector as render_metrics builds one per scrape."""
-    from app.metrics import ActiveSessionsCollector
+    from app.observability.metrics import ActiveSessionsCollector
 
     families = list(ActiveSessionsCollector(engine, 1800, refresh_s, timeout_s, clock=clock).collect())
     return families[0].samples[0].value if families else None
@@ -147,7 +147,7 @@ def counted_queries(engine) -> list[str]:
 def add_active_session(engine) -> None:
     from sqlmodel import Session
 
-    from app.models import ChatSession
+    from app.core.models import ChatSession
 
     with Session(engine) as db:
         db.add(ChatSession(locale="en", title="metrics cache"))
@@ -155,7 +155,7 @@ def add_active_session(engine) -> None:
 
 
 def test_active_sessions_are_counted_once_per_refresh_interval_whatever_the_scrapes(settings):
-    from app.db import create_db_engine
+    from app.core.db import create_db_engine
 
     engine, clock = create_db_engine(settings), ManualClock()
     queries = counted_queries(engine)
@@ -178,7 +178,7 @@ def test_a_blocked_count_skips_the_sample_within_the_statement_timeout(settings)
 
     from sqlalchemy import text
 
-    from app.db import create_db_engine
+    from app.core.db import create_db_engine
 
     engine, clock = create_db_engine(settings), ManualClock()
     before = active_sessions(engine, clock, refresh_s=0)
@@ -200,7 +200,7 @@ def test_a_blocked_count_skips_the_sample_within_the_statement_timeout(settings)
 
 
 def test_a_full_pool_keeps_the_previous_reading_without_waiting_for_a_connection(settings):
-    from app.db import create_db_engine
+    from app.core.db import create_db_engine
 
     engine = create_db_engine(settings.model_copy(update={"db_pool_size": 1, "db_pool_timeout_s": 30}))
     clock = ManualClock()
@@ -219,7 +219,7 @@ def test_a_full_pool_keeps_the_previous_reading_without_waiting_for_a_connection
 def test_postgres_down_leaves_the_gauge_out_and_is_not_retried_on_every_scrape():
     from sqlalchemy import event
 
-    from app.db import create_db_engine
+    from app.core.db import create_db_engine
     from app.settings import Settings
     from tests.conftest import free_port
 

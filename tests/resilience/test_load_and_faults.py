@@ -18,7 +18,7 @@ import time
 import httpx
 import pytest
 
-from app.db import migrate
+from app.core.db import migrate
 from bench import load_with_restart
 from tests.conftest import APP_PASSWORD, database_url, start_cluster
 from tests.support.openai_server import FakeOpenAI

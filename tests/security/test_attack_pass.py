@@ -172,7 +172,7 @@ def test_selected_text_is_cleaned_and_an_all_nul_selection_is_refused(service, d
     blank = httpx.post(f"{service.base}/v1/chat", json={"question": "What is this?", "selection": {
         "text": "\x00\x00\u202e\x00", "page_url": "/docs/intro"}})
     assert blank.status_code == 422 and "selection.text" in blank.json()["detail"]
-    from app.schemas import ChatRequest
+    from app.api.schemas import ChatRequest
 
     cleaned = ChatRequest(question="What is this?", selection={"text": "\u202eZMP\x00 balance", "page_url": "/docs/x"})
     assert cleaned.selection.text == "ZMP balance"

@@ -121,7 +121,7 @@ def test_past_the_in_flight_limit_requests_are_shed_with_a_503_at_once():
     import asyncio
     import json
 
-    from app.http_hygiene import InFlightGauge, InFlightLimitMiddleware
+    from app.http.hygiene import InFlightGauge, InFlightLimitMiddleware
 
     release = asyncio.Event()
 

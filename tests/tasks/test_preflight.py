@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from app.db import MIGRATIONS_DIR, migrate
+from app.core.db import MIGRATIONS_DIR, migrate
 from tasks.preflight import pending_offline_sql
 from tests.conftest import APP_PASSWORD, database_url
 

@@ -1,0 +1,1 @@
+"""The HTTP edge: middleware in order, errors and their handlers, rate limits, request hygiene."""
