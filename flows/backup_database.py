@@ -13,7 +13,6 @@ When it fails: runbooks/backup-and-restore.md.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from datetime import UTC, datetime
 
@@ -21,7 +20,7 @@ from prefect import flow, get_run_logger
 
 from app.ops.backups import BackupManifest, CatalogEntry, retention_plan
 from app.settings import get_settings
-from flows.cli import ON_THE_SERVER, run_cli
+from flows.cli import flow_parser, run_cli
 from flows.parameters import BlockName, StorageKind, secret_block_value
 from tasks.catalog import (
     catalog_begin,
@@ -132,8 +131,7 @@ def apply_retention(settings, now: datetime | None = None) -> tuple[dict[str, st
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flows.backup_database", description=__doc__.split("\n")[0],
-                                     epilog=ON_THE_SERVER)
+    parser = flow_parser("flows.backup_database", __doc__)
     parser.add_argument("--storage", choices=["local", "s3"], help="default: BACKUP_STORAGE")
     args = parser.parse_args(argv)
     result = backup_database(storage=args.storage)

@@ -9,12 +9,11 @@ When it fails: runbooks/backup-and-restore.md (is the nightly backup or the dril
 
 from __future__ import annotations
 
-import argparse
 import sys
 from datetime import UTC, datetime
 
 from app.settings import SettingsError, get_settings
-from flows.cli import run_cli
+from flows.cli import flow_parser, run_cli
 from tasks.catalog import newest_verified_backup
 
 DEFAULT_MAX_AGE_HOURS = 26.0  # the nightly backup and its drill, plus two hours of slack
@@ -26,7 +25,7 @@ def backup_age_hours(backup: dict, now: datetime | None = None) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flows.check_backup_freshness", description=__doc__.split("\n")[0])
+    parser = flow_parser("flows.check_backup_freshness", __doc__, on_the_server=False)
     parser.add_argument("--max-age-hours", type=float, default=DEFAULT_MAX_AGE_HOURS,
                         help=f"oldest acceptable verified backup (default {DEFAULT_MAX_AGE_HOURS:g})")
     args = parser.parse_args(argv)

@@ -15,6 +15,7 @@ console lines about that run leave out the traceback (the run's logs on the serv
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 from collections.abc import Callable, Iterator
@@ -33,6 +34,13 @@ ON_THE_SERVER = (
     "its logs and artifacts) and shares its concurrency limits with the scheduled runs. Without a server the "
     "command refuses to start. A missing or invalid setting or parameter is one line `error: ...` and exit code 2."
 )
+
+
+def flow_parser(module: str, description: str | None, *, on_the_server: bool = True) -> argparse.ArgumentParser:
+    """The parser of `python -m <module>`: the first line of `description` (a flow module's docstring), and where
+    the run goes (ON_THE_SERVER) for a flow that runs on the Prefect server."""
+    return argparse.ArgumentParser(prog=f"python -m {module}", description=(description or "").split("\n")[0],
+                                   epilog=ON_THE_SERVER if on_the_server else None)
 
 
 class InvalidParameter(ValueError):

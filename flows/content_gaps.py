@@ -17,7 +17,6 @@ so a week older than that has no topics. runbooks/readers-data.md.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -27,7 +26,7 @@ from prefect.cache_policies import NO_CACHE
 
 from app.ops.content_gaps import Topic, TrafficSummary, cluster_topics, gap_questions, summarize_traffic
 from app.settings import get_settings
-from flows.cli import ON_THE_SERVER, run_cli
+from flows.cli import flow_parser, run_cli
 from flows.parameters import HttpUrl, IsoDateText
 from tasks.content_gaps import embed_questions, find_nearest_section, read_week_citations, read_week_requests
 from tasks.notify import push_metrics, send_notification
@@ -114,8 +113,7 @@ def webhook_summary(topics: list[Topic], traffic: TrafficSummary) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flows.content_gaps", description=__doc__.split("\n")[0],
-                                     epilog=ON_THE_SERVER)
+    parser = flow_parser("flows.content_gaps", __doc__)
     parser.add_argument("--week-ending", help="YYYY-MM-DD: the report covers the seven days before it (default today)")
     parser.add_argument("--service-url", help="the service whose search names the nearest sections")
     args = parser.parse_args(argv)

@@ -13,7 +13,6 @@ When it fails: an unpriced model names itself; add its price to app/core/pricing
 
 from __future__ import annotations
 
-import argparse
 import sys
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -23,7 +22,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from app.ops.costs import CostSummary, cents, summarize_costs
 from app.settings import get_settings
-from flows.cli import ON_THE_SERVER, run_cli
+from flows.cli import flow_parser, run_cli
 from flows.parameters import IsoDate
 from tasks.costs import CostFacts, fixed_monthly_usd, price_query_log, upsert_cost_daily
 from tasks.notify import push_metrics, pushgateway_for, send_notification
@@ -120,8 +119,7 @@ def publish_cost_report(summary: CostSummary, facts: CostFacts, reconciliation: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flows.cost_report", description=__doc__.split("\n")[0],
-                                     epilog=ON_THE_SERVER)
+    parser = flow_parser("flows.cost_report", __doc__)
     parser.add_argument("--as-of", help="YYYY-MM-DD (default: today, UTC)")
     args = parser.parse_args(argv)
     result = cost_report(as_of=args.as_of)

@@ -25,7 +25,6 @@ Runbook: runbooks/deploy-and-rollback.md.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from dataclasses import dataclass, field
@@ -37,7 +36,7 @@ from prefect.artifacts import create_markdown_artifact
 from app.settings import Settings, SettingsError, get_settings
 from flows.backup_database import backup_database
 from flows.check_backup_freshness import backup_age_hours
-from flows.cli import ON_THE_SERVER, InvalidParameter, run_cli
+from flows.cli import InvalidParameter, flow_parser, run_cli
 from flows.parameters import CommitSha, ImageDigest, PositiveHours, RenderServiceId
 from tasks.catalog import find_newest_verified_backup
 from tasks.deploy_records import deployment_begin, deployment_finish
@@ -329,8 +328,7 @@ def report_markdown(out: Outcome) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flows.deploy_backend", description=__doc__.split("\n")[0],
-                                     epilog=ON_THE_SERVER)
+    parser = flow_parser("flows.deploy_backend", __doc__)
     parser.add_argument("--commit", help="git SHA whose image (tagged with it by the release workflow) to deploy")
     parser.add_argument("--digest", help="image digest (sha256:...) to deploy; with --commit it must be that "
                         "commit's image")

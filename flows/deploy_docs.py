@@ -15,7 +15,6 @@ When it fails: read the `deploy-docs` artifact and runbooks/deploy-docs.md.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from app.settings import PROJECT_ROOT, Settings, SettingsError, get_settings
-from flows.cli import ON_THE_SERVER, run_cli
+from flows.cli import flow_parser, run_cli
 from flows.ingest_textbook import ingest_textbook
 from flows.parameters import CollectionName, GitRef, HttpUrl, PositiveSeconds, RelativePath
 from tasks.concurrency import exclusive
@@ -194,8 +193,7 @@ def publish_report(report: DeployReport, remote: str, branch: str, public_url: s
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flows.deploy_docs", description=__doc__.split("\n")[0],
-                                     epilog=ON_THE_SERVER)
+    parser = flow_parser("flows.deploy_docs", __doc__)
     parser.add_argument("--ref", default="HEAD", help="the commit (or branch, tag) of the checkout to deploy (default HEAD)")
     parser.add_argument("--checkout", default=str(PROJECT_ROOT), help="the git checkout holding the site (default: this one)")
     parser.add_argument("--remote", help="git remote to push the built site to (default DOCS_GIT_REMOTE)")

@@ -17,7 +17,6 @@ runbooks/on-call.md#game-days.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 import uuid
@@ -36,7 +35,7 @@ from prefect.runtime import flow_run
 
 from app.core.secret_source import api_key_secret_name
 from app.settings import Settings, get_settings
-from flows.cli import ON_THE_SERVER, run_cli
+from flows.cli import flow_parser, run_cli
 from flows.parameters import Days, EnvironmentName, FolderPath, GameDayScenario, IsoDateTime
 from flows.restore_drill import restore_drill
 from tasks import faults
@@ -382,8 +381,7 @@ def game_days_weekly(scenarios: list[GameDayScenario] | None = None,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flows.game_day", description=__doc__.split("\n")[0],
-                                     epilog=ON_THE_SERVER)
+    parser = flow_parser("flows.game_day", __doc__)
     parser.add_argument("scenario", nargs="?", choices=sorted(SCENARIOS), help="one scenario (default: --report)")
     parser.add_argument("--report", action="store_true", help="print the 90-day report instead")
     args = parser.parse_args(argv)

@@ -10,7 +10,6 @@ When it fails: read the `ingest-summary` artifact and runbooks/ingest-textbook.m
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ from prefect.cache_policies import NO_CACHE
 from app.rag.index_plan import plan_index_changes
 from app.rag.vector_index import check_same_source
 from app.settings import PROJECT_ROOT, get_settings
-from flows.cli import ON_THE_SERVER, run_cli
+from flows.cli import flow_parser, run_cli
 from flows.parameters import CollectionName, Locale
 from tasks.embeddings import embed_chunks
 from tasks.quality import validate_chunks
@@ -170,10 +169,8 @@ def _file_rows(files, batch, plan) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(epilog=ON_THE_SERVER,
-        prog="python -m flows.ingest_textbook",
-        description="Ingest textbook chapters (Markdown/MDX) into the vector index, incrementally by content hash.",
-    )
+    parser = flow_parser("flows.ingest_textbook",
+                         "Ingest textbook chapters (Markdown/MDX) into the vector index, incrementally by content hash.")
     parser.add_argument("--source", default=str(DEFAULT_SOURCE),
                         help="a Docusaurus site (docs/ + i18n/) or any folder of Markdown (default: website/)")
     parser.add_argument("--locale", choices=sorted(KNOWN_LOCALES),

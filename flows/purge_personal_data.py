@@ -13,7 +13,6 @@ finished batch done, and the next run continues. runbooks/readers-data.md.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -23,7 +22,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from app.settings import get_settings
-from flows.cli import ON_THE_SERVER, run_cli
+from flows.cli import flow_parser, run_cli
 from flows.parameters import IsoDateTimeText
 from tasks.notify import push_metrics
 from tasks.privacy import PurgeStep, purge_expired
@@ -69,8 +68,7 @@ def publish_purge_report(now: datetime, steps: list[PurgeStep]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flows.purge_personal_data", description=__doc__.split("\n")[0],
-                                     epilog=ON_THE_SERVER)
+    parser = flow_parser("flows.purge_personal_data", __doc__)
     parser.add_argument("--as-of", help="ISO date-time the retention is counted from (default: now, UTC)")
     args = parser.parse_args(argv)
     result = purge_personal_data(as_of=args.as_of)

@@ -12,7 +12,6 @@ Runbook: runbooks/backup-and-restore.md.
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 import tempfile
@@ -24,7 +23,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from app.settings import get_settings
-from flows.cli import ON_THE_SERVER, run_cli
+from flows.cli import flow_parser, run_cli
 from flows.parameters import BackupId, DatabaseName
 from tasks.catalog import catalog_mark_restored, find_backup_to_restore
 from tasks.databases import (
@@ -85,8 +84,7 @@ def restore_database(target: DatabaseName, backup_id: BackupId | None = None, co
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flows.restore_database", description=__doc__.split("\n")[0],
-                                     epilog=ON_THE_SERVER)
+    parser = flow_parser("flows.restore_database", __doc__)
     parser.add_argument("--target", required=True, help="database name to restore into")
     parser.add_argument("--backup-id", help="default: the newest verified backup")
     parser.add_argument("--confirm", help="the target's name again, to replace a non-empty database")

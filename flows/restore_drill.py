@@ -14,7 +14,6 @@ When it fails: the catalog row says why; runbooks/backup-and-restore.md.
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 import tempfile
@@ -28,7 +27,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from app.settings import get_settings
-from flows.cli import ON_THE_SERVER, run_cli
+from flows.cli import flow_parser, run_cli
 from flows.parameters import BackupId
 from tasks.catalog import catalog_drill_result, claim_backup_for_drill, publish_catalog, read_catalog
 from tasks.concurrency import exclusive
@@ -117,8 +116,7 @@ def report(settings, backup: dict, verified: bool, reason: str | None, rto: floa
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flows.restore_drill", description=__doc__.split("\n")[0],
-                                     epilog=ON_THE_SERVER)
+    parser = flow_parser("flows.restore_drill", __doc__)
     parser.add_argument("--backup-id", help="default: the newest completed backup not yet verified")
     args = parser.parse_args(argv)
     result = restore_drill(backup_id=args.backup_id)

@@ -12,7 +12,6 @@ Runbook: runbooks/secret-rotation.md.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from prefect import flow, get_run_logger
@@ -21,7 +20,7 @@ from pydantic import SecretStr
 from app.core.api_keys import revoke_key
 from app.core.secret_source import api_key_secret_name
 from app.settings import get_settings
-from flows.cli import ON_THE_SERVER, run_cli
+from flows.cli import flow_parser, run_cli
 from flows.parameters import ApiKeyId, GraceHours
 from tasks.api_keys import issue_successor_key, revoke_expired_api_keys
 from tasks.databases import engine_for
@@ -66,8 +65,7 @@ def rotate_api_key(key_id: ApiKeyId, grace_hours: GraceHours | None = None) -> d
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flows.rotate_api_key", description=__doc__.split("\n")[0],
-                                     epilog=ON_THE_SERVER)
+    parser = flow_parser("flows.rotate_api_key", __doc__)
     parser.add_argument("key_id", type=int, help="the id of the key to replace (python -m app keys list)")
     parser.add_argument("--grace-hours", type=float, default=None, help="how long the old key stays valid (default 24)")
     args = parser.parse_args(argv)

@@ -14,7 +14,6 @@ Runbook: runbooks/secret-rotation.md.
 
 from __future__ import annotations
 
-import argparse
 import secrets
 import sys
 
@@ -24,7 +23,7 @@ from pydantic import SecretStr
 
 from app.core.secret_source import DatabaseCredentials, database_credentials_secret_name
 from app.settings import Settings, get_settings
-from flows.cli import ON_THE_SERVER, run_cli
+from flows.cli import flow_parser, run_cli
 from tasks.postgres_roles import ensure_rotation_roles, next_user, set_role_password, verify_database_login
 from tasks.run_records import audited_rotation
 from tasks.secrets import (
@@ -104,8 +103,7 @@ def rotate_database_credentials() -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(epilog=ON_THE_SERVER, prog="python -m flows.rotate_database_credentials",
-                                     description=__doc__.split("\n")[0])
+    parser = flow_parser("flows.rotate_database_credentials", __doc__)
     parser.parse_args(argv)
     result = rotate_database_credentials()
     print(f"{result['secret']}: {result['user']} is current (version {result['new_version_id']})")

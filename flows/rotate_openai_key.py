@@ -15,7 +15,6 @@ Runbook: runbooks/secret-rotation.md.
 
 from __future__ import annotations
 
-import argparse
 import getpass
 import sys
 from datetime import UTC, datetime
@@ -25,7 +24,7 @@ from pydantic import SecretStr
 
 from app.core.secret_source import openai_api_key_secret_name
 from app.settings import Settings, get_settings
-from flows.cli import ON_THE_SERVER, InvalidParameter, run_cli
+from flows.cli import InvalidParameter, flow_parser, run_cli
 from flows.parameters import BlockName, secret_block_value
 from tasks.openai_api import verify_openai_key
 from tasks.run_records import audited_rotation
@@ -79,8 +78,7 @@ def read_new_key() -> SecretStr:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flows.rotate_openai_key", description=__doc__.split("\n")[0],
-                                     epilog=ON_THE_SERVER)
+    parser = flow_parser("flows.rotate_openai_key", __doc__)
     parser.add_argument("--new-key-block", type=str,
                         help="a Prefect Secret block that already holds the new key (kept after the run); without "
                              "it the key is read from the prompt or stdin into a staging block, deleted after a "

@@ -15,7 +15,6 @@ When it fails: runbooks/service-down.md (SyntheticProbeFailing); when it stops r
 
 from __future__ import annotations
 
-import argparse
 import sys
 from datetime import UTC, datetime
 
@@ -24,7 +23,7 @@ from prefect.artifacts import create_table_artifact
 
 from app.observability.logging_setup import scrub
 from app.settings import Settings, get_settings
-from flows.cli import ON_THE_SERVER, run_cli
+from flows.cli import flow_parser, run_cli
 from flows.parameters import HttpUrl, IsoDateTime
 from tasks.notify import push_metrics, pushgateway_for
 from tasks.probe import (
@@ -123,8 +122,7 @@ def probe_availability_report(as_of: IsoDateTime | None = None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flows.synthetic_probe", description=__doc__.split("\n")[0],
-                                     epilog=ON_THE_SERVER)
+    parser = flow_parser("flows.synthetic_probe", __doc__)
     parser.add_argument("--base-url", help="default: PROBE_BASE_URL, else the local API")
     parser.add_argument("--report", action="store_true", help="print availability over 1, 7 and 30 days instead")
     args = parser.parse_args(argv)

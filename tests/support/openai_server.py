@@ -24,6 +24,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from tests.support.http_fakes import QuietHandler
+
 Reply = str | Callable[[list[dict[str, Any]]], str]
 SOURCE_HEADER_RE = re.compile(r"^\[(\d+)\] .*$", re.M)
 
@@ -97,18 +99,7 @@ class FakeOpenAI:
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def _json(self, status: int, body: dict[str, Any]) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(QuietHandler):
             def _authorized(self) -> bool:
                 header = self.headers.get("authorization", "")
                 if header.removeprefix("Bearer ") in fake.accepted_keys:

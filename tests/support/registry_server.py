@@ -21,6 +21,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from tests.support.http_fakes import QuietHandler
 from tests.support.render_server import LocalServer
 
 MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
@@ -57,10 +58,7 @@ class FakeRegistry(LocalServer):
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def _send(self, status: int, body: dict[str, Any] | bytes, headers: dict[str, str] | None = None,
                       head: bool = False) -> None:
                 data = body if isinstance(body, bytes) else json.dumps(body).encode()

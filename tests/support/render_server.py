@@ -32,6 +32,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from tests.support.http_fakes import QuietHandler
 from tests.support.webhook import PostRecorder
 
 FAILED = {"build_failed", "update_failed", "pre_deploy_failed", "canceled", "deactivated"}
@@ -128,18 +129,7 @@ class FakeRender(LocalServer):
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def _json(self, status: int, body: Any) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(QuietHandler):
             def _error(self, status: int, message: str) -> None:
                 self._json(status, {"id": uuid.uuid4().hex, "message": message})
 

@@ -7,7 +7,9 @@ import json
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
+
+from tests.support.http_fakes import QuietHandler
 
 
 class PostRecorder:
@@ -15,10 +17,7 @@ class PostRecorder:
     creation, on a free loopback port."""
 
     def __init__(self, record: Callable[[str, bytes], None]) -> None:
-        class Recorder(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
+        class Recorder(QuietHandler):
             def do_GET(self) -> None:
                 self.send_response(200 if self.path == "/-/healthy" else 404)
                 self.end_headers()
