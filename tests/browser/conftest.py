@@ -55,12 +55,17 @@ def site_build(site_ports: tuple[int, int], tmp_path_factory: pytest.TempPathFac
 @pytest.fixture(scope="session")
 def live_api(site_build: Future[Path], ingested_textbook: dict, settings: Settings, site_ports: tuple[int, int],
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Settings]]:
-    """The real service over HTTP (`python -m app serve` on the site's API port), allowing the test site's origin."""
+    """The real service over HTTP (`python -m app serve` on the site's API port), allowing the test site's origin.
+
+    It reads a copy of the session's index: Qdrant Edge locks a shard's WAL for the process that opened it, and the
+    in-process test client of tests/app may hold the session's index open."""
     api_port, site_port = site_ports
     origin = f"http://127.0.0.1:{site_port}"
     api_settings = settings.model_copy(update={"cors_allowed_origins": [origin]})
-    log_path = tmp_path_factory.mktemp("live-api") / "api.log"
-    with run_service({"CORS_ALLOWED_ORIGINS": origin}, log_path, port=api_port, timeout_s=120) as service:
+    root = tmp_path_factory.mktemp("live-api")
+    shutil.copytree(settings.resolved_index_dir, root / "index")
+    env = {"CORS_ALLOWED_ORIGINS": origin, "INDEX_DIR": str(root / "index")}
+    with run_service(env, root / "api.log", port=api_port, timeout_s=120) as service:
         yield service.base, api_settings
 
 

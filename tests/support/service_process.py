@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
+
 from app.settings import PROJECT_ROOT
 from tests.support.openai_server import FakeOpenAI
 from tests.support.ports import free_port
@@ -42,6 +44,15 @@ class Service:
         raise RuntimeError("no VmRSS")
 
 
+def last_answer(url: str) -> str:
+    """What `url` answers now (status and the start of the body), for a readiness timeout's message."""
+    try:
+        response = httpx.get(url, timeout=5)
+    except httpx.HTTPError as exc:
+        return f"no answer ({exc.__class__.__name__})"
+    return f"{response.status_code} {response.text[:600]}"
+
+
 @contextmanager
 def run_service(env: dict[str, str], log_path: Path | None = None, ready_path: str = "/ready",
                 timeout_s: float = 180, port: int | None = None) -> Iterator[Service]:
@@ -60,7 +71,8 @@ def run_service(env: dict[str, str], log_path: Path | None = None, ready_path: s
             wait_until(lambda: answers_200(f"{service.base}{ready_path}"), timeout_s=timeout_s,
                        what=f"the service's {ready_path}", process=process, poll_s=0.3)
         except AssertionError as exc:
-            raise RuntimeError(f"the service did not become ready ({exc}):\n{service.log_tail()}") from None
+            raise RuntimeError(f"the service did not become ready ({exc}; {ready_path} said: "
+                               f"{last_answer(service.base + ready_path)}):\n{service.log_tail()}") from None
         yield service
     finally:
         if process.poll() is None:
