@@ -238,6 +238,7 @@ class ChatService:
     def _conclude(self, endpoint: str, body: ChatRequest, request_id: uuid.UUID, prepared: Prepared,
                   answer: Answer, started: float) -> ChatResponse:
         retrieval = prepared.retrieval
+        retrieval_ms = round(retrieval.embed_ms + retrieval.search_ms, 3)
         cited = retrieval.chunks if answer.source_order is None else [retrieval.chunks[i] for i in answer.source_order]
         sources = [to_source(c) for c in cited] if answer.covered else []
         cost = self._cost(answer.model, answer.prompt_tokens, answer.completion_tokens, retrieval.embedding_tokens)
@@ -253,8 +254,8 @@ class ChatService:
                      sources=[s.model_dump() for s in sources])],
             QueryLog(request_id=request_id, correlation_id=correlation_id(), session_id=session_id,
                      endpoint=endpoint, locale=body.locale,
-                     retrieval_ms=round(retrieval.embed_ms + retrieval.search_ms, 3),
-                     generation_ms=round(answer.generation_ms, 3), total_ms=round(elapsed_ms(started), 3),
+                     retrieval_ms=retrieval_ms, generation_ms=round(answer.generation_ms, 3),
+                     total_ms=round(elapsed_ms(started), 3),
                      prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens,
                      embedding_tokens=retrieval.embedding_tokens, model=answer.model,
                      embedding_model=self._pipeline.embedding_model, cost_usd=cost, status=status,
@@ -266,8 +267,8 @@ class ChatService:
             answer=answer.text, sources=sources, session_id=session_id, request_id=request_id,
             usage=Usage(prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens,
                         embedding_tokens=retrieval.embedding_tokens, cost_usd=float(cost)),
-            latency_ms=Latency(retrieval=round(retrieval.embed_ms + retrieval.search_ms, 3),
-                               generation=round(answer.generation_ms, 3), total=round(total_ms, 3)),
+            latency_ms=Latency(retrieval=retrieval_ms, generation=round(answer.generation_ms, 3),
+                               total=round(total_ms, 3)),
             covered=answer.covered, answer_backend=answer.backend,
             citations_verified=answer.covered and answer.citations_verified, citation_repairs=answer.citation_repairs,
         )
@@ -357,7 +358,7 @@ class ChatService:
 
     def _log_failure(self, endpoint: str, locale: str | None, session_id: uuid.UUID | None, request_id: uuid.UUID,
                      error_code: str, started: float, status: str = "error") -> None:
-        total_ms = (time.perf_counter() - started) * 1000
+        total_ms = elapsed_ms(started)
         QUERY_DURATION.labels(endpoint=endpoint, status=status).observe(total_ms / 1000)
         try:
             with session_scope(self._pipeline.engine) as db:
