@@ -83,6 +83,12 @@ def machine_line() -> str:
             f"Python {platform.python_version()}")
 
 
+def load_note(load_before: float) -> str:
+    """How busy the machine was: the 1-minute load average before and after a run (the cores are shared)."""
+    return (f"The machine's 1-minute load average was {load_before:.1f} before the run and {os.getloadavg()[0]:.1f} "
+            f"after it, on {os.cpu_count()} cores: absolute numbers vary with it, same-run ratios are what count.")
+
+
 def markdown_table(headers: list[str], rows: list[list[object]]) -> str:
     def cell(value: object) -> str:
         return f"{value:.3f}" if isinstance(value, float) else str(value)

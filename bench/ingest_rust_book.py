@@ -4,19 +4,25 @@ Measures: first ingest (chunks, chunks/s, seconds); a re-ingest with nothing cha
 must be 0; the model must not even load); one chapter edited (only its chunks re-embedded). Baselines in
 the same run: a full rebuild of the same tree (what a non-incremental ingest costs every time), the first
 ingest with the torch runtime into a collection of its own (EMBEDDING_RUNTIME=torch: the ingest before the ONNX runtime),
-and the bare ONNX model embedding the same chunks outside Prefect (the limit).
+the bare ONNX model embedding the same chunks outside Prefect (the limit), the same model with int8 weights (faster,
+but its vectors differ: measured, not shipped) and an empty Prefect flow run (the fixed cost in every row).
 Targets: first ingest <= 15 s (>= 100 chunks/s), unchanged re-ingest <= 1 s.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
+import statistics
 import sys
 import time
 from pathlib import Path
 
-from bench.harness import bench_environment, machine_line, markdown_table, write_section
+import numpy as np
+
+from bench.backup_restore import empty_flow
+from bench.harness import bench_environment, load_note, machine_line, markdown_table, write_section
 
 EDITED_CHAPTER = "ch08-02-strings.md"
 TARGET_FIRST_S, TARGET_NOOP_S = 15, 1
@@ -31,22 +37,35 @@ def with_runtime(runtime: str) -> None:
     get_settings.cache_clear()
 
 
-def bare_onnx_chunks_per_s(tree: Path) -> tuple[int, float]:
-    """The same chunks embedded by the ONNX model alone (no flow, no index): the embedding's ceiling."""
+def rust_book_texts(tree: Path) -> list[str]:
+    """The texts the ingest embeds for `tree`'s chunks (title and heading path included)."""
     from unittest import mock
 
     import tasks.textbook as textbook
-    from app.rag.embeddings import create_embedder
-    from app.settings import get_settings
 
     with mock.patch.object(textbook, "get_run_logger"):
         chunks = textbook.parse_and_chunk.fn(textbook.discover_chapters.fn(tree)).chunks
-    texts = [c.embedding_text() for c in chunks]
-    embedder = create_embedder(get_settings())
-    embedder.embed(texts[:8])
+    return [c.embedding_text() for c in chunks]
+
+
+def bare_encode(model_dir: Path, texts: list[str]) -> tuple[float, np.ndarray]:
+    """Chunks/s of one ONNX model folder alone (no flow, no index) on `texts`, and its vectors."""
+    from app.rag.embeddings import OnnxEmbedder
+
+    embedder = OnnxEmbedder(model_dir)
+    embedder.encode(texts[:8])
     started = time.perf_counter()
-    embedder.embed(texts)
-    return len(texts), len(texts) / (time.perf_counter() - started)
+    vectors, _ = embedder.encode(texts)
+    return len(texts) / (time.perf_counter() - started), vectors
+
+
+def int8_copy(model_dir: Path, target: Path) -> Path:
+    """The same model with int8 weights (onnxruntime's dynamic quantization): the one way to run it faster here."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    shutil.copytree(model_dir, target)
+    quantize_dynamic(model_dir / "model.onnx", target / "model.onnx", weight_type=QuantType.QInt8)
+    return target
 
 
 def timed(fn, **kwargs) -> tuple[dict, float]:
@@ -61,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true", help="print only, do not update bench/RESULTS.md")
     args = parser.parse_args(argv)
 
+    load_before = os.getloadavg()[0]
     with bench_environment() as env:
         from app.rag import embeddings
         from app.settings import get_settings
@@ -88,7 +108,12 @@ def main(argv: list[str] | None = None) -> int:
         chapter.write_text(chapter.read_text().replace("\n\n### ", " This sentence was added by the benchmark.\n\n### ", 1))
         edited, edited_s = timed(ingest_textbook, source=str(tree))
         rebuild, rebuild_s = timed(ingest_textbook, source=str(tree), full_rebuild=True)
-        bare_chunks, bare_rate = bare_onnx_chunks_per_s(tree)
+        fixed_s = statistics.median(timed(empty_flow)[1] for _ in range(3))
+        texts = rust_book_texts(tree)
+        model_dir = get_settings().resolved_embedding_model_dir
+        bare_rate, fp32 = bare_encode(model_dir, texts)
+        int8_rate, int8 = bare_encode(int8_copy(model_dir, env.root / "int8"), texts)
+        int8_cosines = (fp32 * int8).sum(axis=1)
 
     first_met = first_s <= TARGET_FIRST_S and first["chunks_total"] / first_s >= 100
     noop_met = again_s <= TARGET_NOOP_S and again["embeddings_computed"] == 0
@@ -103,16 +128,26 @@ def main(argv: list[str] | None = None) -> int:
          "only its chunks", "yes" if 0 < edited["embeddings_computed"] <= 3 else "NO"],
         ["baseline: full rebuild (onnx)", rebuild["chunks_total"], rebuild["embeddings_computed"], rebuild_s,
          rebuild["chunks_total"] / rebuild_s, "-", "-"],
-        ["limit: the bare ONNX model on the same chunks", bare_chunks, bare_chunks, bare_chunks / bare_rate, bare_rate,
+        ["limit: the bare ONNX model on the same chunks", len(texts), len(texts), len(texts) / bare_rate, bare_rate,
          "-", "-"],
+        ["not shipped: the same model with int8 weights, bare", len(texts), len(texts), len(texts) / int8_rate, int8_rate,
+         "-", "-"],
+        ["an empty Prefect flow run (fixed cost of any run)", "-", "-", fixed_s, "-", "-", "-"],
     ]
     table = markdown_table(["run", "chunks", "embeddings computed", "seconds", "chunks/s", "target", "met"], rows)
     notes = (f"Files: {first['files_seen']} ({first['files_skipped']} skipped). Seconds are the wall time of the "
              f"flow call (Prefect flow run included). Model loaded by the unchanged re-ingest: "
              f"{'yes' if model_loaded_by_noop else 'no'} (it was loaded for the first ingest: {model_loaded_before}). First "
              f"ingest: {first_s / torch_first_s:.2f}x the torch baseline's time; the flow reaches "
-             f"{first['chunks_total'] / first_s / bare_rate:.0%} of the bare model's rate. The machine was shared "
-             "with six other engineers' test runs: absolute numbers are noisy, same-run ratios are what count.")
+             f"{first['chunks_total'] / first_s / bare_rate:.0%} of the bare model's rate; the target's 100 chunks/s "
+             f"is {100 / bare_rate:.1f}x that rate. The int8 copy runs at "
+             f"{int8_rate / bare_rate:.1f}x the model's rate but its vectors are not the same (cosine to the shipped "
+             f"model's: mean {float(int8_cosines.mean()):.3f}, min {float(int8_cosines.min()):.3f}; the issue asks "
+             f">= 0.999 so existing indexes stay valid), so it is not shipped. The unchanged re-ingest took "
+             f"{again_s:.2f} s, of which its flow body (hash and parse the files, read the index state, record the run) "
+             f"{again['seconds']:.2f} s; an empty flow run takes {fixed_s:.2f} s here: Prefect 3.9.1's heartbeat thread "
+             "sleeps in 1 s steps and every flow run waits for it to wake before it ends, so no flow run here ends "
+             f"much under 1 s. {load_note(load_before)}")
     print(table)
     print(notes)
     if not args.no_write:
