@@ -144,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
              f"{int8_rate / bare_rate:.1f}x the model's rate but its vectors are not the same (cosine to the shipped "
              f"model's: mean {float(int8_cosines.mean()):.3f}, min {float(int8_cosines.min()):.3f}; the issue asks "
              f">= 0.999 so existing indexes stay valid), so it is not shipped. The unchanged re-ingest took "
-             f"{again_s:.2f} s, of which its flow body (hash and parse the files, read the index state, record the run) "
+             f"{again_s:.2f} s, of which its flow body (read and parse the files, read the index state, plan: up to "
+             "before the run is recorded) "
              f"{again['seconds']:.2f} s; an empty flow run takes {fixed_s:.2f} s here: Prefect 3.9.1's heartbeat thread "
              "sleeps in 1 s steps and every flow run waits for it to wake before it ends, so no flow run here ends "
              f"much under 1 s. {load_note(load_before)}")
