@@ -130,6 +130,16 @@ def question_features(questions: list[str], vectors: list[list[float]], backgrou
     return np.hstack([dense * np.sqrt(1 - LEXICAL_WEIGHT), words * np.sqrt(LEXICAL_WEIGHT)])
 
 
+def average_linkage_labels(matrix: Any, max_distance: float) -> Any:
+    """A cluster label for each row: average-linkage merges (cosine distance) while closer than `max_distance`."""
+    import numpy as np
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    tree = linkage(matrix, method="average", metric="cosine")
+    # fcluster keeps merges at most t apart; the threshold is exclusive (as scikit-learn's distance_threshold was).
+    return fcluster(tree, t=np.nextafter(max_distance, -np.inf), criterion="distance")
+
+
 def cluster_topics(questions: list[GapQuestion], vectors: list[list[float]], background: list[str], *,
                    max_distance: float, min_questions: int) -> tuple[list[Topic], int]:
     """Topics of at least `min_questions` questions, largest first, and how many questions fell in no topic.
@@ -139,13 +149,10 @@ def cluster_topics(questions: list[GapQuestion], vectors: list[list[float]], bac
     if len(questions) < max(min_questions, 2):
         return [], len(questions)
     import numpy as np
-    from scipy.cluster.hierarchy import fcluster, linkage
 
     matrix = question_features([q.text for q in questions], vectors, background)
     matrix /= np.linalg.norm(matrix, axis=1, keepdims=True) + 1e-12
-    tree = linkage(matrix, method="average", metric="cosine")
-    # fcluster keeps merges at most t apart; the threshold is exclusive (as scikit-learn's distance_threshold was).
-    labels = fcluster(tree, t=np.nextafter(max_distance, -np.inf), criterion="distance")
+    labels = average_linkage_labels(matrix, max_distance)
     topics = []
     unclustered = 0
     for label in set(labels.tolist()):

@@ -8,7 +8,15 @@ import math
 import numpy as np
 import pytest
 
-from app.ops.content_gaps import GapQuestion, cluster_topics, content_words, tfidf
+from app.ops.content_gaps import (
+    GapQuestion,
+    average_linkage_labels,
+    cluster_topics,
+    content_words,
+    question_features,
+    tfidf,
+)
+from tests.support.seeded_week import ANSWERED, ARDUINO, ONE_OFFS, PRINTING_3D
 
 
 def test_words_are_lower_cased_without_stop_words_or_single_letters():
@@ -65,3 +73,30 @@ def test_the_threshold_decides_how_far_apart_a_topic_may_be():
     assert [t.count for t in cluster_topics(questions, vectors, background, max_distance=0.5, min_questions=2)[0]] == [2]
     assert cluster_topics(questions, vectors, background, max_distance=0.05, min_questions=2) == ([], 2)
     assert cluster_topics(questions[:1], vectors[:1], background, max_distance=0.5, min_questions=2) == ([], 1)
+
+
+def test_the_same_weights_and_topics_as_scikit_learn_gave_on_the_seeded_week():
+    """scikit-learn left the runtime but stays in the dev environment (sentence-transformers needs it): the topics
+    of the week are those its TfidfVectorizer and AgglomerativeClustering gave, at several thresholds."""
+    sklearn_text = pytest.importorskip("sklearn.feature_extraction.text")
+    sklearn_cluster = pytest.importorskip("sklearn.cluster")
+
+    texts = ARDUINO + PRINTING_3D + ONE_OFFS
+    background = texts + [row[0] for row in ANSWERED] * 4
+    vectorizer = sklearn_text.TfidfVectorizer(stop_words="english", sublinear_tf=True).fit(background + texts)
+    expected = vectorizer.transform(texts).toarray()
+    in_texts = [column for _, column in sorted(vectorizer.vocabulary_.items()) if expected[:, column].any()]
+    assert tfidf(texts, background) == pytest.approx(expected[:, in_texts], abs=1e-12)
+
+    rng = np.random.default_rng(17)
+    for _ in range(5):
+        matrix = question_features(texts, rng.normal(size=(len(texts), 16)).tolist(), background)
+        matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+        for max_distance in (0.5, 0.6, 0.7, 0.8, 0.875):
+            expected_labels = sklearn_cluster.AgglomerativeClustering(
+                n_clusters=None, distance_threshold=max_distance, metric="cosine", linkage="average").fit_predict(matrix)
+            assert partition(average_linkage_labels(matrix, max_distance)) == partition(expected_labels), max_distance
+
+
+def partition(labels: np.ndarray) -> list[list[int]]:
+    return sorted(np.flatnonzero(labels == label).tolist() for label in set(labels.tolist()))
