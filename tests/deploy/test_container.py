@@ -209,6 +209,13 @@ def test_wheel_installed_in_a_fresh_venv_starts_and_answers_without_torch(pg_clu
                             "print(list(migrations.__path__)[0])"], cwd=cwd, env=env, capture_output=True,
                            text=True, check=True).stdout.split()
     assert all(Path(p).is_relative_to(venv) for p in where), f"imported from outside the fresh venv: {where}"
+    # The worker runs the same image: every flow and task module imports with the runtime dependencies alone.
+    worker = subprocess.run([str(python), "-c", "import importlib, pkgutil, flows, tasks\n"
+                             "for package in (flows, tasks):\n"
+                             "    for module in pkgutil.iter_modules(package.__path__):\n"
+                             "        importlib.import_module(f'{package.__name__}.{module.name}')"],
+                            cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    assert worker.returncode == 0, f"a flow needs what the runtime image does not carry:\n{worker.stderr[-3000:]}"
 
     command = RUNTIME.all("CMD")[0].exec_form()
     log = (tmp_path / "service.log").open("wb")
