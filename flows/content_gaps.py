@@ -4,7 +4,7 @@ When it runs: weekly, Mondays at 07:00 UTC (prefect.yaml), over the seven days b
 What it does, in order: read the week's chat requests (status, locale, question, last rating) and the sources
 their answers cited -> take the questions answered "not covered" and those rated thumbs-down -> embed them with
 the service's model, add their words weighted by rarity in the week, and cluster them into topics
-(scikit-learn; CONTENT_GAP_MAX_DISTANCE, CONTENT_GAP_MIN_QUESTIONS) -> for each topic ask the service's search
+(average linkage, SciPy; CONTENT_GAP_MAX_DISTANCE, CONTENT_GAP_MIN_QUESTIONS) -> for each topic ask the service's search
 for the nearest existing section ->
 publish the `content-gaps` artifact (topics with count, locales, three examples and the nearest section; answer
 rate, feedback ratio, top cited sections and busiest chapters by locale) -> push `content_gap_topics` and

@@ -1,7 +1,7 @@
 """What the book does not answer: group the week's unanswered and disliked questions into topics, sum up traffic.
 
-Pure functions over rows read by tasks/content_gaps.py; the clustering is scikit-learn's agglomerative
-clustering on the service's own embeddings (cosine distance, average linkage), imported only when used.
+Pure functions over rows read by tasks/content_gaps.py; the clustering is SciPy's hierarchical clustering (cosine
+distance, average linkage) of the service's own embeddings beside a small TF-IDF of the words, imported only when used.
 """
 
 from __future__ import annotations
@@ -11,10 +11,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.ops.english_stop_words import ENGLISH_STOP_WORDS
+
 ANSWERED = ("ok", "fallback")
 COMPLETED = ("ok", "fallback", "not_covered")
 CHAPTER_RE = re.compile(r"^(?:/[a-z]{2})?/docs/([^/#?]+)")
 LEXICAL_WEIGHT = 0.5  # share of the words (TF-IDF) against the embedding in a question's features
+WORD_RE = re.compile(r"(?u)\b\w\w+\b")  # words of two or more letters (scikit-learn's default token pattern)
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,34 @@ def gap_questions(requests: list[dict[str, Any]]) -> list[GapQuestion]:
     return gaps
 
 
+def content_words(text: str) -> list[str]:
+    """The lower-cased words of `text` that are not English stop words, in order."""
+    return [word for word in WORD_RE.findall(text.lower()) if word not in ENGLISH_STOP_WORDS]
+
+
+def tfidf(documents: list[str], background: list[str]) -> Any:
+    """Each document's words weighted by how rare they are in `background + documents`, rows of unit length.
+
+    The weights of scikit-learn's `TfidfVectorizer(stop_words="english", sublinear_tf=True)` fit on the same texts:
+    (1 + ln count) * (1 + ln((1 + texts) / (1 + texts with the word))). One column per word of `documents`, in
+    alphabetical order (words only in `background` would be columns of zeros); a document of stop words only is a
+    row of zeros."""
+    import numpy as np
+
+    counts = [Counter(content_words(text)) for text in documents]
+    texts = [set(content_words(text)) for text in background] + [set(count) for count in counts]
+    in_texts = Counter(word for words in texts for word in words)
+    columns = {word: column for column, word in enumerate(sorted({word for count in counts for word in count}))}
+    idf = np.log((1 + len(texts)) / (1 + np.array([in_texts[word] for word in columns], dtype=np.float64))) + 1
+    matrix = np.zeros((len(documents), len(columns)))
+    for row, count in enumerate(counts):
+        for word, times in count.items():
+            matrix[row, columns[word]] = 1 + np.log(times)
+    matrix *= idf
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return matrix / np.where(norms == 0, 1, norms)
+
+
 def question_features(questions: list[str], vectors: list[list[float]], background: list[str]) -> Any:
     """Each question as its dense embedding and its TF-IDF words side by side, each half of the weight.
 
@@ -92,29 +123,36 @@ def question_features(questions: list[str], vectors: list[list[float]], backgrou
     book lacks ("... with an Arduino"); the words weighted by how rare they are in the whole week's questions
     (`background`) bring the missing subject back. Cosine similarity of the result is the mean of the two."""
     import numpy as np
-    from sklearn.feature_extraction.text import TfidfVectorizer
 
     dense = np.asarray(vectors, dtype=np.float64)
     dense /= np.linalg.norm(dense, axis=1, keepdims=True) + 1e-12
-    words = TfidfVectorizer(stop_words="english", sublinear_tf=True).fit(background + questions).transform(questions)
-    return np.hstack([dense * np.sqrt(1 - LEXICAL_WEIGHT), words.toarray() * np.sqrt(LEXICAL_WEIGHT)])
+    words = tfidf(questions, background)
+    return np.hstack([dense * np.sqrt(1 - LEXICAL_WEIGHT), words * np.sqrt(LEXICAL_WEIGHT)])
+
+
+def average_linkage_labels(matrix: Any, max_distance: float) -> Any:
+    """A cluster label for each row: average-linkage merges (cosine distance) while closer than `max_distance`."""
+    import numpy as np
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    tree = linkage(matrix, method="average", metric="cosine")
+    # fcluster keeps merges at most t apart; the threshold is exclusive (as scikit-learn's distance_threshold was).
+    return fcluster(tree, t=np.nextafter(max_distance, -np.inf), criterion="distance")
 
 
 def cluster_topics(questions: list[GapQuestion], vectors: list[list[float]], background: list[str], *,
                    max_distance: float, min_questions: int) -> tuple[list[Topic], int]:
     """Topics of at least `min_questions` questions, largest first, and how many questions fell in no topic.
 
-    Average-linkage clusters (scikit-learn) whose members are on average within `max_distance` cosine distance of
-    each other in `question_features`; the examples are the three questions nearest the topic's centre."""
+    Average-linkage clusters whose members are on average closer than `max_distance` in cosine distance to each
+    other in `question_features`; the examples are the three questions nearest the topic's centre."""
     if len(questions) < max(min_questions, 2):
         return [], len(questions)
     import numpy as np
-    from sklearn.cluster import AgglomerativeClustering
 
     matrix = question_features([q.text for q in questions], vectors, background)
     matrix /= np.linalg.norm(matrix, axis=1, keepdims=True) + 1e-12
-    labels = AgglomerativeClustering(n_clusters=None, distance_threshold=max_distance, metric="cosine",
-                                     linkage="average").fit_predict(matrix)
+    labels = average_linkage_labels(matrix, max_distance)
     topics = []
     unclustered = 0
     for label in set(labels.tolist()):

