@@ -15,13 +15,12 @@ import sys
 import time
 from pathlib import Path
 
-from app.rag.chunking import DEFAULT_CODE_APART, DEFAULT_MAX_CHARS, DEFAULT_MIN_CHARS
+from app.rag.chunking import DEFAULT_MAX_CHARS, DEFAULT_MIN_CHARS
 
 EMBED_BATCH = 128
 
 
-def build_collection(settings, source: Path, collection: str | None, *, max_chars: int, min_chars: int,
-                     code_apart: bool) -> int:
+def build_collection(settings, source: Path, collection: str | None, *, max_chars: int, min_chars: int) -> int:
     """Chunk, embed and publish one source tree as a fresh generation; the number of chunks written."""
     from prefect.logging import disable_run_logger
 
@@ -31,8 +30,7 @@ def build_collection(settings, source: Path, collection: str | None, *, max_char
     from tasks.textbook import discover_chapters, parse_and_chunk, source_identity
 
     with disable_run_logger():
-        chunks = parse_and_chunk.fn(discover_chapters.fn(source), max_chars=max_chars, min_chars=min_chars,
-                                    code_apart=code_apart).chunks
+        chunks = parse_and_chunk.fn(discover_chapters.fn(source), max_chars=max_chars, min_chars=min_chars).chunks
     embedder = create_embedder(settings)
     indexed: list[IndexedChunk] = []
     for start in range(0, len(chunks), EMBED_BATCH):
@@ -59,8 +57,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-chars", type=int, default=DEFAULT_MAX_CHARS, help="a chunk's largest size")
     parser.add_argument("--min-chars", type=int, default=DEFAULT_MIN_CHARS,
                         help="a section's last chunk shorter than half this joins the one before it")
-    parser.add_argument("--code-apart", action=argparse.BooleanOptionalAction, default=DEFAULT_CODE_APART,
-                        help="code fences and tables in chunks of their own")
     args = parser.parse_args(argv)
     from app.settings import PROJECT_ROOT, load_settings
 
@@ -69,8 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     for source, collection in ((PROJECT_ROOT / "website", None),
                                (settings.shared_dir / "corpora" / "rust-book", "rust-book")):
         started = time.perf_counter()
-        count = build_collection(settings, source, collection, max_chars=args.max_chars, min_chars=args.min_chars,
-                                 code_apart=args.code_apart)
+        count = build_collection(settings, source, collection, max_chars=args.max_chars, min_chars=args.min_chars)
         print(f"{settings.collection_name(collection)}: {count} chunks in {time.perf_counter() - started:.0f} s")
     return 0
 

@@ -9,14 +9,7 @@ from pathlib import Path
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from app.rag.chunking import (
-    DEFAULT_CODE_APART,
-    DEFAULT_MAX_CHARS,
-    DEFAULT_MIN_CHARS,
-    Chunk,
-    chunk_document,
-    doc_page_url,
-)
+from app.rag.chunking import DEFAULT_MAX_CHARS, DEFAULT_MIN_CHARS, Chunk, chunk_document, doc_page_url
 from app.rag.markdown import MalformedDocument, parse_document
 
 DOC_SUFFIXES = {".md", ".mdx"}
@@ -104,7 +97,7 @@ def discover_chapters(source: Path, locale: str | None = None) -> list[SourceFil
 
 @task(name="parse-and-chunk", cache_policy=NO_CACHE)
 def parse_and_chunk(files: list[SourceFile], max_chars: int = DEFAULT_MAX_CHARS,
-                    min_chars: int = DEFAULT_MIN_CHARS, code_apart: bool = DEFAULT_CODE_APART) -> ParsedBatch:
+                    min_chars: int = DEFAULT_MIN_CHARS) -> ParsedBatch:
     """Read each file, parse front matter and MDX, cut heading-aware chunks. Bad files are skipped, not fatal."""
     logger = get_run_logger()
     batch = ParsedBatch()
@@ -122,7 +115,6 @@ def parse_and_chunk(files: list[SourceFile], max_chars: int = DEFAULT_MAX_CHARS,
                                       front_matter=document.front_matter),
                 max_chars=max_chars,
                 min_chars=min_chars,
-                code_apart=code_apart,
             )
         except (MalformedDocument, OSError) as exc:
             logger.warning("skipping %s (%s): %s", source_file.relative_path, source_file.locale, exc)

@@ -23,7 +23,6 @@ CUSTOM_ID_RE = re.compile(r"\s*\{#((?:.(?!\{#|\}))*.)\}$")
 NUMBER_PREFIX_RE = re.compile(r"^\d+[-_.]")
 DEFAULT_MAX_CHARS = 1000
 DEFAULT_MIN_CHARS = 200
-DEFAULT_CODE_APART = False  # code fences and tables packed with the prose around them
 # Part of every content hash: bump it when the payload gains a field, so the next incremental ingest
 # rewrites every chunk of an existing index (2: `chapter`, the filter of /v1/chat and /v1/search).
 PAYLOAD_VERSION = 2
@@ -270,21 +269,7 @@ def _split_oversized(block: str, max_chars: int) -> list[str]:
     return _joined_up_to(cut, "\n" if is_code else " ", max_chars)
 
 
-def _is_code_or_table(block: str) -> bool:
-    return block.lstrip().startswith(("```", "~~~", "|"))
-
-
-def _pack(blocks: list[str], max_chars: int, min_chars: int, code_apart: bool = False) -> list[str]:
-    """Consecutive blocks joined up to `max_chars`; with `code_apart`, a code fence or table is never joined with
-    prose (its own chunk, or joined with the code and tables next to it)."""
-    if code_apart:
-        runs: list[list[str]] = []
-        for block in blocks:
-            if runs and _is_code_or_table(runs[-1][-1]) == _is_code_or_table(block):
-                runs[-1].append(block)
-            else:
-                runs.append([block])
-        return [chunk for run in runs for chunk in _pack(run, max_chars, min_chars)]
+def _pack(blocks: list[str], max_chars: int, min_chars: int) -> list[str]:
     chunks = _joined_up_to((p for b in blocks for p in _split_oversized(b, max_chars)), "\n\n", max_chars)
     if len(chunks) > 1 and len(chunks[-1]) < min_chars // 2 and len(chunks[-2]) + len(chunks[-1]) <= max_chars * 1.25:
         chunks[-2:] = [f"{chunks[-2]}\n\n{chunks[-1]}"]  # a short tail joins the chunk before it
@@ -352,13 +337,12 @@ def chunk_document(
     page_url: str,
     max_chars: int = DEFAULT_MAX_CHARS,
     min_chars: int = DEFAULT_MIN_CHARS,
-    code_apart: bool = DEFAULT_CODE_APART,
 ) -> list[Chunk]:
     """Cut a parsed chapter at its headings, then pack each section's blocks up to `max_chars`."""
     chunks: list[Chunk] = []
     for section in sections(doc.body):
         path = tuple(h for h in section.heading_path if h != doc.title) or (doc.title,)
-        for ordinal, text in enumerate(_pack(_blocks(section.lines), max_chars, min_chars, code_apart)):
+        for ordinal, text in enumerate(_pack(_blocks(section.lines), max_chars, min_chars)):
             key = f"{locale}|{source_path}|{section.anchor}|{ordinal}"
             chunk = Chunk(
                 id=str(uuid.uuid5(CHUNK_ID_NAMESPACE, key)),
