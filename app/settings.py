@@ -126,6 +126,14 @@ class Settings(BaseSettings):
         default=0.75, ge=0, le=1,
         description="share of the question's terms found in the retrieved chunks below this: not covered (ditto)",
     )
+    lexical_cover_sparse_score: float = Field(
+        default=20.0, ge=0,
+        description="best chunk's BM25 score at least this, with LEXICAL_COVER_TERMS_MATCHED of the question's terms "
+                    "found: covered on that evidence alone, whatever the dense score (0: off)",
+    )
+    lexical_cover_terms_matched: float = Field(
+        default=0.5, ge=0, le=1, description="share of the question's terms found that LEXICAL_COVER_SPARSE_SCORE needs",
+    )
     max_unknown_terms: int = Field(
         default=0, ge=0,
         description="more names in the question than this that the whole book never uses: not covered",

@@ -22,7 +22,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,7 @@ class Outcome:
     ranked: tuple[str, ...]  # section URLs (textbook) or page URLs (Rust book), best first
     covered: bool
     first_source: str | None  # the chat answer's first source, when covered
+    evidence: dict[str, Any] = field(default_factory=dict)  # what the coverage decision read (for --dump)
 
 
 def rate(outcomes: list[Outcome], hit: Callable[[Outcome], bool]) -> tuple[float | None, int]:
@@ -136,19 +137,44 @@ def answer_all(questions: Iterable[Question], retriever: Any, answerer: Any, *, 
             order = answer.source_order if answer.source_order is not None else list(range(len(retrieval.chunks)))
             first = retrieval.chunks[order[0]].url if order else None
         outcomes.append(Outcome(q.set_name, q.split, q.locale, q.question, q.expected, tuple(ranked), answer.covered,
-                                first))
+                                first, coverage_evidence(retrieval)))
     return outcomes
 
 
+class CachedEmbedder:
+    """An embedder that embeds each text once: a tuning grid asks the same questions under every variant."""
+
+    def __init__(self, embedder: Any) -> None:
+        self._embedder = embedder
+        self._cache: dict[tuple[str, ...], Any] = {}
+        self.model_name = embedder.model_name
+
+    def embed(self, texts: list[str]) -> Any:
+        key = tuple(texts)
+        if key not in self._cache:
+            self._cache[key] = self._embedder.embed(texts)
+        return self._cache[key]
+
+
+def coverage_evidence(retrieval: Any) -> dict[str, Any]:
+    scores = [c.score for c in retrieval.chunks]
+    return {
+        "dense": retrieval.top_dense_score, "sparse": retrieval.top_sparse_score,
+        "share": retrieval.query_terms_matched, "terms": retrieval.query_terms,
+        "unknown": list(retrieval.unknown_terms),
+        "fused": scores[0] if scores else None, "margin": scores[0] - scores[1] if len(scores) > 1 else None,
+    }
+
+
 def evaluate(settings: Any, collections: dict[str, str | None], *, rust: bool = True,
-             splits: tuple[str, ...] = (*SPLITS, "regression")) -> list[Outcome]:
+             splits: tuple[str, ...] = (*SPLITS, "regression"), embedder: Any = None) -> list[Outcome]:
     """Every question of the given splits (default: all), answered as the service answers it."""
     from app.rag.answering import create_answerer
     from app.rag.embeddings import create_embedder
     from app.rag.retrieval import Retriever
     from app.rag.vector_index import open_vector_index
 
-    embedder = create_embedder(settings)
+    embedder = embedder or create_embedder(settings)
     answerer = create_answerer(settings)
     index = open_vector_index(settings, collections["textbook"])
     try:
@@ -211,6 +237,39 @@ def misses(outcomes: list[Outcome], split: str) -> list[str]:
     return lines
 
 
+GRID_COLUMNS = ("section first (en)", "section first (ur)", "on-topic covered (en)", "on-topic covered (ur)",
+                "near-topic not covered (en)", "near-topic not covered (ur)", "Rust chapter first", "Rust MRR",
+                "old on-topic covered", "old off-topic not covered")
+
+
+def _setting_value(raw: str) -> Any:
+    return yaml.safe_load(raw)
+
+
+def calibration_grid(settings: Any, grid: list[str]) -> str:
+    """Calibration figures (and the old sets') for each combination of `NAME=v1,v2` settings, in one process."""
+    import itertools
+
+    from app.rag.embeddings import create_embedder
+
+    axes = [(name, [_setting_value(v) for v in values.split(",")])
+            for name, values in (item.split("=", 1) for item in grid)]
+    embedder = CachedEmbedder(create_embedder(settings))
+    rows = []
+    for combination in itertools.product(*(values for _, values in axes)):
+        update = {name: value for (name, _), value in zip(axes, combination, strict=True)}
+        variant = settings.model_copy(update=update)
+        outcomes = evaluate(variant, {"textbook": None, "rust": "rust-book"}, splits=("calibration", "regression"),
+                            embedder=embedder)
+        figures = {**metrics([o for o in outcomes if o.split == "calibration"]),
+                   **{k: v for k, v in metrics([o for o in outcomes if o.split == "regression"]).items()
+                      if k.startswith("old ")}}
+        rows.append([", ".join(f"{k}={v}" for k, v in update.items()) or "(as set)",
+                     *(f"{figures[c][0]:.3f}" if figures[c][0] is not None else "-" for c in GRID_COLUMNS)])
+        print(" | ".join(rows[-1]), file=sys.stderr)
+    return markdown_table(["variant (calibration)", *GRID_COLUMNS], rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--no-write", action="store_true", help="print only, do not update bench/RESULTS.md")
@@ -219,14 +278,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--misses", choices=SPLITS, help="also list the misses of this split")
     parser.add_argument("--calibration-only", action="store_true",
                         help="evaluate only the calibration halves and the old sets (for tuning; never writes RESULTS)")
+    parser.add_argument("--dump", type=Path,
+                        help="write the calibration and old sets' outcomes with their coverage evidence (JSON lines)")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="a setting for this run (with --index-dir), e.g. --set rrf_k=10")
+    parser.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2",
+                        help="calibration figures for every combination of these settings (with --index-dir)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     splits = ("calibration", "regression") if args.calibration_only else (*SPLITS, "regression")
     if args.index_dir:
         from app.settings import load_settings
 
-        settings = load_settings(_env_file=None, index_dir=args.index_dir,
+        overrides = {name: _setting_value(value) for name, value in (item.split("=", 1) for item in args.set)}
+        settings = load_settings(_env_file=None, index_dir=args.index_dir, **overrides,
                                  database_url="postgresql+psycopg://unused:unused@127.0.0.1:1/unused")  # pragma: allowlist secret
+        if args.grid:
+            print(calibration_grid(settings, args.grid))
+            return 0
         outcomes = evaluate(settings, {"textbook": None, "rust": "rust-book"}, splits=splits)
     else:
         with bench_environment() as env:
@@ -241,6 +310,13 @@ def main(argv: list[str] | None = None) -> int:
             outcomes = evaluate(settings, {"textbook": None, "rust": "rust-book"}, splits=splits)
     table, _ = report(outcomes)
     print(table)
+    if args.dump:
+        import dataclasses
+        import json
+
+        tuned_on = [o for o in outcomes if o.split != "held-out"]  # held-out misses are not read for ideas
+        args.dump.write_text("".join(json.dumps(dataclasses.asdict(o), ensure_ascii=False) + "\n" for o in tuned_on),
+                             encoding="utf-8")
     if args.misses:
         print("\n".join(misses(outcomes, args.misses)))
     print(f"({time.perf_counter() - started:.0f} s)", file=sys.stderr)

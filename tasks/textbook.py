@@ -9,7 +9,7 @@ from pathlib import Path
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from app.rag.chunking import Chunk, chunk_document, doc_page_url
+from app.rag.chunking import DEFAULT_MAX_CHARS, DEFAULT_MIN_CHARS, Chunk, chunk_document, doc_page_url
 from app.rag.markdown import MalformedDocument, parse_document
 
 DOC_SUFFIXES = {".md", ".mdx"}
@@ -96,7 +96,8 @@ def discover_chapters(source: Path, locale: str | None = None) -> list[SourceFil
 
 
 @task(name="parse-and-chunk", cache_policy=NO_CACHE)
-def parse_and_chunk(files: list[SourceFile], max_chars: int = 1000) -> ParsedBatch:
+def parse_and_chunk(files: list[SourceFile], max_chars: int = DEFAULT_MAX_CHARS,
+                    min_chars: int = DEFAULT_MIN_CHARS) -> ParsedBatch:
     """Read each file, parse front matter and MDX, cut heading-aware chunks. Bad files are skipped, not fatal."""
     logger = get_run_logger()
     batch = ParsedBatch()
@@ -113,6 +114,7 @@ def parse_and_chunk(files: list[SourceFile], max_chars: int = 1000) -> ParsedBat
                 page_url=doc_page_url(source_file.relative_path, locale=source_file.locale,
                                       front_matter=document.front_matter),
                 max_chars=max_chars,
+                min_chars=min_chars,
             )
         except (MalformedDocument, OSError) as exc:
             logger.warning("skipping %s (%s): %s", source_file.relative_path, source_file.locale, exc)

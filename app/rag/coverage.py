@@ -14,6 +14,12 @@ Two kinds of evidence, each trusted where it means something:
   always finds *something* for a near-topic question ("How does Nav2 plan a path?" matches the book's path
   planning well); the name it cannot find is what says the book does not answer it. Both locales.
 
+- strong lexical evidence on its own: the best chunk's BM25 score far above anything an off-book question
+  reaches (20; near-topic and off-topic calibration questions stay below 18), with at least half of the
+  question's terms found. MiniLM gives a paraphrase or a question about a number in a table a low cosine
+  although its rare words sit in one chunk ("What year was the hydraulic Atlas retired?"); in Urdu, where the
+  share of terms decides, a question that spells half its words differently from the book still has them.
+
 A question about a passage the reader selected on a page is covered when that page holds the passage
 (the same share of its terms), whatever the question's own wording ("why does this matter?").
 
@@ -39,12 +45,21 @@ class CoveragePolicy:
     min_sparse_score: float
     min_query_terms_matched: float
     max_unknown_terms: int = 0
+    lexical_cover_sparse_score: float = 0.0  # 0: no coverage on lexical evidence alone
+    lexical_cover_terms_matched: float = 0.5
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "CoveragePolicy":
         return cls(min_dense_score=settings.min_dense_score, min_sparse_score=settings.min_sparse_score,
                    min_query_terms_matched=settings.min_query_terms_matched,
-                   max_unknown_terms=settings.max_unknown_terms)
+                   max_unknown_terms=settings.max_unknown_terms,
+                   lexical_cover_sparse_score=settings.lexical_cover_sparse_score,
+                   lexical_cover_terms_matched=settings.lexical_cover_terms_matched)
+
+    def strong_lexical_evidence(self, retrieval: Retrieval) -> bool:
+        return (self.lexical_cover_sparse_score > 0
+                and (retrieval.top_sparse_score or 0.0) >= self.lexical_cover_sparse_score
+                and retrieval.query_terms_matched >= self.lexical_cover_terms_matched)
 
     def covers(self, retrieval: Retrieval) -> bool:
         if not retrieval.chunks:
@@ -53,6 +68,8 @@ class CoveragePolicy:
             return True  # a question about a passage of the book, found on the page it was selected on
         if retrieval.query_terms_found == 0 or len(retrieval.unknown_terms) > self.max_unknown_terms:
             return False
+        if self.strong_lexical_evidence(retrieval):
+            return True
         if retrieval.dense_reliable and retrieval.top_dense_score is not None:
             return retrieval.top_dense_score >= self.min_dense_score
         return (retrieval.top_sparse_score or 0.0) >= self.min_sparse_score and (

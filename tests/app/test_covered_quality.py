@@ -19,7 +19,7 @@ OLD = load_coverage_set()
 HELD_OUT_FLOORS = {
     "section first (en)": 0.83,  # measured 0.853 [target 0.92]
     "section first (ur)": 0.86,  # measured 0.889 [target 0.92]
-    "on-topic covered": 0.91,  # measured 0.928 [target 0.95]
+    "on-topic covered": 0.94,  # measured 0.959 [target 0.95]
     "near-topic not covered": 0.90,  # measured 0.915 [target 0.90]
 }
 
