@@ -14,6 +14,7 @@ of app/rag/citations.py is calibrated on the book's own sentences. Target: preci
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import random
 import statistics
@@ -192,8 +193,9 @@ def main(argv: list[str] | None = None) -> int:
         index.close()
         by_question = dict(features)
         calibrated = calibrate([(q, by_question[q]) for q in calibration_half], min_sparse_score=settings.min_sparse_score)
-        policy = CoveragePolicy(**{k: calibrated[k] for k in ("min_dense_score", "min_sparse_score",
-                                                              "min_query_terms_matched")})
+        # The service's policy (unknown terms, the lexical rule) with this bench's three calibrated thresholds.
+        policy = dataclasses.replace(CoveragePolicy.from_settings(settings), **{
+            k: calibrated[k] for k in ("min_dense_score", "min_sparse_score", "min_query_terms_matched")})
         held_out_scores = score(held_out, lambda q: (policy.covers(by_question[q]), 0))
         calibration_scores = score(calibration_half, lambda q: (policy.covers(by_question[q]), 0))
         support_rows, support_threshold = citation_support_calibration(chunks)
