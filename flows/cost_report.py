@@ -2,11 +2,12 @@
 
 When it runs: daily at 06:00 UTC (prefect.yaml), or on demand for any day (`as_of`).
 What it does, in order: with OPENAI_ADMIN_KEY, fetch the month's OpenAI bill (GET /organization/costs), to set it
-against our estimate -> in one statement and one transaction next to the data: price every query of the month so far
-with the versioned price table joined in Postgres (each row at the price in force on its day), add the fixed monthly
-infrastructure costs and upsert one `cost_daily` row per day -> report today, month to date, projected month end, cost
-per query (mean, p95), tokens and dollars per model and the costliest sessions as artifacts -> push the metrics to a
-Pushgateway when configured -> notify the alert webhook on a projected overrun or a cost per query over target.
+against our estimate -> in one transaction, with set-based SQL next to the data: price every query of the month so
+far with the versioned price table joined in Postgres (each row at the price in force on its day), add the fixed
+monthly infrastructure costs and upsert one `cost_daily` row per day -> report today, month to date, projected month
+end, cost per query (mean, p95), tokens and dollars per model and the costliest sessions as artifacts -> push the
+metrics to a Pushgateway when configured -> notify the alert webhook on a projected overrun or a cost per query over
+target.
 
 When it fails: an unpriced model names itself and nothing is written; add its price to app/core/pricing.py and re-run
 (idempotent). Runbook: runbooks/cost-report.md.

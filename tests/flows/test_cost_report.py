@@ -188,7 +188,7 @@ def random_month(seed: int, count: int) -> list[tuple]:
     return rows
 
 
-def test_one_pass_figures_equal_each_row_priced_on_its_own_in_python(pg_cluster, settings_env):
+def test_set_based_figures_equal_each_row_priced_on_its_own_in_python(pg_cluster, settings_env):
     pg_cluster.drop_database("costs_random")
     pg_cluster.ensure_database(dbname="costs_random", app_user="textbook_app", app_password=APP_PASSWORD)
     url = database_url(pg_cluster, "costs_random")
