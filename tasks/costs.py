@@ -53,9 +53,11 @@ def price_rows() -> list[tuple[str, date, date, Decimal, Decimal]]:
 # The price table (app/core/pricing.py) travels as arrays into Postgres and is joined there. Two reads of the month,
 # both parallel (measured: keeping the million priced rows for a second use costs more than reading query_log again):
 # 1. USAGE_SQL sums the month per (session, UTC day, model, embedding model) without pricing a row (costs are linear in
-#    tokens), then prices those few sums exactly in numeric at the price in force on their day: the usage per day and
-#    model and the costliest sessions. Migration 0016's statistics on this grouping tell the planner how few groups
-#    there are (else it expects a million and aggregates in one process): keep the day expression as it is there.
+#    tokens), then prices those sums exactly at the price in force on their day (in integers: prices as whole units
+#    of 10^-decimals dollars per million tokens; numeric arithmetic on every group was the cost of months with many
+#    sessions): the usage per day and model and the costliest sessions. Migration 0016's statistics on this grouping
+#    tell the planner how few groups there are (else it expects a million and aggregates in one process): keep the
+#    day expression as it is there.
 # 2. P95_SQL prices each row (in float8: a percentile shown to the millionth of a dollar) at the price period it falls
 #    in, by model and timestamp, and keeps only the costliest rows above the 95th percentile's position (a bounded
 #    top-N sort, not a sort of the month); percentile_cont's interpolation is then done on the two rows around it.
@@ -70,13 +72,14 @@ WITH groups AS (
           FROM query_log WHERE created_at >= %(start)s AND created_at < %(end)s
           GROUP BY session_id, day_start, model, embedding_model) AS summed),
 price AS MATERIALIZED (
-    SELECT * FROM unnest(%(models)s::text[], %(froms)s::date[], %(tos)s::date[], %(ins)s::numeric[], %(outs)s::numeric[])
-                  AS p(model, valid_from, valid_to, input_per_m, output_per_m)),
+    SELECT * FROM unnest(%(models)s::text[], %(froms)s::date[], %(tos)s::date[], %(input_units)s::bigint[],
+                         %(output_units)s::bigint[])
+                  AS p(model, valid_from, valid_to, input_units, output_units)),
 priced AS MATERIALIZED (
     SELECT grp.*,
-           (grp.prompt_tokens * coalesce(g.input_per_m, 0) + grp.completion_tokens * coalesce(g.output_per_m, 0))
-               / 1000000 AS generation_cost,
-           grp.embedding_tokens * coalesce(e.input_per_m, 0) / 1000000 AS embedding_cost,
+           grp.prompt_tokens * coalesce(g.input_units, 0) + grp.completion_tokens * coalesce(g.output_units, 0)
+               AS generation_units,
+           grp.embedding_tokens * coalesce(e.input_units, 0) AS embedding_units,
            (grp.model IS NOT NULL AND g.model IS NULL) AS model_unpriced,
            (grp.embedding_model IS NOT NULL AND e.model IS NULL) AS embedding_unpriced
     FROM groups grp
@@ -85,13 +88,14 @@ priced AS MATERIALIZED (
 usage AS (
     SELECT day, model, embedding_model, sum(queries) AS queries, sum(prompt_tokens) AS prompt_tokens,
            sum(completion_tokens) AS completion_tokens, sum(embedding_tokens) AS embedding_tokens,
-           sum(generation_cost) AS generation_cost, sum(embedding_cost) AS embedding_cost,
+           sum(generation_units) * %(usd_per_unit)s AS generation_cost,
+           sum(embedding_units) * %(usd_per_unit)s AS embedding_cost,
            bool_or(model_unpriced) AS model_unpriced, bool_or(embedding_unpriced) AS embedding_unpriced
     FROM priced GROUP BY day, model, embedding_model),
 costliest_sessions AS (
-    SELECT session_id, sum(queries) AS queries, sum(generation_cost + embedding_cost) AS cost_usd
+    SELECT session_id, sum(queries) AS queries, sum(generation_units + embedding_units) * %(usd_per_unit)s AS cost_usd
     FROM priced WHERE session_id IS NOT NULL
-    GROUP BY session_id ORDER BY cost_usd DESC, session_id LIMIT 10)
+    GROUP BY session_id ORDER BY sum(generation_units + embedding_units) DESC, session_id LIMIT 10)
 SELECT json_build_object(
     'usage', (SELECT coalesce(json_agg(u ORDER BY u.day, u.model, u.embedding_model), '[]') FROM usage u),
     'costliest_sessions', (SELECT coalesce(json_agg(s ORDER BY s.cost_usd DESC, s.session_id), '[]')
@@ -149,9 +153,13 @@ def price_and_record_month(settings: Settings, as_of: date) -> CostFacts:
     model writes nothing."""
     start = as_of.replace(day=1)
     prices = price_rows()
+    decimals = max(-min(p[3].as_tuple().exponent, p[4].as_tuple().exponent, 0) for p in prices)
     params: dict[str, Any] = {
         "models": [p[0] for p in prices], "froms": [p[1] for p in prices], "tos": [p[2] for p in prices],
-        "ins": [p[3] for p in prices], "outs": [p[4] for p in prices],
+        # Exact integers for the sums: prices in units of 10^-decimals of a dollar per million tokens.
+        "input_units": [int(p[3].scaleb(decimals)) for p in prices],
+        "output_units": [int(p[4].scaleb(decimals)) for p in prices],
+        "usd_per_unit": Decimal(1).scaleb(-decimals - 6),
         # The p95's copy: bounds as timestamptz and prices per token as float8, so that no row converts them.
         "from_ats": [_midnight_utc(p[1]) for p in prices], "to_ats": [_midnight_utc(p[2]) for p in prices],
         "input_per_token": [float(p[3]) / 1_000_000 for p in prices],

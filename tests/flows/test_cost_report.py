@@ -5,13 +5,13 @@ from __future__ import annotations
 import random
 import uuid
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 import psycopg
 import pytest
 
 from app.core.db import migrate
-from app.core.pricing import cost_usd
+from app.core.pricing import PRICE_TABLE, ModelPrice, cost_usd
 from flows.cost_report import cost_report
 from tasks.costs import UnpricedModel, price_and_record_month
 from tests.conftest import APP_PASSWORD, database_url
@@ -188,7 +188,12 @@ def random_month(seed: int, count: int) -> list[tuple]:
     return rows
 
 
-def test_set_based_figures_equal_each_row_priced_on_its_own_in_python(pg_cluster, settings_env):
+@pytest.mark.parametrize("finer_price", [False, True], ids=["list prices", "a price with 5 decimals"])
+def test_set_based_figures_equal_each_row_priced_on_its_own_in_python(pg_cluster, settings_env, monkeypatch,
+                                                                      finer_price):
+    if finer_price:  # the sums are priced in integer units of the finest price's decimals
+        monkeypatch.setitem(PRICE_TABLE, "gpt-4o-mini", [ModelPrice(date(2024, 7, 18), Decimal("0.07519"),
+                                                                    Decimal("0.3"))])
     pg_cluster.drop_database("costs_random")
     pg_cluster.ensure_database(dbname="costs_random", app_user="textbook_app", app_password=APP_PASSWORD)
     url = database_url(pg_cluster, "costs_random")
@@ -216,4 +221,6 @@ def test_set_based_figures_equal_each_row_priced_on_its_own_in_python(pg_cluster
     stored = {date.fromisoformat(day): (queries, prompt, completion, embedding, variable)
               for day, queries, prompt, completion, embedding, variable, _ in cost_daily(url)}
     every_day = {as_of.replace(day=d): (0, 0, 0, 0, Decimal(0)) for d in range(1, as_of.day + 1)}
-    assert stored == every_day | expected["daily"], "one cost_daily row per day of the month, days without queries 0"
+    stored_precision = {day: (*totals[:4], totals[4].quantize(Decimal("1E-8"), rounding=ROUND_HALF_UP))
+                        for day, totals in expected["daily"].items()}  # numeric(14, 8) in cost_daily
+    assert stored == every_day | stored_precision, "one cost_daily row per day of the month, days without queries 0"
