@@ -1,14 +1,16 @@
 """cost-report: what the assistant costs, against the monthly budget and the per-query target.
 
 When it runs: daily at 06:00 UTC (prefect.yaml), or on demand for any day (`as_of`).
-What it does, in order: price every query of the month so far with the versioned price table (each row at
-the price in force on its day; set-based SQL) -> add the fixed monthly infrastructure costs -> upsert one
-`cost_daily` row per day -> report today, month to date, projected month end, cost per query (mean, p95),
-tokens and dollars per model and the costliest sessions as artifacts -> push the metrics to a Pushgateway
-when configured -> notify the alert webhook on a projected overrun or a cost per query over target. With OPENAI_ADMIN_KEY, the
-month's OpenAI bill (GET /organization/costs) is set against our estimate.
+What it does, in order: with OPENAI_ADMIN_KEY, fetch the month's OpenAI bill (GET /organization/costs), to set it
+against our estimate -> in one transaction, with set-based SQL next to the data: price every query of the month so
+far with the versioned price table joined in Postgres (each row at the price in force on its day), add the fixed
+monthly infrastructure costs and upsert one `cost_daily` row per day -> report today, month to date, projected month
+end, cost per query (mean, p95), tokens and dollars per model and the costliest sessions as artifacts -> push the
+metrics to a Pushgateway when configured -> notify the alert webhook on a projected overrun or a cost per query over
+target.
 
-When it fails: an unpriced model names itself; add its price to app/core/pricing.py and re-run (idempotent).
+When it fails: an unpriced model names itself and nothing is written; add its price to app/core/pricing.py and re-run
+(idempotent). Runbook: runbooks/cost-report.md.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from app.ops.costs import CostSummary, cents, summarize_costs
 from app.settings import get_settings
 from flows.cli import flow_parser, run_cli
 from flows.parameters import IsoDate
-from tasks.costs import CostFacts, fixed_monthly_usd, price_query_log, upsert_cost_daily
+from tasks.costs import CostFacts, fixed_monthly_usd, price_and_record_month
 from tasks.notify import push_metrics, pushgateway_for, send_notification
 from tasks.openai_api import fetch_openai_costs
 
@@ -36,12 +38,11 @@ def cost_report(as_of: IsoDate | None = None) -> dict:
     settings = get_settings()
     day = as_of or datetime.now(UTC).date()
 
-    facts = price_query_log(settings, day)
     billed = None  # optional: what OpenAI billed the organization, set against what we priced
-    if settings.openai_admin_key:
-        billed = fetch_openai_costs(settings.openai_base_url, settings.openai_admin_key, facts.start,
+    if settings.openai_admin_key:  # first: a refused key fails the run before anything is written
+        billed = fetch_openai_costs(settings.openai_base_url, settings.openai_admin_key, day.replace(day=1),
                                     day + timedelta(days=1))
-    upsert_cost_daily(settings, facts)
+    facts = price_and_record_month(settings, day)
     summary = summarize_costs(
         as_of=day, daily=facts.daily, queries=facts.queries, mean=facts.cost_per_query_mean,
         p95=facts.cost_per_query_p95, fixed_monthly=fixed_monthly_usd(settings),

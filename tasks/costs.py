@@ -1,8 +1,12 @@
-"""Cost tasks: price `query_log` with the versioned price table in one set-based pass, store `cost_daily`."""
+"""Cost tasks: price the month of `query_log` with the versioned price table joined inside Postgres (set-based SQL)
+and store `cost_daily`, in one transaction."""
 
 from __future__ import annotations
 
 import calendar
+import json
+import math
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -32,6 +36,7 @@ class CostFacts:
     queries: int = 0
     cost_per_query_mean: Decimal = Decimal(0)
     cost_per_query_p95: Decimal = Decimal(0)
+    days_written: int = 0
 
 
 def price_rows() -> list[tuple[str, date, date, Decimal, Decimal]]:
@@ -45,67 +50,93 @@ def price_rows() -> list[tuple[str, date, date, Decimal, Decimal]]:
     return rows
 
 
-# The price table (app/core/pricing.py) travels as arrays into a temporary table inside Postgres: the price in force on
-# each day of the period, per model (days x models rows, analyzed, so the planner hashes it). Costs are linear in
-# tokens, so the month is summed per (day, model, embedding model) in one scan and priced after that; only the p95
-# of the cost per query needs each row's own price.
-DAY_PRICE_SQL = """
-CREATE TEMP TABLE day_price ON COMMIT DROP AS
-SELECT d::date AS day, p.model, p.input_per_m, p.output_per_m
-FROM generate_series(%(first_day)s::date, %(as_of)s::date, interval '1 day') AS d
-JOIN unnest(%(models)s::text[], %(froms)s::date[], %(tos)s::date[], %(ins)s::numeric[], %(outs)s::numeric[])
-     AS p(model, valid_from, valid_to, input_per_m, output_per_m)
-  ON d::date >= p.valid_from AND d::date < p.valid_to
+# The price table (app/core/pricing.py) travels as arrays into Postgres and is joined there. Two reads of the month,
+# both parallel (measured: keeping the million priced rows for a second use costs more than reading query_log again):
+# 1. USAGE_SQL sums the month per (session, UTC day, model, embedding model) without pricing a row (costs are linear in
+#    tokens), then prices those sums exactly at the price in force on their day (in integers: prices as whole units
+#    of 10^-decimals dollars per million tokens; numeric arithmetic on every group was the cost of months with many
+#    sessions): the usage per day and model and the costliest sessions. Migration 0016's statistics on this grouping
+#    tell the planner how few groups there are (else it expects a million and aggregates in one process): keep the
+#    day expression as it is there.
+# 2. P95_SQL prices each row (in float8: a percentile shown to the millionth of a dollar) at the price period it falls
+#    in, by model and timestamp, and keeps only the costliest rows above the 95th percentile's position (a bounded
+#    top-N sort, not a sort of the month); percentile_cont's interpolation is then done on the two rows around it.
+# cost_daily is written by one INSERT ... ON CONFLICT over the month's days, in the same transaction.
+USAGE_SQL = """
+WITH groups AS (
+    SELECT session_id, (day_start AT TIME ZONE 'UTC')::date AS day, model, embedding_model, queries, prompt_tokens,
+           completion_tokens, embedding_tokens
+    FROM (SELECT session_id, date_bin('1 day', created_at, '2000-01-01 00:00:00+00'::timestamptz) AS day_start,
+                 model, embedding_model, count(*) AS queries, sum(prompt_tokens) AS prompt_tokens,
+                 sum(completion_tokens) AS completion_tokens, sum(embedding_tokens) AS embedding_tokens
+          FROM query_log WHERE created_at >= %(start)s AND created_at < %(end)s
+          GROUP BY session_id, day_start, model, embedding_model) AS summed),
+price AS MATERIALIZED (
+    SELECT * FROM unnest(%(models)s::text[], %(froms)s::date[], %(tos)s::date[], %(input_units)s::bigint[],
+                         %(output_units)s::bigint[])
+                  AS p(model, valid_from, valid_to, input_units, output_units)),
+priced AS MATERIALIZED (
+    SELECT grp.*,
+           grp.prompt_tokens * coalesce(g.input_units, 0) + grp.completion_tokens * coalesce(g.output_units, 0)
+               AS generation_units,
+           grp.embedding_tokens * coalesce(e.input_units, 0) AS embedding_units,
+           (grp.model IS NOT NULL AND g.model IS NULL) AS model_unpriced,
+           (grp.embedding_model IS NOT NULL AND e.model IS NULL) AS embedding_unpriced
+    FROM groups grp
+    LEFT JOIN price g ON g.model = grp.model AND grp.day >= g.valid_from AND grp.day < g.valid_to
+    LEFT JOIN price e ON e.model = grp.embedding_model AND grp.day >= e.valid_from AND grp.day < e.valid_to),
+usage AS (
+    SELECT day, model, embedding_model, sum(queries) AS queries, sum(prompt_tokens) AS prompt_tokens,
+           sum(completion_tokens) AS completion_tokens, sum(embedding_tokens) AS embedding_tokens,
+           sum(generation_units) * %(usd_per_unit)s AS generation_cost,
+           sum(embedding_units) * %(usd_per_unit)s AS embedding_cost,
+           bool_or(model_unpriced) AS model_unpriced, bool_or(embedding_unpriced) AS embedding_unpriced
+    FROM priced GROUP BY day, model, embedding_model),
+costliest_sessions AS (
+    SELECT session_id, sum(queries) AS queries, sum(generation_units + embedding_units) * %(usd_per_unit)s AS cost_usd
+    FROM priced WHERE session_id IS NOT NULL
+    GROUP BY session_id ORDER BY sum(generation_units + embedding_units) DESC, session_id LIMIT 10)
+SELECT json_build_object(
+    'usage', (SELECT coalesce(json_agg(u ORDER BY u.day, u.model, u.embedding_model), '[]') FROM usage u),
+    'costliest_sessions', (SELECT coalesce(json_agg(s ORDER BY s.cost_usd DESC, s.session_id), '[]')
+                           FROM costliest_sessions s))::text
 """
-# A month has few (day, model, embedding model) groups, but the planner cannot tell from `created_at::date`: it
-# expects a million, then JIT-compiles the query (seconds on a busy machine) and sorts on disk (4 MB work_mem).
-# The report's transaction turns JIT off and gives the hash and the p95's sort room in memory.
-REPORT_SETTINGS = ("SET LOCAL jit = off", "SET LOCAL work_mem = '64MB'")
 
-PRICED_USAGE = """
-SELECT u.*,
-       (u.prompt_tokens * coalesce(g.input_per_m, 0) + u.completion_tokens * coalesce(g.output_per_m, 0)) / 1000000
-           AS generation_cost,
-       u.embedding_tokens * coalesce(e.input_per_m, 0) / 1000000 AS embedding_cost,
-       (u.model IS NOT NULL AND g.model IS NULL) AS model_unpriced,
-       (u.embedding_model IS NOT NULL AND e.model IS NULL) AS embedding_unpriced
-FROM usage u
-LEFT JOIN day_price g ON g.day = u.day AND g.model = u.model
-LEFT JOIN day_price e ON e.day = u.day AND e.model = u.embedding_model"""
-
-USAGE_SUMS = """count(*) AS queries, sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens,
-           sum(embedding_tokens) AS embedding_tokens"""
-
-MONTH = "created_at >= %(start)s AND created_at < %(end)s"
-
-# One scan of the month: tokens per day and model pair (hashed on its own: MATERIALIZED), then priced.
-USAGE_SQL = (f"WITH usage AS MATERIALIZED (SELECT created_at::date AS day, model, embedding_model, {USAGE_SUMS} "  # nosec B608: only this module's constants are interpolated; values are bound parameters
-             f"FROM query_log WHERE {MONTH} GROUP BY 1, 2, 3) {PRICED_USAGE} ORDER BY day, model, embedding_model")
-
-# The costliest sessions: their rows summed per day and model pair, priced, summed per session.
-SESSIONS_SQL = (
-    f"WITH usage AS MATERIALIZED (SELECT session_id, created_at::date AS day, model, embedding_model, {USAGE_SUMS} "  # nosec B608: only this module's constants are interpolated; values are bound parameters
-    f"FROM query_log WHERE {MONTH} AND session_id IS NOT NULL GROUP BY 1, 2, 3, 4), priced AS ({PRICED_USAGE}) "
-    "SELECT session_id, sum(queries) AS queries, sum(generation_cost + embedding_cost) AS cost_usd FROM priced "
-    "GROUP BY session_id ORDER BY cost_usd DESC, session_id LIMIT 10")
-
-# The 95th percentile of one query's cost: the one figure that needs every row's own price. Rows meet the price
-# periods by model (a hash) and by their timestamp (no per-row date); in float8: a percentile shown to the
-# millionth of a dollar, while the sums above stay exact numerics.
 P95_SQL = """
-WITH price AS MATERIALIZED (
-    SELECT model, valid_from::timestamptz AS valid_from, valid_to::timestamptz AS valid_to,
-           input_per_m::float8 / 1000000 AS input_per_token, output_per_m::float8 / 1000000 AS output_per_token
-    FROM unnest(%(models)s::text[], %(froms)s::date[], %(tos)s::date[], %(ins)s::numeric[], %(outs)s::numeric[])
-         AS p(model, valid_from, valid_to, input_per_m, output_per_m)
-)
-SELECT coalesce(percentile_cont(0.95) WITHIN GROUP (ORDER BY
-    q.prompt_tokens * coalesce(g.input_per_token, 0) + q.completion_tokens * coalesce(g.output_per_token, 0)
-    + q.embedding_tokens * coalesce(e.input_per_token, 0)), 0)
-FROM query_log q
-LEFT JOIN price g ON g.model = q.model AND q.created_at >= g.valid_from AND q.created_at < g.valid_to
-LEFT JOIN price e ON e.model = q.embedding_model AND q.created_at >= e.valid_from AND q.created_at < e.valid_to
-WHERE q.created_at >= %(start)s AND q.created_at < %(end)s"""
+WITH price AS NOT MATERIALIZED (
+    SELECT * FROM unnest(%(models)s::text[], %(from_ats)s::timestamptz[], %(to_ats)s::timestamptz[],
+                         %(input_per_token)s::float8[], %(output_per_token)s::float8[])
+                  AS p(model, valid_from_at, valid_to_at, input_per_token, output_per_token))
+SELECT cost FROM (
+    SELECT q.prompt_tokens * coalesce(g.input_per_token, 0) + q.completion_tokens * coalesce(g.output_per_token, 0)
+           + q.embedding_tokens * coalesce(e.input_per_token, 0) AS cost
+    FROM query_log q
+    LEFT JOIN price g ON g.model = q.model AND q.created_at >= g.valid_from_at AND q.created_at < g.valid_to_at
+    LEFT JOIN price e ON e.model = q.embedding_model AND q.created_at >= e.valid_from_at AND q.created_at < e.valid_to_at
+    WHERE q.created_at >= %(start)s AND q.created_at < %(end)s
+    ORDER BY cost DESC LIMIT %(top)s) AS costliest
+ORDER BY cost LIMIT 2
+"""
+
+UPSERT_DAILY_SQL = """
+INSERT INTO cost_daily (day, queries, prompt_tokens, completion_tokens, embedding_tokens, variable_cost_usd,
+                        fixed_cost_usd, total_cost_usd, computed_at)
+SELECT d::date, coalesce(u.queries, 0), coalesce(u.prompt_tokens, 0), coalesce(u.completion_tokens, 0),
+       coalesce(u.embedding_tokens, 0), coalesce(u.variable, 0), %(fixed)s, coalesce(u.variable, 0) + %(fixed)s, now()
+FROM generate_series(%(first_day)s::date, %(as_of)s::date, interval '1 day') AS d
+LEFT JOIN unnest(%(days)s::date[], %(queries)s::bigint[], %(prompt)s::bigint[], %(completion)s::bigint[],
+                 %(embedding)s::bigint[], %(variable)s::numeric[])
+     AS u(day, queries, prompt_tokens, completion_tokens, embedding_tokens, variable) ON u.day = d::date
+ON CONFLICT (day) DO UPDATE SET
+    queries = EXCLUDED.queries, prompt_tokens = EXCLUDED.prompt_tokens, completion_tokens = EXCLUDED.completion_tokens,
+    embedding_tokens = EXCLUDED.embedding_tokens, variable_cost_usd = EXCLUDED.variable_cost_usd,
+    fixed_cost_usd = EXCLUDED.fixed_cost_usd, total_cost_usd = EXCLUDED.total_cost_usd, computed_at = EXCLUDED.computed_at
+"""
+# The planner cannot judge the month's groups without migration 0016's statistics: it may JIT-compile the statement
+# (seconds on a busy machine) and hash on disk (4 MB work_mem). The report's transaction turns JIT off and gives the
+# hashes and the top-N sort room in memory.
+REPORT_SETTINGS = ("SET LOCAL jit = off", "SET LOCAL work_mem = '64MB'")
+P95 = 0.95
 
 
 def _retry_unless_unpriced(task: Any, task_run: Any, state: Any) -> bool:
@@ -114,45 +145,81 @@ def _retry_unless_unpriced(task: Any, task_run: Any, state: Any) -> bool:
         task, task_run, state)
 
 
-@task(name="price-query-log", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5, timeout_seconds=600,
+@task(name="price-and-record-month", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5, timeout_seconds=600,
       retry_condition_fn=_retry_unless_unpriced)
-def price_query_log(settings: Settings, as_of: date) -> CostFacts:
-    """Every query of the month up to `as_of`, priced at the price in force on its own day."""
+def price_and_record_month(settings: Settings, as_of: date) -> CostFacts:
+    """Every query of the month up to `as_of`, priced at the price in force on its own day, and one `cost_daily` row
+    per day of the month so far, in one transaction. Re-running the same day rewrites the same rows; an unpriced
+    model writes nothing."""
     start = as_of.replace(day=1)
-    # Aware bounds: compared with the timestamptz column as they are (naive ones would convert every row).
-    end = datetime.combine(as_of + timedelta(days=1), time.min, tzinfo=UTC)
     prices = price_rows()
-    params = {
+    decimals = max(-min(p[3].as_tuple().exponent, p[4].as_tuple().exponent, 0) for p in prices)
+    params: dict[str, Any] = {
         "models": [p[0] for p in prices], "froms": [p[1] for p in prices], "tos": [p[2] for p in prices],
-        "ins": [p[3] for p in prices], "outs": [p[4] for p in prices],
-        "start": datetime.combine(start, time.min, tzinfo=UTC), "end": end,
+        # Exact integers for the sums: prices in units of 10^-decimals of a dollar per million tokens.
+        "input_units": [int(p[3].scaleb(decimals)) for p in prices],
+        "output_units": [int(p[4].scaleb(decimals)) for p in prices],
+        "usd_per_unit": Decimal(1).scaleb(-decimals - 6),
+        # The p95's copy: bounds as timestamptz and prices per token as float8, so that no row converts them.
+        "from_ats": [_midnight_utc(p[1]) for p in prices], "to_ats": [_midnight_utc(p[2]) for p in prices],
+        "input_per_token": [float(p[3]) / 1_000_000 for p in prices],
+        "output_per_token": [float(p[4]) / 1_000_000 for p in prices],
+        # Aware bounds: compared with the timestamptz column as they are (naive ones would convert every row).
+        "start": _midnight_utc(start),
+        "end": _midnight_utc(as_of + timedelta(days=1)),
     }
     facts = CostFacts(start=start, as_of=as_of)
-    params["first_day"], params["as_of"] = start, as_of
     with connect(settings.resolved_database_url) as conn:
-        conn.execute("SET TIME ZONE 'UTC'")
         for setting in REPORT_SETTINGS:
             conn.execute(setting)
-        conn.execute(DAY_PRICE_SQL, params)
-        conn.execute("ANALYZE day_price")
-        usage = _dicts(conn.execute(USAGE_SQL, params))
-        unpriced: dict[str, int] = {}
-        for row in usage:
-            if row["model_unpriced"] or row["embedding_unpriced"]:
-                model = row["model"] if row["model_unpriced"] else row["embedding_model"]
-                unpriced[model] = unpriced.get(model, 0) + row["queries"]
-        if unpriced:
-            listed = ", ".join(f"{model!r} ({count} rows)" for model, count in sorted(unpriced.items()))
-            raise UnpricedModel(f"no price in app/core/pricing.py for {listed}: add a ModelPrice row, then re-run")
-        facts.costliest_sessions = _dicts(conn.execute(SESSIONS_SQL, params))
-        (p95,) = conn.execute(P95_SQL, params).fetchone()
-    facts.daily = _daily(usage)
+        (month_json,) = conn.execute(USAGE_SQL, params).fetchone()
+        month = json.loads(month_json, parse_float=Decimal)
+        usage = [row | {"day": date.fromisoformat(row["day"])} for row in month["usage"]]
+        _refuse_unpriced(usage)
+        facts.queries = sum(row["queries"] for row in usage)
+        facts.cost_per_query_p95 = _p95(conn, params, facts.queries)
+        facts.daily = _daily(usage)
+        facts.days_written = conn.execute(UPSERT_DAILY_SQL, {
+            "first_day": start, "as_of": as_of, "fixed": fixed_monthly_usd(settings) / days_in_month(as_of),
+            "days": [r["day"] for r in facts.daily], "queries": [r["queries"] for r in facts.daily],
+            "prompt": [r["prompt_tokens"] for r in facts.daily],
+            "completion": [r["completion_tokens"] for r in facts.daily],
+            "embedding": [r["embedding_tokens"] for r in facts.daily],
+            "variable": [r["variable_cost_usd"] for r in facts.daily],
+        }).rowcount
+        conn.commit()
+    facts.costliest_sessions = [s | {"session_id": uuid.UUID(s["session_id"])} for s in month["costliest_sessions"]]
     facts.per_model = _per_model(usage)
-    facts.queries = sum(row["queries"] for row in usage)
-    total = sum((row["generation_cost"] + row["embedding_cost"] for row in usage), Decimal(0))
+    total = sum((row["variable_cost_usd"] for row in facts.daily), Decimal(0))
     facts.cost_per_query_mean = total / facts.queries if facts.queries else Decimal(0)
-    facts.cost_per_query_p95 = Decimal(str(p95))
     return facts
+
+
+def _midnight_utc(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+def _refuse_unpriced(usage: list[dict[str, Any]]) -> None:
+    unpriced: dict[str, int] = {}
+    for row in usage:
+        if row["model_unpriced"] or row["embedding_unpriced"]:
+            model = row["model"] if row["model_unpriced"] else row["embedding_model"]
+            unpriced[model] = unpriced.get(model, 0) + row["queries"]
+    if unpriced:
+        listed = ", ".join(f"{model!r} ({count} rows)" for model, count in sorted(unpriced.items()))
+        raise UnpricedModel(f"no price in app/core/pricing.py for {listed}: add a ModelPrice row, then re-run")
+
+
+def _p95(conn: Any, params: dict[str, Any], queries: int) -> Decimal:
+    """percentile_cont(0.95) of the cost per query, computed as Postgres does (linear between the two rows around
+    position 0.95 * (n - 1), in float8), from the rows at and above that position only."""
+    if not queries:
+        return Decimal(0)
+    position = P95 * (queries - 1)
+    lower = math.floor(position)
+    around = [cost for (cost,) in conn.execute(P95_SQL, params | {"top": queries - lower}).fetchall()]
+    low, high = around[0], around[-1]
+    return Decimal(str(low + (position - lower) * (high - low)))
 
 
 def _daily(usage: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -185,11 +252,6 @@ def _per_model(usage: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(models.values(), key=lambda m: (-m["cost_usd"], m["model"]))
 
 
-def _dicts(cursor: Any) -> list[dict[str, Any]]:
-    columns = [c.name for c in cursor.description]
-    return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
-
-
 def days_in_month(day: date) -> int:
     return calendar.monthrange(day.year, day.month)[1]
 
@@ -197,38 +259,3 @@ def days_in_month(day: date) -> int:
 def fixed_monthly_usd(settings: Settings) -> Decimal:
     return sum((Decimal(str(v)) for v in (settings.cost_fixed_render_usd, settings.cost_fixed_neon_usd,
                                           settings.cost_fixed_qdrant_usd)), Decimal(0))
-
-
-UPSERT_DAILY_SQL = """
-INSERT INTO cost_daily (day, queries, prompt_tokens, completion_tokens, embedding_tokens, variable_cost_usd,
-                        fixed_cost_usd, total_cost_usd, computed_at)
-SELECT d::date, coalesce(u.queries, 0), coalesce(u.prompt_tokens, 0), coalesce(u.completion_tokens, 0),
-       coalesce(u.embedding_tokens, 0), coalesce(u.variable, 0), %(fixed)s, coalesce(u.variable, 0) + %(fixed)s, now()
-FROM generate_series(%(first_day)s::date, %(as_of)s::date, interval '1 day') AS d
-LEFT JOIN unnest(%(days)s::date[], %(queries)s::bigint[], %(prompt)s::bigint[], %(completion)s::bigint[],
-                 %(embedding)s::bigint[], %(variable)s::numeric[])
-     AS u(day, queries, prompt_tokens, completion_tokens, embedding_tokens, variable) ON u.day = d::date
-ON CONFLICT (day) DO UPDATE SET
-    queries = EXCLUDED.queries, prompt_tokens = EXCLUDED.prompt_tokens, completion_tokens = EXCLUDED.completion_tokens,
-    embedding_tokens = EXCLUDED.embedding_tokens, variable_cost_usd = EXCLUDED.variable_cost_usd,
-    fixed_cost_usd = EXCLUDED.fixed_cost_usd, total_cost_usd = EXCLUDED.total_cost_usd, computed_at = EXCLUDED.computed_at
-"""
-
-
-@task(name="upsert-cost-daily", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5,
-      retry_condition_fn=retry_unless_rejected)
-def upsert_cost_daily(settings: Settings, facts: CostFacts) -> int:
-    """One row per day of the month so far, in one statement; re-running the same day rewrites the same rows."""
-    daily = facts.daily
-    with connect(settings.resolved_database_url) as conn:
-        written = conn.execute(UPSERT_DAILY_SQL, {
-            "first_day": facts.start, "as_of": facts.as_of,
-            "fixed": fixed_monthly_usd(settings) / days_in_month(facts.as_of),
-            "days": [r["day"] for r in daily], "queries": [int(r["queries"]) for r in daily],
-            "prompt": [int(r["prompt_tokens"] or 0) for r in daily],
-            "completion": [int(r["completion_tokens"] or 0) for r in daily],
-            "embedding": [int(r["embedding_tokens"] or 0) for r in daily],
-            "variable": [Decimal(r["variable_cost_usd"] or 0) for r in daily],
-        }).rowcount
-        conn.commit()
-    return written

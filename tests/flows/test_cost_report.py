@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import random
 import uuid
-from datetime import UTC, datetime
-from decimal import Decimal
+from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 
 import psycopg
 import pytest
 
 from app.core.db import migrate
+from app.core.pricing import PRICE_TABLE, ModelPrice, cost_usd
 from flows.cost_report import cost_report
-from tasks.costs import UnpricedModel
+from tasks.costs import UnpricedModel, price_and_record_month
 from tests.conftest import APP_PASSWORD, database_url
 from tests.support.webhook import webhook_receiver
 
@@ -127,3 +129,98 @@ def test_reconciliation_with_a_rejected_admin_key_fails_clearly(cost_db, openai_
     with pytest.raises(CredentialRejected, match="refused the admin key for the costs API \\(401\\)"):
         cost_report(as_of="2024-10-03")
     assert cost_daily(cost_db) == [], "a failed reconciliation writes nothing"
+
+
+def reference_costs(rows: list[tuple], as_of: date) -> dict:
+    """The month's figures the plain way: each row priced on its own day by app/core/pricing.py, summed in Python."""
+    start = as_of.replace(day=1)
+    daily: dict[date, list] = {}
+    sessions: dict[uuid.UUID, list] = {}
+    per_model: dict[tuple[str, str], Decimal] = {}
+    costs = []
+    for created, session, model, prompt, completion, embedding_model, embedding in rows:
+        day = created.date()
+        if not start <= day <= as_of:
+            continue
+        generation = cost_usd(model, input_tokens=prompt, output_tokens=completion, day=day) if model else Decimal(0)
+        embedding_cost = cost_usd(embedding_model, input_tokens=embedding, day=day) if embedding_model else Decimal(0)
+        cost = generation + embedding_cost
+        costs.append(cost)
+        totals = daily.setdefault(day, [0, 0, 0, 0, Decimal(0)])
+        for i, value in enumerate((1, prompt, completion, embedding, cost)):
+            totals[i] += value
+        if session is not None:
+            entry = sessions.setdefault(session, [0, Decimal(0)])
+            entry[0] += 1
+            entry[1] += cost
+        if model:
+            per_model[(model, "generation")] = per_model.get((model, "generation"), Decimal(0)) + generation
+        if embedding_model:
+            per_model[(embedding_model, "embedding")] = (per_model.get((embedding_model, "embedding"), Decimal(0))
+                                                        + embedding_cost)
+    ordered = sorted(float(c) for c in costs)
+    position = 0.95 * (len(ordered) - 1)  # percentile_cont: linear between the two rows around the position
+    lower = ordered[int(position)]
+    upper = ordered[min(int(position) + 1, len(ordered) - 1)]
+    top = sorted(sessions.items(), key=lambda item: (-item[1][1], str(item[0])))[:10]
+    return {
+        "daily": {day: tuple(v) for day, v in daily.items()},
+        "sessions": [(session, queries, cost) for session, (queries, cost) in top],
+        "per_model": per_model,
+        "queries": len(costs),
+        "mean": sum(costs, Decimal(0)) / len(costs),
+        "p95": lower + (upper - lower) * (position - int(position)),
+    }
+
+
+def random_month(seed: int, count: int) -> list[tuple]:
+    """Rows around October 2024 (gpt-4o's price changed on the 2nd): many sessions, some rows without a session,
+    a model or an embedding model, some in September and November."""
+    rng = random.Random(seed)
+    sessions = [uuid.UUID(int=rng.getrandbits(128)) for _ in range(30)]
+    rows = []
+    for _ in range(count):
+        created = datetime(2024, 9, 29, tzinfo=UTC) + timedelta(seconds=rng.randrange(35 * 86400))
+        model = rng.choice(["gpt-4o", "gpt-4o", "gpt-4o-mini", "extractive", None])
+        embedding_model = rng.choice(["text-embedding-3-small", "text-embedding-3-large", "all-MiniLM-L6-v2", None])
+        rows.append((created, rng.choice(sessions + [None]), model, rng.randrange(5000), rng.randrange(800),
+                     embedding_model, rng.randrange(60)))
+    return rows
+
+
+@pytest.mark.parametrize("finer_price", [False, True], ids=["list prices", "a price with 5 decimals"])
+def test_set_based_figures_equal_each_row_priced_on_its_own_in_python(pg_cluster, settings_env, monkeypatch,
+                                                                      finer_price):
+    if finer_price:  # the sums are priced in integer units of the finest price's decimals
+        monkeypatch.setitem(PRICE_TABLE, "gpt-4o-mini", [ModelPrice(date(2024, 7, 18), Decimal("0.07519"),
+                                                                    Decimal("0.3"))])
+    pg_cluster.drop_database("costs_random")
+    pg_cluster.ensure_database(dbname="costs_random", app_user="textbook_app", app_password=APP_PASSWORD)
+    url = database_url(pg_cluster, "costs_random")
+    migrate(url)
+    rows = random_month(seed=17, count=600)
+    with psycopg.connect(url.replace("+psycopg", "")) as conn, conn.cursor() as cursor:
+        cursor.executemany(
+            "INSERT INTO query_log (request_id, session_id, endpoint, prompt_tokens, completion_tokens, "
+            "embedding_tokens, model, embedding_model, cost_usd, status, created_at) "
+            "VALUES (gen_random_uuid(), %s, 'chat', %s, %s, %s, %s, %s, 0, 'ok', %s)",
+            [(session, prompt, completion, embedding, model, embedding_model, created)
+             for created, session, model, prompt, completion, embedding_model, embedding in rows])
+    settings = settings_env({"DATABASE_URL": url})
+    as_of = date(2024, 10, 20)
+    expected = reference_costs(rows, as_of)
+
+    facts = price_and_record_month.fn(settings, as_of)
+
+    assert facts.queries == expected["queries"] and facts.cost_per_query_mean == expected["mean"]
+    assert float(facts.cost_per_query_p95) == pytest.approx(expected["p95"], rel=1e-12)
+    assert {row["day"]: (row["queries"], row["prompt_tokens"], row["completion_tokens"], row["embedding_tokens"],
+                         row["variable_cost_usd"]) for row in facts.daily} == expected["daily"]
+    assert [(s["session_id"], s["queries"], s["cost_usd"]) for s in facts.costliest_sessions] == expected["sessions"]
+    assert {(m["model"], m["kind"]): m["cost_usd"] for m in facts.per_model} == expected["per_model"]
+    stored = {date.fromisoformat(day): (queries, prompt, completion, embedding, variable)
+              for day, queries, prompt, completion, embedding, variable, _ in cost_daily(url)}
+    every_day = {as_of.replace(day=d): (0, 0, 0, 0, Decimal(0)) for d in range(1, as_of.day + 1)}
+    stored_precision = {day: (*totals[:4], totals[4].quantize(Decimal("1E-8"), rounding=ROUND_HALF_UP))
+                        for day, totals in expected["daily"].items()}  # numeric(14, 8) in cost_daily
+    assert stored == every_day | stored_precision, "one cost_daily row per day of the month, days without queries 0"
