@@ -1,8 +1,9 @@
 """The query service under load, with the Rust book indexed, extractive answers (loopback only).
 
 For /v1/search and /v1/chat at concurrency 1, 8 and 32: p50 / p95 / p99 latency, requests/s, errors, the
-queries per encode call, and where the server's time went (query embedding, vector search, Postgres writes)
-from its own metrics. Three services, one after the other in the same run on the same index: the baseline
+queries per encode call, the service process's own CPU time per request (from /proc: what a loaded machine
+distorts least), and where the server's time went (query embedding, vector search, Postgres writes) from its own
+metrics. Three services, one after the other in the same run on the same index: the baseline
 (torch, one query per encode: the service before the ONNX runtime), ONNX without micro-batching, ONNX with it (the
 default). Floors in the same run: GET /health (the HTTP stack) and the bare ONNX model's encode throughput
 at the same batch sizes, in this process (the ratio to the limit).
@@ -14,11 +15,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import shutil
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import httpx
 
@@ -57,6 +60,13 @@ METRICS = {
     "search": "rag_vector_search_latency_ms_sum",
     "postgres": "rag_db_write_latency_ms_sum",
 }
+
+
+def cpu_ms(pid: int) -> float:
+    """CPU time (user + system) the process `pid` has used so far, from /proc: less sensitive to a loaded machine
+    than latency, since time spent waiting for a core is not counted."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
 
 
 def scrape(base: str) -> dict[str, float]:
@@ -118,17 +128,19 @@ def bare_encode(runtime: str, batch: int, rounds: int) -> float:
     return rounds * batch / (time.perf_counter() - started)
 
 
-def measure(base: str, arm: str, endpoint: str, concurrency: int, requests: int,
+def measure(base: str, pid: int, arm: str, endpoint: str, concurrency: int, requests: int,
             rows: list[list[object]], shares: list[list[object]]) -> None:
     before = scrape(base)
+    cpu_before = cpu_ms(pid)
     latencies, errors, wall = asyncio.run(run_load(base, endpoint, concurrency, requests))
+    cpu_used = cpu_ms(pid) - cpu_before
     after = scrape(base)
     calls = after["batch_count"] - before["batch_count"]
     per_call = (after["batch_sum"] - before["batch_sum"]) / calls if calls else None
     rows.append([
         "GET /health (floor)" if endpoint == "health" else f"POST /v1/{endpoint}", arm, concurrency, len(latencies),
         statistics.median(latencies), percentile(latencies, 95), percentile(latencies, 99), len(latencies) / wall,
-        errors, "-" if per_call is None or endpoint == "health" else f"{per_call:.1f}",
+        errors, "-" if per_call is None or endpoint == "health" else f"{per_call:.1f}", cpu_used / len(latencies),
     ])
     if endpoint != "health":
         total = after[f"total_{endpoint}"] - before[f"total_{endpoint}"]
@@ -147,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     arms = [arm.strip() for arm in args.arms.split(";")]
     rows: list[list[object]] = []
     shares: list[list[object]] = []
+    args.load_before = os.getloadavg()[0]
     with bench_environment() as env:
         from app.settings import get_settings
         from flows.ingest_textbook import ingest_textbook
@@ -166,17 +179,18 @@ def main(argv: list[str] | None = None) -> int:
                 asyncio.run(run_load(base, "chat", 4, 40))  # warm-up
                 for endpoint in ("health", "search", "chat") if arm == arms[-1] else ("search", "chat"):
                     for concurrency in CONCURRENCY:
-                        measure(base, arm, endpoint, concurrency, args.requests, rows, shares)
+                        measure(base, service.pid, arm, endpoint, concurrency, args.requests, rows, shares)
         # The bare model in this process, with the services stopped: the encode calls' own ceiling.
         limits = [[f"{runtime}, bare encode", batch, bare_encode(runtime, batch, max(3, 240 // batch))]
                   for runtime in ("torch", "onnx") for batch in CONCURRENCY]
+    args.load_after = os.getloadavg()[0]
     return report(rows, shares, limits, arms, args)
 
 
 def report(rows: list[list[object]], shares: list[list[object]], limits: list[list[object]], arms: list[str],
            args: argparse.Namespace) -> int:
     table = markdown_table(["endpoint", "service", "concurrency", "requests", "p50 ms", "p95 ms", "p99 ms",
-                            "requests/s", "errors", "queries per encode"], rows)
+                            "requests/s", "errors", "queries per encode", "service CPU ms/request"], rows)
     share_table = markdown_table(["endpoint", "service", "concurrency", "query embedding", "vector search",
                                   "Postgres writes", "rest (answer, HTTP, queueing)"], shares)
     onnx_limit = {batch: qps for name, batch, qps in limits if name.startswith("onnx")}
@@ -209,8 +223,9 @@ def report(rows: list[list[object]], shares: list[list[object]], limits: list[li
         write_section("Service under load: the Rust book, extractive answers",
                       f"{machine_line()}\n\nOne uvicorn worker (embedded Qdrant Edge), {args.requests} requests per row, "
                       "load generator on the same 2 cores; the services one after another on the same index, in one "
-                      "run. The machine was shared with six other engineers' test runs: absolute numbers are noisy, "
-                      f"same-run ratios are what count.\n\n{table}\n\nWhere the server's time went (sums of its own "
+                      f"run. Load average {args.load_before:.1f} when it started, {args.load_after:.1f} when it ended "
+                      "(above 2, other work shared the cores: absolute numbers are noisy, same-run ratios and CPU "
+                      f"ms/request are what count).\n\n{table}\n\nWhere the server's time went (sums of its own "
                       f"histograms over each run):\n\n{share_table}\n\nThe limit: the bare model, in the benchmark's "
                       f"process with the services stopped:\n\n{limit_table}\n\n{ratio_table}\n\n{verdict}")
     return 0 if errors == 0 else 1

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlmodel import Session
 
 from app.core.api_keys import InvalidApiKey, MissingScope, authenticate
@@ -29,10 +30,10 @@ async def get_request_id(request: Request) -> uuid.UUID:
     return uuid.UUID(request.state.request_id)
 
 
-def _rate_limit(request: Request, bucket: str, limit: int, who: str) -> None:
+async def _rate_limit(request: Request, bucket: str, limit: int, who: str) -> None:
     """Count the request against `bucket` (app/http/rate_limit.py); 429 over the limit. The headers go on any answer."""
     limiter = limiter_for(request.app, request.app.state.settings)
-    state = limiter.hit(bucket, limit) if limiter else None
+    state = await limiter.hit_async(bucket, limit) if limiter else None
     if state is None:
         return
     request.state.rate_limit = state
@@ -45,22 +46,24 @@ def require_scope(scope: str):
 
     Rate limits: a valid key has its own budget (RATE_LIMIT_PER_KEY); anonymous requests and invalid keys share
     their client address's stricter one (RATE_LIMIT_ANONYMOUS), so guessing keys is limited too.
+    `async def`: an anonymous request spends a leased hit without leaving the event loop; the database calls (a key's
+    lookup, a lease's claim) go to the thread pool.
     """
 
-    def check(request: Request, x_api_key: Annotated[str | None, Header()] = None) -> None:
+    async def check(request: Request, x_api_key: Annotated[str | None, Header()] = None) -> None:
         settings = request.app.state.settings
         address = client_bucket(request.client.host if request.client else "unknown")
         if x_api_key is None:
             if scope != "admin" and settings.anonymous_access:
-                _rate_limit(request, address, settings.rate_limit_anonymous, "client address")
+                await _rate_limit(request, address, settings.rate_limit_anonymous, "client address")
                 return
             raise InvalidApiKey
         try:
-            key = authenticate(engine=request.app.state.engine, key=x_api_key)
+            key = await run_in_threadpool(authenticate, engine=request.app.state.engine, key=x_api_key)
         except InvalidApiKey:
-            _rate_limit(request, address, settings.rate_limit_anonymous, "client address")
+            await _rate_limit(request, address, settings.rate_limit_anonymous, "client address")
             raise
-        _rate_limit(request, f"key:{key.id}", settings.rate_limit_per_key, "API key")
+        await _rate_limit(request, f"key:{key.id}", settings.rate_limit_per_key, "API key")
         if scope not in key.scopes:
             raise MissingScope(scope)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from fastapi.concurrency import run_in_threadpool
 
 from app.api.deps import ChatServiceDep, RequestIdDep
 from app.api.schemas import SearchRequestBody, SearchResponse
@@ -13,13 +14,14 @@ router = APIRouter(prefix="/search", tags=["search"])
 
 
 @router.post("", response_model=SearchResponse)
-def search(body: SearchRequestBody, service: ChatServiceDep, request_id: RequestIdDep) -> SearchResponse:
+async def search(body: SearchRequestBody, service: ChatServiceDep, request_id: RequestIdDep) -> SearchResponse:
     """Hybrid search over the book (dense + sparse, RRF)."""
-    return service.search(body, request_id)
+    # One thread-pool hop for the blocking work (as in app/api/chat.py): the response model is validated inline.
+    return await run_in_threadpool(service.search, body, request_id)
 
 
 @router.get("", response_model=SearchResponse)
-def search_by_query(params: Annotated[SearchRequestBody, Query()], service: ChatServiceDep,
-                    request_id: RequestIdDep) -> SearchResponse:
+async def search_by_query(params: Annotated[SearchRequestBody, Query()], service: ChatServiceDep,
+                          request_id: RequestIdDep) -> SearchResponse:
     """The same search with query parameters: `?query=...&k=5&locale=en&chapter=ros2-fundamentals`."""
-    return service.search(params, request_id)
+    return await run_in_threadpool(service.search, params, request_id)

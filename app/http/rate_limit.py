@@ -1,12 +1,20 @@
-"""Rate limits shared by every worker: a sliding-window counter per bucket, kept in Postgres.
+"""Rate limits shared by every worker: a sliding-window counter per bucket, kept in Postgres, spent from local leases.
 
-One statement a request (`INSERT ... ON CONFLICT DO UPDATE ... RETURNING`, autocommit): it counts the hit in the
-current fixed window and returns the previous window's count, and the limit applies to the sliding estimate
-`previous * (1 - elapsed / window) + current` (no double burst at a window edge). A refused request is taken
-back out of the count by a second statement, so refusals never push the window away and Retry-After holds: a
-client that waits as long as it says gets through. Windows older than the previous
-one are deleted by the same statement, once per window and process. Postgres's clock is the only clock, so
-workers on several machines agree.
+The count lives in Postgres (`rate_limit_counter`, one row per bucket and fixed window) and the limit applies to the
+sliding estimate `previous * (1 - elapsed / window) + current` (no double burst at a window edge). A process does not
+ask Postgres for every request: it claims a lease of hits at once (`INSERT ... ON CONFLICT DO UPDATE SET hits = hits
++ n ... RETURNING`, autocommit) and spends it locally until it is used up or its window ends; a lease is a 1/20 share
+of the limit (LEASE_SHARE), at least 1, so limits under 40 requests a window are counted request by request as
+before. A claim that does not fit under the limit is cut to what fits, the rest taken back out of the count, and a
+request refused takes nothing: refusals never push the window away, and Retry-After holds.
+
+Claimed hits count as spent for everyone, so the limit holds across every worker and instance: no more than `limit`
+requests of a bucket pass in a window's estimate. The price of leases is on the other side, and bounded: hits an
+instance has claimed but not spent (at most n - 1 per instance and bucket, n = limit / LEASE_SHARE) are not
+available to the same client on another instance until that lease's window has slid past; an instance's unspent
+hits are not handed back at a window's end (they age out of the estimate with their window). Postgres's clock is the
+only clock for the windows, so workers on several machines agree; windows older than the previous one are deleted by
+a claim, once per window and process.
 
 Buckets: `key:<api key id>` for a valid key, `addr:<client address>` (IPv6 by /64) for anonymous requests and for
 invalid keys. If Postgres does not answer, requests go through (fail open) for a second with one log line: the
@@ -20,9 +28,11 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -30,8 +40,9 @@ from app.settings import Settings
 
 log = logging.getLogger(__name__)
 FAIL_OPEN_PAUSE_S = 1.0
+LEASE_SHARE = 20  # a process claims 1/LEASE_SHARE of a bucket's limit at a time
 
-_HIT = text("""
+_CLAIM = text("""
 WITH clock AS (
     SELECT to_timestamp(floor(extract(epoch FROM now()) / :window) * :window) AS window_start,
            extract(epoch FROM now()) AS now_s
@@ -40,18 +51,18 @@ WITH clock AS (
     WHERE :prune AND window_start < (SELECT window_start FROM clock) - make_interval(secs => :window)
 )
 INSERT INTO rate_limit_counter AS c (bucket, window_start, hits)
-SELECT :bucket, window_start, 1 FROM clock
-ON CONFLICT (bucket, window_start) DO UPDATE SET hits = c.hits + 1
+SELECT :bucket, window_start, :claim FROM clock
+ON CONFLICT (bucket, window_start) DO UPDATE SET hits = c.hits + :claim
 RETURNING c.hits, extract(epoch FROM c.window_start)::float8 AS window_start,
           (SELECT now_s - extract(epoch FROM c.window_start) FROM clock)::float8 AS elapsed,
           COALESCE((SELECT p.hits FROM rate_limit_counter p
                     WHERE p.bucket = :bucket AND p.window_start = c.window_start - make_interval(secs => :window)),
                    0) AS previous
 """)
-# A refused request is taken back out of the count: refusals must not push the window further away.
-_UNCOUNT = text("""
-UPDATE rate_limit_counter SET hits = hits - 1
-WHERE bucket = :bucket AND window_start = to_timestamp(:window_start) AND hits > 0
+# What a claim could not be granted is taken back out of the count: refusals must not push the window further away.
+_GIVE_BACK = text("""
+UPDATE rate_limit_counter SET hits = greatest(hits - :count, 0)
+WHERE bucket = :bucket AND window_start = to_timestamp(:window_start)
 """)
 
 
@@ -122,18 +133,61 @@ def client_bucket(address: str) -> str:
     return f"addr:{ip.ipv4_mapped or ip}" if ip.version == 6 else f"addr:{ip}"
 
 
+@dataclass
+class _Lease:
+    """Hits of one bucket claimed in Postgres and not spent yet by this process."""
+
+    available: int
+    estimate: float  # the sliding estimate after the claim, every hit claimed so far included
+    ends_at: float  # the claim's window ends then (this process's monotonic clock)
+
+    def spend(self, limit: int, now: float) -> RateLimitState:
+        self.available -= 1
+        return RateLimitState(limit=limit, remaining=max(0, math.floor(limit - self.estimate + self.available)),
+                              reset_s=max(1, math.ceil(self.ends_at - now)), retry_after_s=None)
+
+
 class RateLimiter:
-    def __init__(self, engine: Engine, window_s: int) -> None:
+    def __init__(self, engine: Engine, window_s: int, clock: Callable[[], float] = time.monotonic) -> None:
         self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")  # one round trip, no BEGIN/COMMIT
         self._window = window_s
+        self._clock = clock
         self._pruned_window = -1
         self._paused_until = 0.0
-        self._lock = threading.Lock()
+        self._leases: dict[str, _Lease] = {}
+        self._claiming: dict[str, threading.Lock] = {}  # one claim per bucket at a time
+        self._lock = threading.Lock()  # guards the two dicts; never held across a database call
 
     def hit(self, bucket: str, limit: int) -> RateLimitState | None:
         """Count one request of `bucket`; None when the limiter's database is unavailable (fail open)."""
-        if time.monotonic() < self._paused_until:
+        if self._clock() < self._paused_until:
             return None
+        state = self.spend_leased(bucket, limit)
+        if state is not None:
+            return state
+        with self._lock:
+            claiming = self._claiming.setdefault(bucket, threading.Lock())
+        with claiming:
+            # Another thread's claim may have refilled the lease while this one waited.
+            return self.spend_leased(bucket, limit) or self._claim(bucket, limit)
+
+    async def hit_async(self, bucket: str, limit: int) -> RateLimitState | None:
+        """`hit` from the event loop: a leased hit is spent in place, a claim goes to the thread pool."""
+        if self._clock() < self._paused_until:
+            return None
+        return self.spend_leased(bucket, limit) or await run_in_threadpool(self.hit, bucket, limit)
+
+    def spend_leased(self, bucket: str, limit: int) -> RateLimitState | None:
+        """One hit from this process's lease of `bucket`, or None when it has none left (a claim is due)."""
+        now = self._clock()
+        with self._lock:
+            lease = self._leases.get(bucket)
+            if lease is None or lease.available <= 0 or now >= lease.ends_at:
+                return None
+            return lease.spend(limit, now)
+
+    def _claim(self, bucket: str, limit: int) -> RateLimitState | None:
+        claim = max(1, limit // LEASE_SHARE)
         current_window = int(time.time() // self._window)
         with self._lock:
             prune = current_window != self._pruned_window
@@ -141,16 +195,27 @@ class RateLimiter:
         try:
             with self._engine.connect() as conn:
                 hits, window_start, elapsed, previous = conn.execute(
-                    _HIT, {"bucket": bucket, "window": self._window, "prune": prune}).one()
-                state = evaluate(hits=hits, previous=previous, elapsed=elapsed, window=self._window, limit=limit)
-                if not state.allowed:
-                    conn.execute(_UNCOUNT, {"bucket": bucket, "window_start": window_start})
+                    _CLAIM, {"bucket": bucket, "window": self._window, "prune": prune, "claim": claim}).one()
+                elapsed = min(max(elapsed, 0.0), float(self._window))
+                counted_before = previous * (1 - elapsed / self._window) + hits - claim
+                granted = max(0, min(claim, math.floor(limit - counted_before)))
+                if granted < claim:
+                    conn.execute(_GIVE_BACK, {"bucket": bucket, "window_start": window_start, "count": claim - granted})
         except SQLAlchemyError as exc:
-            self._paused_until = time.monotonic() + FAIL_OPEN_PAUSE_S
+            self._paused_until = self._clock() + FAIL_OPEN_PAUSE_S
             log.warning("rate limiter unavailable, requests pass unlimited for %.0f s: %s", FAIL_OPEN_PAUSE_S,
                         str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__)
             return None
-        return state
+        if granted == 0:
+            return evaluate(hits=hits - claim + 1, previous=previous, elapsed=elapsed, window=self._window, limit=limit)
+        now = self._clock()
+        lease = _Lease(available=granted, estimate=counted_before + granted, ends_at=now + self._window - elapsed)
+        with self._lock:
+            if prune:  # a new window: the leases of ended windows go
+                self._leases = {b: held for b, held in self._leases.items() if held.ends_at > now}
+                self._claiming = {b: lock for b, lock in self._claiming.items() if b in self._leases or b == bucket}
+            self._leases[bucket] = lease
+            return lease.spend(limit, now)  # this request's hit, before anyone else can take the last one
 
 
 def limiter_for(app: Any, settings: Settings) -> RateLimiter | None:

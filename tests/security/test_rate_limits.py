@@ -13,7 +13,7 @@ from sqlalchemy import text
 
 from app.core.api_keys import issue_key
 from app.core.db import create_db_engine
-from app.http.rate_limit import RateLimiter, client_bucket, evaluate
+from app.http.rate_limit import LEASE_SHARE, RateLimiter, client_bucket, evaluate
 from app.main import create_app
 from app.settings import load_settings
 from tests.conftest import free_port
@@ -85,13 +85,47 @@ def test_forwarded_for_is_believed_only_from_a_trusted_proxy(app_settings):
     assert statuses == [200, 200, 200, 429]
 
 
-def test_one_statement_counts_atomically_under_concurrency(settings):
+def db_hits(engine, bucket: str) -> int:
+    with engine.connect() as conn:
+        return conn.execute(text("SELECT coalesce(sum(hits), 0) FROM rate_limit_counter WHERE bucket = :b"),
+                            {"b": bucket}).scalar()
+
+
+def test_every_hit_is_spent_once_under_concurrency_from_one_claim(settings):
     engine = create_db_engine(settings)
-    limiter = RateLimiter(engine, window_s=60)
+    limiter = RateLimiter(engine, window_s=3600)
     try:
         with ThreadPoolExecutor(8) as pool:
             states = list(pool.map(lambda _: limiter.hit("test:concurrent", 1000), range(40)))
         assert sorted(1000 - s.remaining for s in states) == list(range(1, 41))  # every hit counted exactly once
+        assert db_hits(engine, "test:concurrent") == 1000 // LEASE_SHARE  # one claim in Postgres for all 40
+    finally:
+        engine.dispose()
+
+
+def test_leases_never_let_more_than_the_limit_through_across_instances(settings):
+    engine = create_db_engine(settings)
+    one, two = RateLimiter(engine, window_s=3600), RateLimiter(engine, window_s=3600)
+    try:
+        passed = 0
+        for _ in range(150):  # a client whose requests alternate between two instances
+            passed += sum(1 for limiter in (one, two) if limiter.hit("test:shared", 100).allowed)
+        assert passed == 100
+        assert db_hits(engine, "test:shared") == 100  # what a refused claim could not use was taken back
+    finally:
+        engine.dispose()
+
+
+def test_a_client_moving_to_another_instance_loses_at_most_the_old_ones_unspent_lease(settings):
+    engine = create_db_engine(settings)
+    old, new = RateLimiter(engine, window_s=3600), RateLimiter(engine, window_s=3600)
+    claim = 100 // LEASE_SHARE
+    try:
+        assert old.hit("test:moved", 100).allowed  # claims `claim` hits, spends one
+        states = [new.hit("test:moved", 100) for _ in range(100)]
+        assert sum(s.allowed for s in states) == 100 - claim  # the old instance's claim - 1 unspent are not lost twice
+        refused = states[-1]
+        assert refused.remaining == 0 and refused.retry_after_s is not None and refused.retry_after_s >= 1
     finally:
         engine.dispose()
 
