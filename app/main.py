@@ -66,6 +66,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if isinstance(embedder, BatchingEmbedder):
                 embedder.close()
             vector_index.close()
+            if (limiter := getattr(app.state, "rate_limiter", None)) is not None:
+                await run_in_threadpool(limiter.release)
             release_pool(engine)
             engine.dispose()
 

@@ -12,9 +12,10 @@ Claimed hits count as spent for everyone, so the limit holds across every worker
 requests of a bucket pass in a window's estimate. The price of leases is on the other side, and bounded: hits an
 instance has claimed but not spent (at most n - 1 per instance and bucket, n = limit / LEASE_SHARE) are not
 available to the same client on another instance until that lease's window has slid past; an instance's unspent
-hits are not handed back at a window's end (they age out of the estimate with their window). Postgres's clock is the
-only clock for the windows, so workers on several machines agree; windows older than the previous one are deleted by
-a claim, once per window and process.
+hits are not handed back at a window's end (they age out of the estimate with their window), but they are at
+shutdown (`release`, from the app's lifespan), so a restart or a deploy does not cost clients their budget.
+Postgres's clock is the only clock for the windows, so workers on several machines agree; windows older than the
+previous one are deleted by a claim, once per window and process.
 
 Buckets: `key:<api key id>` for a valid key, `addr:<client address>` (IPv6 by /64) for anonymous requests and for
 invalid keys. If Postgres does not answer, requests go through (fail open) for a second with one log line: the
@@ -140,6 +141,7 @@ class _Lease:
     available: int
     estimate: float  # the sliding estimate after the claim, every hit claimed so far included
     ends_at: float  # the claim's window ends then (this process's monotonic clock)
+    window_start: float  # the claim's window in Postgres (epoch seconds): where unspent hits are given back
 
     def spend(self, limit: int, now: float) -> RateLimitState:
         self.available -= 1
@@ -186,6 +188,24 @@ class RateLimiter:
                 return None
             return lease.spend(limit, now)
 
+    def release(self) -> int:
+        """Give every unspent leased hit back to Postgres (at shutdown: a restart must not cost its clients them)."""
+        with self._lock:
+            leases, self._leases = self._leases, {}
+        unspent = [(bucket, lease) for bucket, lease in leases.items() if lease.available > 0]
+        if not unspent:
+            return 0
+        try:
+            with self._engine.connect() as conn:
+                for bucket, lease in unspent:
+                    conn.execute(_GIVE_BACK, {"bucket": bucket, "window_start": lease.window_start,
+                                              "count": lease.available})
+        except SQLAlchemyError as exc:
+            log.warning("rate limiter: unspent leases not given back (they age out with their window): %s",
+                        str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__)
+            return 0
+        return sum(lease.available for _, lease in unspent)
+
     def _claim(self, bucket: str, limit: int) -> RateLimitState | None:
         claim = max(1, limit // LEASE_SHARE)
         current_window = int(time.time() // self._window)
@@ -209,7 +229,8 @@ class RateLimiter:
         if granted == 0:
             return evaluate(hits=hits - claim + 1, previous=previous, elapsed=elapsed, window=self._window, limit=limit)
         now = self._clock()
-        lease = _Lease(available=granted, estimate=counted_before + granted, ends_at=now + self._window - elapsed)
+        lease = _Lease(available=granted, estimate=counted_before + granted, ends_at=now + self._window - elapsed,
+                       window_start=window_start)
         with self._lock:
             if prune:  # a new window: the leases of ended windows go
                 self._leases = {b: held for b, held in self._leases.items() if held.ends_at > now}

@@ -130,6 +130,30 @@ def test_a_client_moving_to_another_instance_loses_at_most_the_old_ones_unspent_
         engine.dispose()
 
 
+def test_a_limiter_shut_down_gives_its_unspent_lease_back(settings):
+    engine = create_db_engine(settings)
+    old, new = RateLimiter(engine, window_s=3600), RateLimiter(engine, window_s=3600)
+    try:
+        assert old.hit("test:released", 100).allowed  # claims 100 // LEASE_SHARE hits, spends one
+        assert old.release() == 100 // LEASE_SHARE - 1
+        assert db_hits(engine, "test:released") == 1
+        assert sum(new.hit("test:released", 100).allowed for _ in range(100)) == 99  # nothing lost to the restart
+        assert old.release() == 0  # released once
+    finally:
+        engine.dispose()
+
+
+def test_the_service_gives_its_leases_back_when_it_stops(settings, ingested_textbook):
+    address = next(_addresses)
+    with client_for(limited_settings(settings, rate_limit_anonymous=1000), address) as client:
+        assert search(client).status_code == 200  # claims 1000 // LEASE_SHARE hits, spends one
+    engine = create_db_engine(settings)
+    try:
+        assert db_hits(engine, client_bucket(address)) == 1  # the rest was given back when the app stopped
+    finally:
+        engine.dispose()
+
+
 def test_windows_older_than_the_previous_one_are_pruned(settings):
     engine = create_db_engine(settings)
     try:
