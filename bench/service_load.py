@@ -25,7 +25,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.harness import bench_environment, machine_line, markdown_table, write_section
+from bench.harness import bench_environment, load_note, machine_line, markdown_table, write_section
 from tests.support.service_process import run_service
 
 QUESTIONS = [
@@ -183,7 +183,6 @@ def main(argv: list[str] | None = None) -> int:
         # The bare model in this process, with the services stopped: the encode calls' own ceiling.
         limits = [[f"{runtime}, bare encode", batch, bare_encode(runtime, batch, max(3, 240 // batch))]
                   for runtime in ("torch", "onnx") for batch in CONCURRENCY]
-    args.load_after = os.getloadavg()[0]
     return report(rows, shares, limits, arms, args)
 
 
@@ -223,9 +222,8 @@ def report(rows: list[list[object]], shares: list[list[object]], limits: list[li
         write_section("Service under load: the Rust book, extractive answers",
                       f"{machine_line()}\n\nOne uvicorn worker (embedded Qdrant Edge), {args.requests} requests per row, "
                       "load generator on the same 2 cores; the services one after another on the same index, in one "
-                      f"run. Load average {args.load_before:.1f} when it started, {args.load_after:.1f} when it ended "
-                      "(above 2, other work shared the cores: absolute numbers are noisy, same-run ratios and CPU "
-                      f"ms/request are what count).\n\n{table}\n\nWhere the server's time went (sums of its own "
+                      f"run. {load_note(args.load_before)} CPU ms/request is the service process's own, from /proc."
+                      f"\n\n{table}\n\nWhere the server's time went (sums of its own "
                       f"histograms over each run):\n\n{share_table}\n\nThe limit: the bare model, in the benchmark's "
                       f"process with the services stopped:\n\n{limit_table}\n\n{ratio_table}\n\n{verdict}")
     return 0 if errors == 0 else 1
