@@ -38,7 +38,8 @@ def test_the_merge_revision_does_not_repeat_its_parents_ddl(database_at_0004):
     pending, unknown = pending_offline_sql(MIGRATIONS_DIR, database_at_0004)
     order = list(pending)
     assert unknown == []
-    assert set(order[:4]) == PARALLEL and order[4] == "0009" and order[5:] == [f"{n:04d}" for n in range(10, 15)]
+    after_the_merge = sorted(p.name[:4] for p in (MIGRATIONS_DIR / "versions").glob("0*.py") if p.name[:4] > "0009")
+    assert set(order[:4]) == PARALLEL and order[4] == "0009" and order[5:] == after_the_merge
     assert schema_statements(pending["0009"]) == [], "a merge carries no DDL of its own"
     for revision in PARALLEL:
         assert schema_statements(pending[revision]), f"{revision} renders its own DDL"
