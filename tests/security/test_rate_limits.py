@@ -85,86 +85,70 @@ def test_forwarded_for_is_believed_only_from_a_trusted_proxy(app_settings):
     assert statuses == [200, 200, 200, 429]
 
 
+@pytest.fixture
+def engine(settings):
+    """The test cluster's database, as the service's limiter reaches it."""
+    engine = create_db_engine(settings)
+    yield engine
+    engine.dispose()
+
+
 def db_hits(engine, bucket: str) -> int:
     with engine.connect() as conn:
         return conn.execute(text("SELECT coalesce(sum(hits), 0) FROM rate_limit_counter WHERE bucket = :b"),
                             {"b": bucket}).scalar()
 
 
-def test_every_hit_is_spent_once_under_concurrency_from_one_claim(settings):
-    engine = create_db_engine(settings)
+def test_every_hit_is_spent_once_under_concurrency_from_one_claim(engine):
     limiter = RateLimiter(engine, window_s=3600)
-    try:
-        with ThreadPoolExecutor(8) as pool:
-            states = list(pool.map(lambda _: limiter.hit("test:concurrent", 1000), range(40)))
-        assert sorted(1000 - s.remaining for s in states) == list(range(1, 41))  # every hit counted exactly once
-        assert db_hits(engine, "test:concurrent") == 1000 // LEASE_SHARE  # one claim in Postgres for all 40
-    finally:
-        engine.dispose()
+    with ThreadPoolExecutor(8) as pool:
+        states = list(pool.map(lambda _: limiter.hit("test:concurrent", 1000), range(40)))
+    assert sorted(1000 - s.remaining for s in states) == list(range(1, 41))  # every hit counted exactly once
+    assert db_hits(engine, "test:concurrent") == 1000 // LEASE_SHARE  # one claim in Postgres for all 40
 
 
-def test_leases_never_let_more_than_the_limit_through_across_instances(settings):
-    engine = create_db_engine(settings)
+def test_leases_never_let_more_than_the_limit_through_across_instances(engine):
     one, two = RateLimiter(engine, window_s=3600), RateLimiter(engine, window_s=3600)
-    try:
-        passed = 0
-        for _ in range(150):  # a client whose requests alternate between two instances
-            passed += sum(1 for limiter in (one, two) if limiter.hit("test:shared", 100).allowed)
-        assert passed == 100
-        assert db_hits(engine, "test:shared") == 100  # what a refused claim could not use was taken back
-    finally:
-        engine.dispose()
+    passed = 0
+    for _ in range(150):  # a client whose requests alternate between two instances
+        passed += sum(1 for limiter in (one, two) if limiter.hit("test:shared", 100).allowed)
+    assert passed == 100
+    assert db_hits(engine, "test:shared") == 100  # what a refused claim could not use was taken back
 
 
-def test_a_client_moving_to_another_instance_loses_at_most_the_old_ones_unspent_lease(settings):
-    engine = create_db_engine(settings)
+def test_a_client_moving_to_another_instance_loses_at_most_the_old_ones_unspent_lease(engine):
     old, new = RateLimiter(engine, window_s=3600), RateLimiter(engine, window_s=3600)
     claim = 100 // LEASE_SHARE
-    try:
-        assert old.hit("test:moved", 100).allowed  # claims `claim` hits, spends one
-        states = [new.hit("test:moved", 100) for _ in range(100)]
-        assert sum(s.allowed for s in states) == 100 - claim  # the old instance's claim - 1 unspent are not lost twice
-        refused = states[-1]
-        assert refused.remaining == 0 and refused.retry_after_s is not None and refused.retry_after_s >= 1
-    finally:
-        engine.dispose()
+    assert old.hit("test:moved", 100).allowed  # claims `claim` hits, spends one
+    states = [new.hit("test:moved", 100) for _ in range(100)]
+    assert sum(s.allowed for s in states) == 100 - claim  # the old instance's claim - 1 unspent are not lost twice
+    refused = states[-1]
+    assert refused.remaining == 0 and refused.retry_after_s is not None and refused.retry_after_s >= 1
 
 
-def test_a_limiter_shut_down_gives_its_unspent_lease_back(settings):
-    engine = create_db_engine(settings)
+def test_a_limiter_shut_down_gives_its_unspent_lease_back(engine):
     old, new = RateLimiter(engine, window_s=3600), RateLimiter(engine, window_s=3600)
-    try:
-        assert old.hit("test:released", 100).allowed  # claims 100 // LEASE_SHARE hits, spends one
-        assert old.release() == 100 // LEASE_SHARE - 1
-        assert db_hits(engine, "test:released") == 1
-        assert sum(new.hit("test:released", 100).allowed for _ in range(100)) == 99  # nothing lost to the restart
-        assert old.release() == 0  # released once
-    finally:
-        engine.dispose()
+    assert old.hit("test:released", 100).allowed  # claims 100 // LEASE_SHARE hits, spends one
+    assert old.release() == 100 // LEASE_SHARE - 1
+    assert db_hits(engine, "test:released") == 1
+    assert sum(new.hit("test:released", 100).allowed for _ in range(100)) == 99  # nothing lost to the restart
+    assert old.release() == 0  # released once
 
 
-def test_the_service_gives_its_leases_back_when_it_stops(settings, ingested_textbook):
+def test_the_service_gives_its_leases_back_when_it_stops(settings, ingested_textbook, engine):
     address = next(_addresses)
     with client_for(limited_settings(settings, rate_limit_anonymous=1000), address) as client:
         assert search(client).status_code == 200  # claims 1000 // LEASE_SHARE hits, spends one
-    engine = create_db_engine(settings)
-    try:
-        assert db_hits(engine, client_bucket(address)) == 1  # the rest was given back when the app stopped
-    finally:
-        engine.dispose()
+    assert db_hits(engine, client_bucket(address)) == 1  # the rest was given back when the app stopped
 
 
-def test_windows_older_than_the_previous_one_are_pruned(settings):
-    engine = create_db_engine(settings)
-    try:
-        with engine.begin() as conn:
-            conn.execute(text("INSERT INTO rate_limit_counter (bucket, window_start, hits) "
-                              "VALUES ('test:old', now() - interval '1 hour', 5)"))
-        RateLimiter(engine, window_s=60).hit("test:prune", 10)  # a new limiter prunes on its first hit
-        with engine.connect() as conn:
-            assert conn.execute(text("SELECT count(*) FROM rate_limit_counter WHERE bucket = 'test:old'")).scalar() == 0
-    finally:
-        engine.dispose()
+def test_windows_older_than_the_previous_one_are_pruned(engine):
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO rate_limit_counter (bucket, window_start, hits) "
+                          "VALUES ('test:old', now() - interval '1 hour', 5)"))
+    RateLimiter(engine, window_s=60).hit("test:prune", 10)  # a new limiter prunes on its first hit
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM rate_limit_counter WHERE bucket = 'test:old'")).scalar() == 0
 
 
 def test_the_limiter_fails_open_with_one_log_line_when_postgres_is_down(settings, caplog):
@@ -203,16 +187,12 @@ def test_client_buckets():
     assert client_bucket("::ffff:203.0.113.9") == "addr:203.0.113.9"
 
 
-def test_the_previous_window_counts_by_the_share_of_it_still_inside_the_sliding_window(settings):
-    engine = create_db_engine(settings)
-    try:
-        with engine.begin() as conn:
-            elapsed = conn.execute(text(
-                "INSERT INTO rate_limit_counter (bucket, window_start, hits) "
-                "VALUES ('test:sliding', to_timestamp(floor(extract(epoch FROM now()) / 3600) * 3600 - 3600), 1000) "
-                "RETURNING extract(epoch FROM now()) - floor(extract(epoch FROM now()) / 3600) * 3600")).scalar()
-        state = RateLimiter(engine, window_s=3600).hit("test:sliding", 2000)
-        expected = 2000 - (1000 * (1 - float(elapsed) / 3600) + 1)
-        assert abs(state.remaining - expected) <= 1.5 and state.remaining < 1999
-    finally:
-        engine.dispose()
+def test_the_previous_window_counts_by_the_share_of_it_still_inside_the_sliding_window(engine):
+    with engine.begin() as conn:
+        elapsed = conn.execute(text(
+            "INSERT INTO rate_limit_counter (bucket, window_start, hits) "
+            "VALUES ('test:sliding', to_timestamp(floor(extract(epoch FROM now()) / 3600) * 3600 - 3600), 1000) "
+            "RETURNING extract(epoch FROM now()) - floor(extract(epoch FROM now()) / 3600) * 3600")).scalar()
+    state = RateLimiter(engine, window_s=3600).hit("test:sliding", 2000)
+    expected = 2000 - (1000 * (1 - float(elapsed) / 3600) + 1)
+    assert abs(state.remaining - expected) <= 1.5 and state.remaining < 1999
