@@ -29,8 +29,6 @@ TARGET_FIRST_S, TARGET_NOOP_S = 15, 1
 
 
 def with_runtime(runtime: str) -> None:
-    import os
-
     from app.settings import get_settings
 
     os.environ["EMBEDDING_RUNTIME"] = runtime

@@ -134,11 +134,18 @@ def bare_encode(runtime: str, batch: int, rounds: int) -> float:
     return rounds * batch / (time.perf_counter() - started)
 
 
+class StatusCounts(Counter):
+    """Answers other than 200, by HTTP status; a table cell reads "190 x 429", or 0 when there were none."""
+
+    def __str__(self) -> str:
+        return " ".join(f"{n} x {status}" for status, n in sorted(self.items())) or "0"
+
+
 def measure(base: str, pid: int, arm: str, endpoint: str, concurrency: int, requests: int,
             rows: list[list[object]], shares: list[list[object]]) -> None:
     before = scrape(base)
     cpu_before = cpu_ms(pid)
-    refusals: Counter[int] = Counter()
+    refusals = StatusCounts()
     latencies, errors, wall = asyncio.run(run_load(base, endpoint, concurrency, requests, refusals))
     cpu_used = cpu_ms(pid) - cpu_before
     after = scrape(base)
@@ -147,7 +154,7 @@ def measure(base: str, pid: int, arm: str, endpoint: str, concurrency: int, requ
     rows.append([
         "GET /health (floor)" if endpoint == "health" else f"POST /v1/{endpoint}", arm, concurrency, len(latencies),
         statistics.median(latencies), percentile(latencies, 95), percentile(latencies, 99), len(latencies) / wall,
-        " ".join(f"{n} x {status}" for status, n in sorted(refusals.items())) if errors else 0,
+        refusals,
         "-" if per_call is None or endpoint == "health" else f"{per_call:.1f}", cpu_used / len(latencies),
     ])
     if endpoint != "health":
@@ -213,8 +220,8 @@ def report(rows: list[list[object]], shares: list[list[object]], limits: list[li
         return next((r for r in rows if r[0] == endpoint and r[1] == arm and r[2] == concurrency), None)
 
     # The target's 0 errors is at concurrency 8 (and 1); at 32 one client address meets its in-flight cap.
-    errors = sum(r[8] != 0 for r in rows if r[2] <= 8)
-    over_cap = Counter(status for r in rows if r[2] > 8 and r[8] != 0 for status in str(r[8]).split()[2::3])
+    errors = sum(bool(r[8]) for r in rows if r[2] <= 8)
+    over_cap = sorted({str(status) for r in rows if r[2] > 8 for status in r[8]})
     verdicts = []
     for endpoint in ("/v1/chat", "/v1/search"):
         one, eight = row(f"POST {endpoint}", DEFAULT_ARM, 1), row(f"POST {endpoint}", DEFAULT_ARM, 8)
@@ -228,7 +235,7 @@ def report(rows: list[list[object]], shares: list[list[object]], limits: list[li
             + (f", {eight[7] / base8[7]:.1f}x the baseline's {base8[7]:.1f}" if base8 and base8 is not eight else ""))
     verdict = "; ".join(verdicts) + (
         f". Rows with errors at concurrency 1 and 8: {errors} (target 0: {'met' if errors == 0 else 'NOT met'}). "
-        f"At concurrency 32 the answers other than 200 are HTTP {', '.join(sorted(over_cap)) or 'none'}: the load "
+        f"At concurrency 32 the answers other than 200 are HTTP {', '.join(over_cap) or 'none'}: the load "
         "generator is one client address, and the service's per-client in-flight cap (MAX_IN_FLIGHT_PER_CLIENT) "
         "refuses what is over it at once, so those rows' requests/s count quick refusals too.")
     print(table, share_table, limit_table, ratio_table, verdict, sep="\n\n")
