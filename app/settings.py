@@ -228,6 +228,10 @@ class Settings(BaseSettings):
     # Local Prefect server (make up).
     prefect_host: str = "127.0.0.1"
     prefect_port: int = Field(default=4200, ge=1, le=65535)
+    cli_flow_heartbeat_s: int = Field(
+        default=0, ge=0,
+        description="flow-run heartbeats of `python -m flows.X` runs, seconds (>= 30); 0: none. Runs a worker starts "
+                    "keep Prefect's PREFECT_FLOWS_HEARTBEAT_FREQUENCY (default 180)")
 
     # Access.
     anonymous_access: bool = Field(default=True, description="allow requests without X-API-Key (the public site)")
@@ -347,6 +351,13 @@ class Settings(BaseSettings):
                 ipaddress.ip_network(part, strict=False)
             except ValueError:
                 raise ValueError(f"{part!r} is not an IP address or CIDR") from None
+        return value
+
+    @field_validator("cli_flow_heartbeat_s")
+    @classmethod
+    def _heartbeat(cls, value: int) -> int:
+        if 0 < value < 30:
+            raise ValueError("Prefect sends flow-run heartbeats at most every 30 s: 0 (none) or at least 30")
         return value
 
     @field_validator("maintenance_database_url")

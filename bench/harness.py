@@ -60,13 +60,47 @@ def bench_environment(prefect: bool = True, durable: bool = True) -> Iterator[Be
         if prefect:
             from prefect.testing.utilities import prefect_test_harness
 
-            with prefect_test_harness(server_startup_timeout=120):
+            from flows.cli import command_line_heartbeats
+
+            # Flows called here run as `python -m flows.X` runs them: without heartbeats (flows/cli.py).
+            with prefect_test_harness(server_startup_timeout=120), command_line_heartbeats():
                 yield BenchEnvironment(root=root, database_url=url, cluster=cluster)
         else:
             yield BenchEnvironment(root=root, database_url=url, cluster=cluster)
     finally:
         cluster.stop(mode="fast")
         shutil.rmtree(root, ignore_errors=True)
+
+
+# The heartbeat interval of a flow run a worker starts (Prefect's default); command-line runs send none.
+WORKER_HEARTBEAT_S = 180
+FIXED_COST_ROWS = ("an empty Prefect flow run, as `python -m flows.X` runs it (no heartbeats)",
+                   f"an empty Prefect flow run with heartbeats, as a worker runs it (every {WORKER_HEARTBEAT_S} s)")
+
+
+def empty_flow(heartbeat_s: int | None = None) -> None:
+    """A flow that does nothing: what any Prefect flow run costs here (run creation, states, teardown), with or
+    without flow-run heartbeats (Prefect 3.9.1's heartbeat thread sleeps in 1 s steps and a run waits for it to wake
+    at its end)."""
+    from prefect import flow
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: heartbeat_s}):
+        flow(name="empty-benchmark-flow")(lambda: None)()
+
+
+def empty_flow_seconds(repeat: int = 3) -> tuple[float, float]:
+    """Medians of an empty flow run's wall time: without heartbeats, and with a worker's."""
+    import statistics
+    import time
+
+    def once(heartbeat_s: int | None) -> float:
+        started = time.perf_counter()
+        empty_flow(heartbeat_s)
+        return time.perf_counter() - started
+
+    return (statistics.median(once(None) for _ in range(repeat)),
+            statistics.median(once(WORKER_HEARTBEAT_S) for _ in range(repeat)))
 
 
 def machine_line() -> str:

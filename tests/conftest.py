@@ -113,7 +113,10 @@ def fake_openai() -> Iterator[FakeOpenAI]:
 def prefect_harness() -> Iterator[None]:
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=120):
+    from flows.cli import command_line_heartbeats
+
+    # Flows called here run as `python -m flows.X` runs them: without heartbeats (flows/cli.py).
+    with prefect_test_harness(server_startup_timeout=120), command_line_heartbeats():
         yield
 
 

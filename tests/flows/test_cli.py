@@ -111,6 +111,39 @@ def test_an_operator_error_inside_a_run_is_one_line(capsys):
     assert capsys.readouterr().err.endswith("(UI: Runs)\nerror: storage: 'S3' is not one of local, s3\n")
 
 
+def heartbeat_of_a_cli_run() -> int | None:
+    """The heartbeat interval a flow run started through run_cli runs with."""
+    from prefect import flow
+    from prefect.settings import get_current_settings
+
+    @flow(name="cli-heartbeat-probe")
+    def probe() -> int | None:
+        return get_current_settings().flows.heartbeat_frequency
+
+    seen: list[int | None] = []
+    assert run_cli(lambda argv: seen.append(probe()) or 0, []) == 0
+    return seen[0]
+
+
+def test_a_cli_run_sends_heartbeats_only_when_asked(prefect_server_url, monkeypatch):
+    """Prefect's default (180 s) makes every run wait up to 1 s for its heartbeat thread at its end."""
+    from app.settings import get_settings
+
+    assert heartbeat_of_a_cli_run() is None
+    monkeypatch.setenv("CLI_FLOW_HEARTBEAT_S", "60")
+    get_settings.cache_clear()
+    try:
+        assert heartbeat_of_a_cli_run() == 60
+    finally:
+        monkeypatch.delenv("CLI_FLOW_HEARTBEAT_S")
+        get_settings.cache_clear()
+
+
+def test_a_heartbeat_prefect_cannot_send_is_one_line():
+    line = one_error_line(run_module("cost_report", CLI_FLOW_HEARTBEAT_S="10"))
+    assert "CLI_FLOW_HEARTBEAT_S" in line and "0 (none) or at least 30" in line
+
+
 def test_console_lines_about_an_operator_error_leave_out_the_traceback():
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
