@@ -15,11 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import yaml
 
 from app.settings import PROJECT_ROOT
 from devenv.processes import running, stop_process
 
 WORK_POOL = "ops"
+AUTOMATIONS_FILE = PROJECT_ROOT / "deployments" / "prefect-automations.yaml"
 
 # The runs' own loggers (get_run_logger, log_prints) send INFO to the server whatever PREFECT_LOGGING_LEVEL says:
 # the Makefile's WARNING keeps the processes' consoles quiet, but every run's Logs tab must show its steps.
@@ -107,6 +109,27 @@ class PrefectStack:
         if WORK_POOL not in pools:
             self.prefect("work-pool", "create", WORK_POOL, "--type", "process")
         self.prefect("deploy", "--all", "--no-prompt")
+        self.register_automations()
+
+    def register_automations(self, *, within_s: int | None = None) -> list[str]:
+        """Create deployments/prefect-automations.yaml's automations on the server, or update them by name; their
+        names. `within_s` shortens every proactive trigger's window (the tests' zombie runs)."""
+        from prefect.client.orchestration import get_client
+        from prefect.events.schemas.automations import AutomationCore
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        definitions = yaml.safe_load(AUTOMATIONS_FILE.read_text())["automations"]
+        with temporary_settings({PREFECT_API_URL: self.api_url}), get_client(sync_client=True) as client:
+            for definition in definitions:
+                if within_s is not None:
+                    definition["trigger"]["within"] = within_s
+                automation = AutomationCore.model_validate(definition)
+                existing = client.read_automations_by_name(automation.name)
+                if existing:
+                    client.update_automation(existing[0].id, automation)
+                else:
+                    client.create_automation(automation)
+        return [d["name"] for d in definitions]
 
     def start_worker(self, extra_env: dict[str, str] | None = None) -> None:
         if running(self._pid_file("worker")):

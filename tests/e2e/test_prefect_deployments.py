@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 
 import httpx
 import psycopg
@@ -174,6 +175,60 @@ def test_a_command_line_run_lands_on_the_stacks_server(prefect_stack, tmp_path):
     assert "database is locked" not in result.stderr
     [new] = [r for r in flow_runs_of(prefect_stack, "cost-report") if r["id"] not in before]
     assert new["state_type"] == "COMPLETED" and new["deployment_id"] is None
+
+
+HEARTBEATING_RUN = """
+import time
+from prefect import flow
+from prefect.runtime import flow_run
+
+@flow(name="heartbeat-then-die")
+def heartbeat_then_die():
+    print(flow_run.id, flush=True)
+    time.sleep(600)
+
+heartbeat_then_die()
+"""
+
+
+def heartbeats_of(stack: PrefectStack, run_id: str) -> list[dict]:
+    response = httpx.post(f"{stack.api_url}/events/filter", timeout=30, json={"filter": {
+        "event": {"name": ["prefect.flow-run.heartbeat"]}, "resource": {"id": [f"prefect.flow-run.{run_id}"]}}})
+    response.raise_for_status()
+    return response.json()["events"]
+
+
+def flow_run(stack: PrefectStack, run_id: str) -> dict:
+    response = httpx.get(f"{stack.api_url}/flow_runs/{run_id}", timeout=30)
+    response.raise_for_status()
+    return response.json()
+
+
+def test_a_run_whose_process_dies_is_marked_crashed_once_its_heartbeats_stop(prefect_stack):
+    """deployments/prefect-automations.yaml, registered by the stack, with its 600 s window shortened to 45 s: a
+    heartbeating run killed with SIGKILL (no Prefect code runs to report it) ends Crashed instead of Running."""
+    names = prefect_stack.register_automations(within_s=45)
+    assert names == ["Crash flow runs whose heartbeats stopped"]
+    process = subprocess.Popen([sys.executable, "-c", HEARTBEATING_RUN], cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
+                               text=True, env=prefect_stack.env({"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30"}))
+    try:
+        run_id = process.stdout.readline().strip()
+        assert run_id, "the flow run did not start"
+        deadline = time.monotonic() + 60
+        while not heartbeats_of(prefect_stack, run_id):
+            assert time.monotonic() < deadline, "the run sent no heartbeat"
+            time.sleep(1)
+        process.kill()
+        process.wait(timeout=30)
+        deadline = time.monotonic() + 180
+        while (run := flow_run(prefect_stack, run_id))["state_type"] == "RUNNING":
+            assert time.monotonic() < deadline, "the killed run still shows Running 180 s later"
+            time.sleep(2)
+        assert run["state_type"] == "CRASHED", run["state"]
+        assert "No heartbeat for 600 s" in run["state"]["message"]
+    finally:
+        process.kill()
+        prefect_stack.register_automations()
 
 
 def test_rotation_through_the_worker_reaches_the_service_reading_the_store(settings, prefect_stack, run_through_worker,

@@ -18,7 +18,7 @@ from tests.monitoring.test_alert_rules import alerting_rules
 RUNBOOKS = PROJECT_ROOT / "runbooks"
 PLAYBOOKS = ["high-error-rate", "high-latency", "database-issues", "service-down", "security-incident", "data-loss",
              "performance-degradation", "backup-failure", "restore-drill-failure", "secret-rotation-failure",
-             "cost-overrun"]
+             "cost-overrun", "flow-run-crashed"]
 PLAYBOOK_SECTIONS = ["Symptoms", "Alerts that lead here", "Diagnosis", "Mitigation", "Verify recovery",
                      "When to escalate"]
 
