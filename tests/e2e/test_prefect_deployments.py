@@ -226,9 +226,31 @@ def test_a_run_whose_process_dies_is_marked_crashed_once_its_heartbeats_stop(pre
             time.sleep(2)
         assert run["state_type"] == "CRASHED", run["state"]
         assert "No heartbeat for 600 s" in run["state"]["message"]
+        the_ui_shows_the_crash(prefect_stack, run_id)
     finally:
         process.kill()
         prefect_stack.register_automations()
+
+
+def the_ui_shows_the_crash(stack: PrefectStack, run_id: str) -> None:
+    """What an operator sees: the run page says Crashed, and the Automations page names the automation."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(30_000)
+        try:
+            page.goto(f"{stack.ui_url}/runs/flow-run/{run_id}")
+            expect(page.get_by_text("Crashed", exact=True).first).to_be_visible()
+            page.goto(f"{stack.ui_url}/automations")
+            expect(page.get_by_text("Crash flow runs whose heartbeats stopped")).to_be_visible()
+        except AssertionError:
+            (PROJECT_ROOT / "test-output").mkdir(exist_ok=True)
+            page.screenshot(path=str(PROJECT_ROOT / "test-output" / "prefect-ui-crash-failure.png"), full_page=True)
+            raise
+        finally:
+            browser.close()
 
 
 def test_rotation_through_the_worker_reaches_the_service_reading_the_store(settings, prefect_stack, run_through_worker,
