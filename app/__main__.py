@@ -12,15 +12,19 @@ from pathlib import Path
 from app.settings import SettingsError, get_settings
 
 
+def worker_model_threads(workers: int) -> int:
+    """Each worker's share of the cores this process may run on: N workers' model threads do not oversubscribe
+    them (the model runs outside the GIL, so one worker's encode and another's Python share the cores)."""
+    return max(1, len(os.sched_getaffinity(0)) // workers)
+
+
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     settings = get_settings()
     workers = args.workers or settings.api_workers
-    if workers > 1 and settings.vector_backend == "edge":
-        print("error: several workers need VECTOR_BACKEND=qdrant (the embedded index opens in one process)",
-              file=sys.stderr)
-        return 2
+    if workers > 1 and "embedding_threads" not in settings.model_fields_set:
+        os.environ["EMBEDDING_THREADS"] = str(worker_model_threads(workers))
     if workers > 1 or settings.metrics_multiproc_dir:
         folder = settings.metrics_multiproc_dir or settings.data_dir / "metrics"
         shutil.rmtree(folder, ignore_errors=True)
@@ -145,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     serve_parser = commands.add_parser("serve", help="run the HTTP service (uvicorn)")
     serve_parser.add_argument("--host", help="default: API_HOST")
     serve_parser.add_argument("--port", type=int, help="default: API_PORT")
-    serve_parser.add_argument("--workers", type=int, help="default: API_WORKERS (several need a Qdrant server)")
+    serve_parser.add_argument("--workers", type=int, help="default: API_WORKERS")
     serve_parser.set_defaults(run=serve)
     migrate_parser = commands.add_parser("migrate", help="apply Alembic migrations")
     migrate_parser.add_argument("--revision", default="head")

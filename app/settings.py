@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     db_pool_timeout_s: float = Field(default=5.0, gt=0)
     db_connect_timeout_s: int = Field(default=3, ge=1, le=60)
 
-    # Vector index: embedded Qdrant Edge (one process) or a Qdrant server / Qdrant Cloud.
+    # Vector index: embedded Qdrant Edge (a private copy per worker process) or a Qdrant server / Qdrant Cloud.
     vector_backend: Literal["edge", "qdrant"] = "edge"
     qdrant_url: str | None = None
     qdrant_api_key: SecretStr | None = None
@@ -61,7 +61,10 @@ class Settings(BaseSettings):
     embedding_backend: Literal["local", "openai"] = "local"
     embedding_model: str | None = None
     embedding_batch_size: int = Field(default=32, ge=1, le=2048)
-    embedding_threads: int = Field(default=2, ge=1, le=64)
+    embedding_threads: int = Field(
+        default=2, ge=1, le=64,
+        description="model threads per process; unset, `serve` with several workers gives each its share of the cores",
+    )
     # Lean inference: the local model runs on ONNX Runtime; torch only where the model is exported.
     embedding_runtime: Literal["onnx", "torch"] = Field(
         default="onnx",
@@ -239,7 +242,10 @@ class Settings(BaseSettings):
     # HTTP service.
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
-    api_workers: int = Field(default=1, ge=1, le=64)
+    api_workers: int = Field(
+        default=1, ge=1, le=64,
+        description="uvicorn worker processes; with the embedded index each reads its own copy of the live generation",
+    )
     max_body_bytes: int = Field(default=65536, ge=1024)
     metrics_multiproc_dir: Path | None = None
     active_session_window_s: int = Field(default=1800, ge=60)
@@ -422,8 +428,6 @@ class Settings(BaseSettings):
     def _consistent(self) -> "Settings":
         if self.vector_backend == "qdrant" and not self.qdrant_url:
             raise ValueError("VECTOR_BACKEND=qdrant needs QDRANT_URL")
-        if self.vector_backend == "edge" and self.api_workers > 1:
-            raise ValueError("API_WORKERS>1 needs VECTOR_BACKEND=qdrant (an embedded index opens in one process)")
         uses_openai = self.embedding_backend == "openai" or self.answer_backend == "openai"
         if uses_openai and self.openai_api_key is None and self.secrets_source == "settings":
             raise ValueError("EMBEDDING_BACKEND/ANSWER_BACKEND=openai needs OPENAI_API_KEY")

@@ -1,15 +1,13 @@
-"""Several uvicorn workers (a Qdrant server configured): /metrics aggregates every worker's counters."""
+"""Several uvicorn workers: /metrics aggregates every worker's counters (tests/app/test_multiworker_embedded.py runs
+them on the embedded index)."""
 
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 
 import httpx
 import pytest
 
-from app.settings import PROJECT_ROOT
 from tests.conftest import free_port
 from tests.support.service_process import run_service
 
@@ -37,8 +35,3 @@ def test_counters_from_all_workers_are_summed_at_scrape_time(settings, tmp_path)
             match = re.search(r'^rag_query_errors_total\{error_code="index_unavailable"\} (\S+)$', text, re.M)
             assert match and float(match.group(1)) == requests
 
-
-def test_several_workers_with_the_embedded_index_are_refused(settings):
-    result = subprocess.run([sys.executable, "-m", "app", "serve", "--workers", "2"], cwd=PROJECT_ROOT,
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 2 and "VECTOR_BACKEND=qdrant" in result.stderr

@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from app.settings import SettingsError, load_settings
@@ -21,13 +23,40 @@ def test_bad_value_stops_startup_naming_the_variable(monkeypatch, variable, valu
         load_settings(_env_file=None)
 
 
-def test_several_workers_need_a_qdrant_server(monkeypatch):
+def test_several_workers_run_with_the_embedded_index_or_a_qdrant_server(monkeypatch):
     monkeypatch.setenv("API_WORKERS", "4")
-    with pytest.raises(SettingsError, match="API_WORKERS>1 needs VECTOR_BACKEND=qdrant"):
-        load_settings(_env_file=None)
+    settings = load_settings(_env_file=None)
+    assert settings.vector_backend == "edge" and settings.api_workers == 4
     monkeypatch.setenv("VECTOR_BACKEND", "qdrant")
     monkeypatch.setenv("QDRANT_URL", "https://qdrant.example.internal:6333")
     assert load_settings(_env_file=None).api_workers == 4
+
+
+@pytest.mark.parametrize(("cores", "workers", "explicit", "threads"),
+                         [(2, 2, None, "1"), (8, 2, None, "4"), (2, 4, None, "1"), (2, 2, "2", "2")])
+def test_serve_gives_each_worker_its_share_of_the_cores_for_the_model(monkeypatch, tmp_path, cores, workers,
+                                                                      explicit, threads):
+    import uvicorn
+
+    from app.__main__ import main
+    from app.settings import get_settings
+
+    started: dict[str, object] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: started.update(options))
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(cores)))
+    monkeypatch.setattr("signal.signal", lambda signum, handler: None)
+    for name in ("PROMETHEUS_MULTIPROC_DIR", "METRICS_MULTIPROC_DIR", "EMBEDDING_THREADS"):
+        monkeypatch.delenv(name, raising=False)  # serve sets them for its workers: restored after the test
+    if explicit:
+        monkeypatch.setenv("EMBEDDING_THREADS", explicit)
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        assert main(["serve", "--workers", str(workers)]) == 0
+    finally:
+        get_settings.cache_clear()
+    assert started["workers"] == workers
+    assert os.environ["EMBEDDING_THREADS"] == threads
 
 
 def test_openai_backends_need_a_key(monkeypatch):

@@ -5,9 +5,15 @@ Layout under INDEX_DIR/<collection>/:
     generations/<name>/shard/    the EdgeShard folder
     generations/<name>/manifest.json   chunk id -> content hash, source, model
 
-An EdgeShard folder can be opened by one process at a time, so the writer never opens the live
-generation: it copies it (or starts empty for a full rebuild), changes the copy, and moves the
-pointer. The reader notices the pointer move on its next search and opens the new generation.
+    readers/<pid>-<generation>/  a reader process's private copy of a generation's shard
+
+An EdgeShard folder can be opened by one process at a time, so nobody opens a published generation in place.
+The writer copies the live generation (or starts empty for a full rebuild), changes the copy, and moves the
+pointer. Each reading process (every uvicorn worker) copies the live generation into readers/ and opens its
+copy; it notices the pointer move on its next search, copies and opens the new generation, and removes its
+old copy. A published generation's files never change (the writer closed it), and opening or searching a shard
+does not write to it (checked: every file's hash is the same before, during and after), so copying one that
+another process has open is safe: the lock Edge takes is a flock on the opener's own wal/ folder.
 """
 
 from __future__ import annotations
@@ -41,33 +47,77 @@ from app.rag.vector_index.base import (
 
 log = logging.getLogger(__name__)
 POINTER = "CURRENT"
+READERS = "readers"
 MAX_CHAPTERS = 1000
 
 
 class _OpenShards:
-    """Shards opened for reading, shared within the process (a folder can be opened only once)."""
+    """This process's private copies of generations, open for reading, shared by its readers (counted): each is
+    copied and opened on first use and closed and removed when the last reader lets go."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._shards: dict[Path, list[Any]] = {}
 
-    def acquire(self, path: Path) -> qe.EdgeShard:
+    def acquire(self, collection: EdgeCollection, generation: str) -> tuple[qe.EdgeShard, Path]:
+        copy = collection.reader_copy_dir(generation)
         with self._lock:
-            entry = self._shards.get(path)
+            entry = self._shards.get(copy)
             if entry is None:
-                entry = self._shards[path] = [qe.EdgeShard.load(str(path)), 0]
+                self._remove_leftover_copies(collection)
+                entry = self._shards[copy] = [_open_private_copy(collection.generation_dir(generation) / "shard",
+                                                                 copy), 0]
             entry[1] += 1
-            return entry[0]
+            return entry[0], copy
 
-    def release(self, path: Path) -> None:
+    def release(self, copy: Path) -> None:
         with self._lock:
-            entry = self._shards.get(path)
+            entry = self._shards.get(copy)
             if entry is None:
                 return
             entry[1] -= 1
             if entry[1] <= 0:
                 entry[0].close()
-                del self._shards[path]
+                del self._shards[copy]
+                shutil.rmtree(copy, ignore_errors=True)
+
+    def _remove_leftover_copies(self, collection: EdgeCollection) -> None:
+        """Copies of processes that are gone (killed before closing), and this pid's own that no reader holds
+        (left by an earlier process that had the same pid: a restarted container)."""
+        for folder in collection.reader_copies():
+            pid = _copy_pid(folder)
+            if (pid == os.getpid() and folder not in self._shards) or (pid != os.getpid() and not _pid_alive(pid)):
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def _open_private_copy(shard_dir: Path, copy: Path) -> qe.EdgeShard:
+    shutil.rmtree(copy, ignore_errors=True)
+    try:
+        started = time.perf_counter()
+        shutil.copytree(shard_dir, copy)
+        shard = qe.EdgeShard.load(str(copy))
+    except BaseException:
+        shutil.rmtree(copy, ignore_errors=True)
+        raise
+    log.info("opened a private copy of %s in %.0f ms", shard_dir.parent.name, (time.perf_counter() - started) * 1000)
+    return shard
+
+
+def _copy_pid(folder: Path) -> int | None:
+    pid, _, _ = folder.name.partition("-")
+    return int(pid) if pid.isdigit() else None
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 OPEN_SHARDS = _OpenShards()
@@ -154,6 +204,14 @@ class EdgeCollection:
     def generation_dir(self, name: str) -> Path:
         return self.root / "generations" / name
 
+    def reader_copy_dir(self, generation: str) -> Path:
+        """This process's private copy of `generation`, which it reads."""
+        return self.root / READERS / f"{os.getpid()}-{generation}"
+
+    def reader_copies(self) -> list[Path]:
+        folder = self.root / READERS
+        return sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+
     def read_pointer(self) -> dict[str, Any] | None:
         try:
             return json.loads(self.pointer_path.read_text())
@@ -180,10 +238,14 @@ class EdgeCollection:
 
 
 class EdgeVectorIndex:
-    """Read side: follows the pointer; opens each new generation once, on the next search."""
+    """Read side: follows the pointer; opens (a private copy of) each new generation once, on the next search.
 
-    def __init__(self, index_dir: Path, collection: str) -> None:
+    `retire_after_s`: searches already running may still use the generation switched away from, so its copy is
+    closed and removed this long after the switch (on a later search), or at close()."""
+
+    def __init__(self, index_dir: Path, collection: str, *, retire_after_s: float = 10) -> None:
         self._collection = EdgeCollection(index_dir, collection)
+        self._retire_after_s = retire_after_s
         self._lock = threading.Lock()
         self._shard: qe.EdgeShard | None = None
         self._generation: str | None = None
@@ -204,6 +266,9 @@ class EdgeVectorIndex:
             ) from None
         stamp = (stat.st_mtime_ns, stat.st_ino)
         if stamp == self._pointer_stamp and self._shard is not None:
+            if self._retired:
+                with self._lock:
+                    self._close_retired(older_than_s=self._retire_after_s)
             return self._shard
         with self._lock:
             if stamp != self._pointer_stamp or self._shard is None:
@@ -217,18 +282,16 @@ class EdgeVectorIndex:
             raise IndexUnavailable(f"collection {self._collection.collection!r} has no live generation")
         generation = pointer["generation"]
         if generation != self._generation or self._shard is None:
-            shard_dir = self._collection.generation_dir(generation) / "shard"
             try:
-                shard = OPEN_SHARDS.acquire(shard_dir)
+                shard, shard_dir = OPEN_SHARDS.acquire(self._collection, generation)
             except Exception as exc:
                 raise IndexUnavailable(f"cannot open index generation {generation}: {exc}") from exc
             if self._shard_path is not None:
-                # Searches already running may still hold the old shard: release it a little later.
                 self._retired.append((time.monotonic(), self._shard_path))
             self._shard, self._shard_path, self._generation = shard, shard_dir, generation
             log.info("index generation %s is live", generation)
         self._pointer_stamp = stamp
-        self._close_retired(older_than_s=10)
+        self._close_retired(older_than_s=self._retire_after_s)
 
     def _close_retired(self, older_than_s: float) -> None:
         now = time.monotonic()
