@@ -3,6 +3,7 @@ under <collection>/readers/<pid>-<generation>/, and no copy outlives its reader 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -128,3 +129,22 @@ def test_copies_of_killed_readers_and_of_this_pid_are_removed_on_the_next_open(t
         reader.close()
         survivor.communicate("\n", timeout=30)
     assert copies(tmp_path) == []
+
+
+def file_hashes(folder) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_readers_and_the_writer_leave_a_published_generation_as_it_was(tmp_path, writer):
+    first = publish(writer, ["kalman filter", "zero moment point"])
+    folder = EdgeCollection(tmp_path, COLLECTION).generation_dir(first)
+    published = file_hashes(folder)
+    reader = EdgeVectorIndex(tmp_path, COLLECTION)
+    other, _, _ = start_other_reader(tmp_path)
+    assert reader.count() == 2
+    publish(writer, ["ros publisher subscriber"])  # copies the first generation while both readers hold theirs
+    assert reader.count() == 3
+    other.communicate("\n", timeout=30)
+    reader.close()
+    assert file_hashes(folder) == published

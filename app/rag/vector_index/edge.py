@@ -11,9 +11,9 @@ An EdgeShard folder can be opened by one process at a time, so nobody opens a pu
 The writer copies the live generation (or starts empty for a full rebuild), changes the copy, and moves the
 pointer. Each reading process (every uvicorn worker) copies the live generation into readers/ and opens its
 copy; it notices the pointer move on its next search, copies and opens the new generation, and removes its
-old copy. A published generation's files never change (the writer closed it), and opening or searching a shard
-does not write to it (checked: every file's hash is the same before, during and after), so copying one that
-another process has open is safe: the lock Edge takes is a flock on the opener's own wal/ folder.
+old copy. So after publish() closes it, nobody opens a generation folder again: its files never change, and the
+writer and the readers copy it while others read their own copies (Edge's lock is a flock on the opener's wal/
+folder, which a plain copy does not take).
 """
 
 from __future__ import annotations
