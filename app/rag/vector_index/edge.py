@@ -287,6 +287,7 @@ class EdgeVectorIndex:
             except Exception as exc:
                 raise IndexUnavailable(f"cannot open index generation {generation}: {exc}") from exc
             if self._shard_path is not None:
+                # Searches already running may still hold the old shard: release it a little later.
                 self._retired.append((time.monotonic(), self._shard_path))
             self._shard, self._shard_path, self._generation = shard, shard_dir, generation
             log.info("index generation %s is live", generation)
