@@ -8,6 +8,7 @@ import shutil
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from app.settings import SettingsError, get_settings
 
@@ -38,12 +39,25 @@ def serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
     from app.http.server_protocol import HeaderDeadlineProtocol
 
-    uvicorn.run(
-        "app.main:create_app", factory=True, http=HeaderDeadlineProtocol, host=args.host or settings.api_host,
+    options: dict[str, Any] = dict(
+        factory=True, http=HeaderDeadlineProtocol, host=args.host or settings.api_host,
         port=args.port or settings.api_port, workers=workers, log_level=settings.log_level.lower(),
         proxy_headers=False,  # X-Forwarded-* are read by app.http.hygiene, from TRUSTED_PROXIES only
         timeout_graceful_shutdown=int(settings.request_timeout_s) + 2,
     )
+    if workers == 1:
+        uvicorn.run("app.main:create_app", **options)
+        return 0
+    from uvicorn.supervisors import Multiprocess
+
+    from app.worker_sockets import WorkerSocket
+
+    # uvicorn.run's supervisor, with a listening socket per worker instead of one shared by all (worker_sockets.py).
+    config = uvicorn.Config("app.main:create_app", **options)
+    try:
+        Multiprocess(config, sockets=[WorkerSocket(config.host, config.port)]).run()  # type: ignore[list-item]
+    except KeyboardInterrupt:
+        pass
     return 0
 
 

@@ -3,6 +3,7 @@ a generation published while they run, the rate limit holds across them, and no 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import Counter
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 from prometheus_client.mmap_dict import MmapedDict
 
 from flows.ingest_textbook import ingest_textbook
-from tests.support.service_process import run_service
+from tests.support.service_process import failing_service, run_service
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
@@ -114,3 +115,22 @@ def test_two_workers_answer_from_the_embedded_index_and_follow_a_new_generation(
 
     assert service.process.returncode == 0
     assert reader_copies(index_dir) == []  # each worker removed its copies when it stopped
+
+
+def test_keep_alive_connections_opened_at_once_spread_over_the_workers(settings, tmp_path):
+    """One client opening its connections in a burst (a proxy, a load generator) is served by both workers: each
+    worker listens on its own socket (app/worker_sockets.py). With one shared socket the first worker to wake took
+    all of them. 16 connections: all on one worker by chance once in 2**15 runs."""
+
+    async def burst(base: str) -> None:
+        limits = httpx.Limits(max_connections=16, max_keepalive_connections=16)
+        async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
+            answers = await asyncio.gather(*(client.post("/v1/chat", json={"question": "What is ROS 2?"})
+                                             for _ in range(16)))
+        assert {answer.status_code for answer in answers} == {503}  # index_unavailable: quick and counted
+
+    with failing_service(settings.database_url, tmp_path / "data", API_WORKERS="2",
+                         RATE_LIMIT_ANONYMOUS="1000") as service:
+        asyncio.run(burst(service.base))
+        served = requests_by_worker(tmp_path / "data" / "metrics")
+    assert len(served) == 2 and sum(served.values()) == 16, served

@@ -36,17 +36,21 @@ def test_several_workers_run_with_the_embedded_index_or_a_qdrant_server(monkeypa
                          [(2, 2, None, "1"), (8, 2, None, "4"), (2, 4, None, "1"), (2, 2, "2", "2")])
 def test_serve_gives_each_worker_its_share_of_the_cores_for_the_model(monkeypatch, tmp_path, cores, workers,
                                                                       explicit, threads):
-    import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
     from app.__main__ import main
     from app.settings import get_settings
+    from tests.support.ports import free_port
 
     started: dict[str, object] = {}
-    monkeypatch.setattr(uvicorn, "run", lambda app, **options: started.update(options))
+    monkeypatch.setattr(Multiprocess, "run", lambda supervisor: started.update(workers=supervisor.config.workers))
+    monkeypatch.setenv("API_PORT", str(free_port()))
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(cores)))
     monkeypatch.setattr("signal.signal", lambda signum, handler: None)
     for name in ("PROMETHEUS_MULTIPROC_DIR", "METRICS_MULTIPROC_DIR", "EMBEDDING_THREADS"):
-        monkeypatch.delenv(name, raising=False)  # serve sets them for its workers: restored after the test
+        # serve sets them for its workers; setenv first, so monkeypatch restores them even where they were unset
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     if explicit:
         monkeypatch.setenv("EMBEDDING_THREADS", explicit)
     monkeypatch.setenv("DATA_DIR", str(tmp_path))
