@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 import signal
@@ -54,8 +55,15 @@ def serve(args: argparse.Namespace) -> int:
 
     # uvicorn.run's supervisor, with a listening socket per worker instead of one shared by all (worker_sockets.py).
     config = uvicorn.Config("app.main:create_app", **options)
+    logging.getLogger("uvicorn.error").info("listening on http://%s:%d: %d workers, each on a socket of its own",
+                                            config.host, config.port, workers)
     try:
-        Multiprocess(config, sockets=[WorkerSocket(config.host, config.port)]).run()  # type: ignore[list-item]
+        sockets = [WorkerSocket(config.host, config.port)]
+    except OSError as exc:
+        print(f"error: cannot listen on {config.host}:{config.port}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        Multiprocess(config, sockets=sockets).run()  # type: ignore[arg-type]
     except KeyboardInterrupt:
         pass
     return 0

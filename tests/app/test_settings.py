@@ -32,9 +32,20 @@ def test_several_workers_run_with_the_embedded_index_or_a_qdrant_server(monkeypa
     assert load_settings(_env_file=None).api_workers == 4
 
 
+@pytest.fixture
+def serve_in_test(monkeypatch, tmp_path):
+    """`python -m app serve` called in this process: no signal handler installed, its data under tmp_path, and the
+    variables it sets for its workers restored afterwards (set first: monkeypatch restores only what it changed)."""
+    monkeypatch.setattr("signal.signal", lambda signum, handler: None)
+    for name in ("PROMETHEUS_MULTIPROC_DIR", "METRICS_MULTIPROC_DIR", "EMBEDDING_THREADS"):
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+
+
 @pytest.mark.parametrize(("cores", "workers", "explicit", "threads"),
                          [(2, 2, None, "1"), (8, 2, None, "4"), (2, 4, None, "1"), (2, 2, "2", "2")])
-def test_serve_gives_each_worker_its_share_of_the_cores_for_the_model(monkeypatch, tmp_path, cores, workers,
+def test_serve_gives_each_worker_its_share_of_the_cores_for_the_model(monkeypatch, serve_in_test, cores, workers,
                                                                       explicit, threads):
     from uvicorn.supervisors import Multiprocess
 
@@ -46,14 +57,8 @@ def test_serve_gives_each_worker_its_share_of_the_cores_for_the_model(monkeypatc
     monkeypatch.setattr(Multiprocess, "run", lambda supervisor: started.update(workers=supervisor.config.workers))
     monkeypatch.setenv("API_PORT", str(free_port()))
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(cores)))
-    monkeypatch.setattr("signal.signal", lambda signum, handler: None)
-    for name in ("PROMETHEUS_MULTIPROC_DIR", "METRICS_MULTIPROC_DIR", "EMBEDDING_THREADS"):
-        # serve sets them for its workers; setenv first, so monkeypatch restores them even where they were unset
-        monkeypatch.setenv(name, "")
-        monkeypatch.delenv(name)
     if explicit:
         monkeypatch.setenv("EMBEDDING_THREADS", explicit)
-    monkeypatch.setenv("DATA_DIR", str(tmp_path))
     get_settings.cache_clear()
     try:
         assert main(["serve", "--workers", str(workers)]) == 0
@@ -99,3 +104,21 @@ def test_env_example_lists_every_variable_with_its_default():
     from devenv.env_example import render
 
     assert (PROJECT_ROOT / ".env.example").read_text() == render(), "run `python -m devenv.env_example`"
+
+
+def test_serve_with_several_workers_names_an_address_already_in_use(monkeypatch, serve_in_test, capsys):
+    import socket
+
+    from app.__main__ import main
+    from app.settings import get_settings
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        monkeypatch.setenv("API_PORT", str(taken.getsockname()[1]))
+        get_settings.cache_clear()
+        try:
+            assert main(["serve", "--workers", "2"]) == 1
+        finally:
+            get_settings.cache_clear()
+    assert "cannot listen on 127.0.0.1:" in capsys.readouterr().err
