@@ -14,6 +14,7 @@ from prometheus_client.mmap_dict import MmapedDict
 
 from flows.ingest_textbook import ingest_textbook
 from tests.support.service_process import failing_service, run_service
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
@@ -29,14 +30,15 @@ NEW_CHAPTER = ("---\ntitle: Gaits\n---\n\n## The zorblax gait\n\nThe zorblax gai
                "keeps the other three on the ground, so the hexapod never loses its support.\n")
 
 
-def requests_by_worker(metrics_dir: Path) -> Counter[int]:
-    """/v1 requests each worker has answered so far, from its own multiprocess metrics file (counter_<pid>.db)."""
+def requests_by_worker(metrics_dir: Path, routes: str = "/v1/") -> Counter[int]:
+    """Requests (to routes starting with `routes`) each worker has answered so far, from its own multiprocess metrics
+    file (counter_<pid>.db)."""
     served: Counter[int] = Counter()
     for path in metrics_dir.glob("counter_*.db"):
         pid = int(path.stem.rsplit("_", 1)[1])
         for key, value, _ in MmapedDict(str(path), read_mode=True).read_all_values():
             _, sample, labels, *_ = json.loads(key)
-            if sample == "rag_http_requests_total" and labels.get("route", "").startswith("/v1/"):
+            if sample == "rag_http_requests_total" and labels.get("route", "").startswith(routes):
                 served[pid] += value
     return served
 
@@ -129,8 +131,14 @@ def test_keep_alive_connections_opened_at_once_spread_over_the_workers(settings,
                                              for _ in range(16)))
         assert {answer.status_code for answer in answers} == {503}  # index_unavailable: quick and counted
 
+    metrics_dir = tmp_path / "data" / "metrics"
     with failing_service(settings.database_url, tmp_path / "data", API_WORKERS="2",
                          RATE_LIMIT_ANONYMOUS="1000") as service:
+        def both_workers_listen() -> bool:  # a worker still starting has no listening socket: all go to the other
+            httpx.get(f"{service.base}/health", timeout=10)  # a new connection each time
+            return len(requests_by_worker(metrics_dir, routes="/health")) == 2
+
+        wait_until(both_workers_listen, timeout_s=60, what="both workers answering /health", poll_s=0.05)
         asyncio.run(burst(service.base))
-        served = requests_by_worker(tmp_path / "data" / "metrics")
+        served = requests_by_worker(metrics_dir)
     assert len(served) == 2 and sum(served.values()) == 16, served
