@@ -9,6 +9,7 @@ import hashlib
 import ipaddress
 import logging
 import re
+from functools import lru_cache
 from typing import Any
 
 from starlette.datastructures import MutableHeaders
@@ -30,6 +31,7 @@ COMMON_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", 
                   (b"x-frame-options", b"DENY")]
 
 
+@lru_cache(maxsize=4096)  # every request's peer address is parsed: the same few addresses come back
 def _parse_ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     value = value.strip().strip('"')
     if value.startswith("["):  # [v6]:port
