@@ -104,8 +104,8 @@ class Retriever:
                  chapter: str | None = None, favour_page: str | None = None, favour_text: str | None = None) -> Retrieval:
         """`chapter` restricts every search to one chapter; `favour_page` (a page URL) ranks its chunks higher,
         and `favour_text` (what the reader selected there) is looked up in that page's chunks."""
-        options: dict[str, Any] = {"locale": locale, "k": k, "mode": mode, "chapter": chapter, "favour_page": favour_page,
-                   "favour_text": favour_text}
+        options: dict[str, Any] = {"locale": locale, "k": k, "mode": mode, "chapter": chapter,
+                                   "favour_page": favour_page, "favour_text": favour_text}
         try:
             return self._retrieve(query, **options)
         except GenerationGone:  # a new index generation went live between a search and its payloads' read
@@ -197,7 +197,6 @@ class Retriever:
             selection_matched=selection_matched,
             unknown_terms=unknown_terms,
         )
-
 
     def _with_payloads(self, *hit_lists: list[Any]) -> list[list[Any]]:
         """Each list's hits with their payloads, read at once (a hit in several lists is read once)."""
