@@ -288,8 +288,8 @@ class ChatService:
         set_attributes(**{"rag.endpoint": endpoint, "rag.locale": body.locale, "rag.covered": answer.covered,
                           "rag.chunks": len(retrieval.chunks), "rag.status": status})
         record_question(body.question)
-        session_id = prepared.chat_session.id if prepared.chat_session else uuid.uuid4()
         known = prepared.chat_session
+        session_id = known.id if known else uuid.uuid4()
         self._persist_exchange(
             _row(ChatSession, SESSION_PREFIX, id=session_id, locale=known.locale if known else body.locale,
                  title=known.title if known else session_title(body.question),
