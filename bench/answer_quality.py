@@ -167,8 +167,10 @@ def coverage_evidence(retrieval: Any) -> dict[str, Any]:
 
 
 def evaluate(settings: Any, collections: dict[str, str | None], *, rust: bool = True,
-             splits: tuple[str, ...] = (*SPLITS, "regression"), embedder: Any = None) -> list[Outcome]:
-    """Every question of the given splits (default: all), answered as the service answers it."""
+             splits: tuple[str, ...] = (*SPLITS, "regression"), embedder: Any = None,
+             open_index: Callable[..., Any] | None = None) -> list[Outcome]:
+    """Every question of the given splits (default: all), answered as the service answers it (`open_index`: the
+    index to read instead of the configured one, e.g. a probe's variant of it: bench/window_vectors.py)."""
     from app.rag.answering import create_answerer
     from app.rag.embeddings import create_embedder
     from app.rag.retrieval import Retriever
@@ -176,7 +178,8 @@ def evaluate(settings: Any, collections: dict[str, str | None], *, rust: bool = 
 
     embedder = embedder or create_embedder(settings)
     answerer = create_answerer(settings)
-    index = open_vector_index(settings, collections["textbook"])
+    open_index = open_index or open_vector_index
+    index = open_index(settings, collections["textbook"])
     try:
         retriever = Retriever(embedder=embedder, index=index, settings=settings)
         outcomes = answer_all([q for q in textbook_questions() if q.split in splits], retriever,
@@ -184,7 +187,7 @@ def evaluate(settings: Any, collections: dict[str, str | None], *, rust: bool = 
     finally:
         index.close()
     if rust and collections.get("rust") is not None:
-        index = open_vector_index(settings, collections["rust"])
+        index = open_index(settings, collections["rust"])
         try:
             retriever = Retriever(embedder=embedder, index=index, settings=settings)
             outcomes += answer_all([q for q in rust_questions() if q.split in splits], retriever,
@@ -242,8 +245,15 @@ GRID_COLUMNS = ("section first (en)", "section first (ur)", "on-topic covered (e
                 "old on-topic covered", "old off-topic not covered")
 
 
-def _setting_value(raw: str) -> Any:
+def setting_value(raw: str) -> Any:
     return yaml.safe_load(raw)
+
+
+def calibration_figures(outcomes: list[Outcome]) -> dict[str, tuple[float | None, int]]:
+    """The calibration halves' metrics and the old sets' (what tuning may look at)."""
+    return {**metrics([o for o in outcomes if o.split == "calibration"]),
+            **{k: v for k, v in metrics([o for o in outcomes if o.split == "regression"]).items()
+               if k.startswith("old ")}}
 
 
 def calibration_grid(settings: Any, grid: list[str]) -> str:
@@ -252,7 +262,7 @@ def calibration_grid(settings: Any, grid: list[str]) -> str:
 
     from app.rag.embeddings import create_embedder
 
-    axes = [(name, [_setting_value(v) for v in values.split(",")])
+    axes = [(name, [setting_value(v) for v in values.split(",")])
             for name, values in (item.split("=", 1) for item in grid)]
     embedder = CachedEmbedder(create_embedder(settings))
     rows = []
@@ -261,9 +271,7 @@ def calibration_grid(settings: Any, grid: list[str]) -> str:
         variant = settings.model_copy(update=update)
         outcomes = evaluate(variant, {"textbook": None, "rust": "rust-book"}, splits=("calibration", "regression"),
                             embedder=embedder)
-        figures = {**metrics([o for o in outcomes if o.split == "calibration"]),
-                   **{k: v for k, v in metrics([o for o in outcomes if o.split == "regression"]).items()
-                      if k.startswith("old ")}}
+        figures = calibration_figures(outcomes)
         rows.append([", ".join(f"{k}={v}" for k, v in update.items()) or "(as set)",
                      *(f"{figures[c][0]:.3f}" if figures[c][0] is not None else "-" for c in GRID_COLUMNS)])
         print(" | ".join(rows[-1]), file=sys.stderr)
@@ -290,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.index_dir:
         from app.settings import load_settings
 
-        overrides = {name: _setting_value(value) for name, value in (item.split("=", 1) for item in args.set)}
+        overrides = {name: setting_value(value) for name, value in (item.split("=", 1) for item in args.set)}
         settings = load_settings(_env_file=None, index_dir=args.index_dir, **overrides,
                                  database_url="postgresql+psycopg://unused:unused@127.0.0.1:1/unused")  # pragma: allowlist secret
         if args.grid:

@@ -15,17 +15,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import os
 import re
 import shutil
 import statistics
+import subprocess
 import sys
+import tarfile
 import time
 from collections import Counter
 from pathlib import Path
 
 import httpx
 
+from app.settings import PROJECT_ROOT
 from bench.harness import bench_environment, load_note, machine_line, markdown_table, write_section
 from tests.support.service_process import run_service
 
@@ -169,11 +173,28 @@ def measure(base: str, pid: int, arm: str, endpoint: str, concurrency: int, requ
         ] + [f"{100 * (total - sum(parts.values())) / total:.0f}%" if total else "-"])
 
 
+def before_arm(ref: str) -> str:
+    return f"{DEFAULT_ARM} at {ref} (before)"
+
+
+def export_revision(ref: str, folder: Path) -> Path:
+    """The tree of git revision `ref` of this repository in `folder` (the shared venv and the exported model serve it)."""
+    archive = subprocess.run(["git", "-C", str(PROJECT_ROOT), "archive", "--format=tar", ref], check=True,
+                             capture_output=True).stdout
+    folder.mkdir(parents=True)
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(folder, filter="data")
+    return folder
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=300, help="requests per (endpoint, concurrency)")
     parser.add_argument("--arms", default=";".join(ARMS), help=f"separated by ';', of: {'; '.join(ARMS)}")
     parser.add_argument("--no-write", action="store_true", help="print only, do not update bench/RESULTS.md")
+    parser.add_argument("--before", metavar="REF",
+                        help="also run the default service from this git revision (e.g. main), exported to a "
+                             "temporary folder, first: a same-run before and after of this checkout's changes")
     args = parser.parse_args(argv)
     arms = [arm.strip() for arm in args.arms.split(";")]
     rows: list[list[object]] = []
@@ -190,10 +211,17 @@ def main(argv: list[str] | None = None) -> int:
         tree = env.root / "rust-book"
         shutil.copytree(corpus, tree)
         ingest_textbook(source=str(tree))
+        roots = {arm: PROJECT_ROOT for arm in arms}
+        if args.before:
+            before = before_arm(args.before)
+            roots = {before: export_revision(args.before, env.root / "before"), **roots}
+            arms = [before, *arms]
         for arm in arms:
             # Rate limits on (their Postgres round trip is part of what is measured), with a budget the load stays under.
-            server_env = {"COLLECTION": "rust-book", "RATE_LIMIT_ANONYMOUS": "1000000", **ARMS[arm]}
-            with run_service(server_env, env.root / "api.log") as service:  # raises with the log's tail if it won't start
+            server_env = {"COLLECTION": "rust-book", "RATE_LIMIT_ANONYMOUS": "1000000",
+                          **ARMS.get(arm, ARMS[DEFAULT_ARM])}
+            # raises with the log's tail if it won't start
+            with run_service(server_env, env.root / "api.log", root=roots[arm]) as service:
                 base = service.base
                 asyncio.run(run_load(base, "chat", 4, 40))  # warm-up
                 for endpoint in ("health", "search", "chat") if arm == arms[-1] else ("search", "chat"):
@@ -203,6 +231,18 @@ def main(argv: list[str] | None = None) -> int:
         limits = [[f"{runtime}, bare encode", batch, bare_encode(runtime, batch, max(3, 240 // batch))]
                   for runtime in ("torch", "onnx") for batch in CONCURRENCY]
     return report(rows, shares, limits, arms, args)
+
+
+def before_and_after(rows: list[list[object]], before: str, ref: str) -> str:
+    """The service's own CPU per request and requests/s at concurrency 8, the revision `ref` against this checkout."""
+    parts = []
+    for endpoint in ("/v1/chat", "/v1/search"):
+        old, new = (next((r for r in rows if r[0] == f"POST {endpoint}" and r[1] == arm and r[2] == 8), None)
+                    for arm in (before, DEFAULT_ARM))
+        if old and new:
+            parts.append(f"{endpoint} at concurrency 8: service CPU {old[10]:.2f} -> {new[10]:.2f} ms/request "
+                         f"({new[10] / old[10]:.2f}x), {old[7]:.1f} -> {new[7]:.1f} requests/s")
+    return f"Before ({ref}) and after (this checkout), same run: " + "; ".join(parts) + "."
 
 
 def report(rows: list[list[object]], shares: list[list[object]], limits: list[list[object]], arms: list[str],
@@ -229,7 +269,7 @@ def report(rows: list[list[object]], shares: list[list[object]], limits: list[li
     verdicts = []
     for endpoint in ("/v1/chat", "/v1/search"):
         one, eight = row(f"POST {endpoint}", DEFAULT_ARM, 1), row(f"POST {endpoint}", DEFAULT_ARM, 8)
-        base8 = row(f"POST {endpoint}", arms[0], 8)
+        base8 = row(f"POST {endpoint}", next(arm for arm in arms if arm in ARMS), 8)
         if one is None or eight is None:
             continue
         verdicts.append(
@@ -251,6 +291,8 @@ def report(rows: list[list[object]], shares: list[list[object]], limits: list[li
         f"At concurrency 32 the answers other than 200 are HTTP {', '.join(over_cap) or 'none'}: the load "
         "generator is one client address, and the service's per-client in-flight cap (MAX_IN_FLIGHT_PER_CLIENT) "
         "refuses what is over it at once, so those rows' requests/s count quick refusals too.")
+    if args.before:
+        verdict += " " + before_and_after(rows, before_arm(args.before), args.before)
     print(table, share_table, limit_table, ratio_table, verdict, sep="\n\n")
     if not args.no_write:
         write_section("Service under load: the Rust book, extractive answers",

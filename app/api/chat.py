@@ -9,20 +9,20 @@ from collections.abc import AsyncIterator
 import anyio
 from fastapi import APIRouter
 from fastapi.concurrency import iterate_in_threadpool, run_in_threadpool
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
-from app.api.deps import ChatServiceDep, RequestIdDep
+from app.api.deps import ChatServiceDep, RequestIdDep, json_answer
 from app.api.schemas import ChatRequest, ChatResponse
 
 router = APIRouter(prefix="/chat", tags=["chat"])
 
 
 @router.post("", response_model=ChatResponse)
-async def chat(body: ChatRequest, service: ChatServiceDep, request_id: RequestIdDep) -> ChatResponse:
+async def chat(body: ChatRequest, service: ChatServiceDep, request_id: RequestIdDep) -> Response:
     """Answer a question from the book, with cited sources."""
-    # `async def` with the blocking work in one explicit hop: a sync endpoint with a response model costs FastAPI a
-    # second thread-pool hop to validate the returned model.
-    return await run_in_threadpool(service.chat, body, request_id)
+    # `async def` with the blocking work, the JSON included, in one explicit hop: a sync endpoint with a response
+    # model costs FastAPI a second thread-pool hop to validate the returned model.
+    return await run_in_threadpool(lambda: json_answer(service.chat(body, request_id)))
 
 
 def _sse(event: str, data: dict) -> str:

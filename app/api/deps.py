@@ -6,8 +6,9 @@ import uuid
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel
 from sqlmodel import Session
 
 from app.core.api_keys import InvalidApiKey, MissingScope, authenticate
@@ -68,6 +69,13 @@ def require_scope(scope: str):
             raise MissingScope(scope)
 
     return Depends(check)
+
+
+def json_answer(model: BaseModel) -> Response:
+    """The endpoint's response model as JSON, serialized where it was made (a worker thread): returned as a Response,
+    FastAPI neither validates it again nor serializes it on the event loop. The route keeps its `response_model`
+    for the OpenAPI schema."""
+    return Response(model.model_dump_json(), media_type="application/json")
 
 
 SessionDep = Annotated[Session, Depends(get_db)]

@@ -9,6 +9,7 @@ import hashlib
 import ipaddress
 import logging
 import re
+from functools import lru_cache
 from typing import Any
 
 from starlette.datastructures import MutableHeaders
@@ -20,6 +21,7 @@ log = logging.getLogger(__name__)
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
+API_CSP_BYTES = API_CSP.encode()
 # The OpenAPI pages (/docs, /redoc) load Swagger UI / ReDoc from jsDelivr; their inline scripts are allowed by hash.
 HTML_CSP = ("default-src 'none'; script-src 'self' https://cdn.jsdelivr.net {hashes}; "
             "style-src 'self' https://cdn.jsdelivr.net https://fonts.googleapis.com 'unsafe-inline'; "
@@ -30,6 +32,7 @@ COMMON_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", 
                   (b"x-frame-options", b"DENY")]
 
 
+@lru_cache(maxsize=4096)  # every request's peer address is parsed: the same few addresses come back
 def _parse_ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     value = value.strip().strip('"')
     if value.startswith("["):  # [v6]:port
@@ -102,21 +105,22 @@ class SecurityHeadersMiddleware:
         async def send_with_headers(message: dict) -> None:
             nonlocal held
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
+                # The raw header list (names are lower-case bytes in ASGI), read once: every answer passes here.
+                headers = message["headers"] = list(message.get("headers") or ())
+                present = {name.lower() for name, _ in headers}
                 extra = list(COMMON_HEADERS)
                 if self.hsts and scope.get("scheme") == "https":
                     extra.append((b"strict-transport-security", self.hsts))
                 state = (scope.get("state") or {}).get("rate_limit")
                 if state is not None:
                     extra += state.headers()
-                for name, value in extra:
-                    if name.decode() not in headers:
-                        headers.append(name.decode(), value.decode())
-                if headers.get("content-type", "").startswith("text/html"):
+                headers.extend((name, value) for name, value in extra if name not in present)
+                content_type = next((value for name, value in headers if name.lower() == b"content-type"), b"")
+                if content_type.startswith(b"text/html"):
                     held = message
                     return
-                if "content-security-policy" not in headers:
-                    headers.append("content-security-policy", API_CSP)
+                if b"content-security-policy" not in present:
+                    headers.append((b"content-security-policy", API_CSP_BYTES))
             elif held is not None and message["type"] == "http.response.body":
                 parts.append(message.get("body", b""))
                 if message.get("more_body"):
@@ -145,25 +149,33 @@ class RequestTimeoutMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = asyncio.Event()
-        abandoned = False
+        started = abandoned = False
 
         async def guarded_send(message: dict) -> None:
+            nonlocal started
             if abandoned:
                 return
             if message["type"] == "http.response.start":
-                started.set()
+                started = True
             await send(message)
 
+        loop = asyncio.get_running_loop()
         task = asyncio.ensure_future(self.app(scope, receive, guarded_send))
-        waiter = asyncio.ensure_future(started.wait())
-        done, _ = await asyncio.wait({task, waiter}, timeout=self.timeout_s, return_when=asyncio.FIRST_COMPLETED)
-        if done:
-            waiter.cancel()
-            await task
+        timed_out: asyncio.Future[bool] = loop.create_future()  # True: no answer had started at the deadline
+
+        def settle(outcome: bool) -> None:
+            if not timed_out.done() and not (outcome and started):
+                timed_out.set_result(outcome)
+
+        task.add_done_callback(lambda _: settle(False))
+        deadline = loop.call_later(self.timeout_s, settle, True)
+        try:
+            abandoned = await timed_out
+        finally:
+            deadline.cancel()
+        if not abandoned:
+            await task  # done, or an answer has started (a stream): it is not cut
             return
-        abandoned = True
-        waiter.cancel()
         task.cancel()
         task.add_done_callback(_forget)
         log.warning("request %s %s timed out after %.1f s", scope.get("method"), scope.get("path"), self.timeout_s)

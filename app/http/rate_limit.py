@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from fastapi.concurrency import run_in_threadpool
@@ -124,6 +125,7 @@ def _wait_for_room(counted: int, previous: int, elapsed: float, window: int, lim
     return window - elapsed + into_next
 
 
+@lru_cache(maxsize=4096)  # parsed on every request (twice): the same few addresses come back
 def client_bucket(address: str) -> str:
     try:
         ip = ipaddress.ip_address(address)

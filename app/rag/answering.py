@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Protocol
 
 from app.core.openai_client import create_openai_client
@@ -224,6 +225,12 @@ def _word_deltas(text: str) -> Iterator[str]:
     yield from re.findall(r"\S+\s*", text)
 
 
+@lru_cache(maxsize=4096)
+def units_with_terms(text: str) -> tuple[tuple[EvidenceUnit, frozenset[str]], ...]:
+    """A chunk's evidence units with their terms; kept, as the same chunks answer many questions."""
+    return tuple((unit, terms_of_text(unit.terms_text)) for unit in evidence_units(text))
+
+
 def compose_extractive(question: str, chunks: list[RetrievedChunk]) -> str | None:
     """Up to three pieces of the sources that share the most (rare) terms with the question, each cited.
 
@@ -232,8 +239,7 @@ def compose_extractive(question: str, chunks: list[RetrievedChunk]) -> str | Non
     """
     query_terms = set(tokenize(question))
     candidates: list[tuple[float, int, int, str, str]] = []
-    units_by_chunk = [(n, [(u, terms_of_text(u.terms_text)) for u in evidence_units(c.text)])
-                      for n, c in enumerate(chunks, start=1)]
+    units_by_chunk = [(n, units_with_terms(c.text)) for n, c in enumerate(chunks, start=1)]
     document_frequency: Counter[str] = Counter()
     for _, units in units_by_chunk:
         for _, terms in units:

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from app.rag.markdown import SENTENCE_END_CHARS, scan_lines, split_sentences
-from app.rag.sparse import tokenize
+from app.rag.sparse import terms_of_text
 
 MARKER_RE = re.compile(r"\[(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\]")
 MARKER_GROUP_RE = re.compile(r"(?:\s*\[\d{1,3}\])+")
@@ -49,10 +49,10 @@ class VerifiedCitations:
 
 def support(sentence: str, source: str) -> float:
     """The share of the sentence's content terms that occur in the source (0..1)."""
-    terms = set(tokenize(strip_markers(sentence)))
+    terms = terms_of_text(strip_markers(sentence))  # both cached: answers quote the book's sentences again and again
     if not terms:
         return 1.0
-    return len(terms & set(tokenize(source))) / len(terms)
+    return len(terms & terms_of_text(source)) / len(terms)
 
 
 def strip_markers(text: str) -> str:
@@ -102,7 +102,7 @@ def verify_citations(
             cited = _cited(sentence)
             valid = [n for n in dict.fromkeys(cited) if 1 <= n <= len(sources)]
             repairs["phantom"] += sum(1 for n in cited if not 1 <= n <= len(sources))
-            is_claim = len(set(tokenize(strip_markers(sentence)))) >= MIN_CLAIM_TERMS
+            is_claim = len(terms_of_text(strip_markers(sentence))) >= MIN_CLAIM_TERMS
             good = [n for n in valid if supported_by(sentence, n)]
             if valid and not good or (not valid and is_claim):
                 best = _best_source(sentence, sources) if check_support else None

@@ -11,7 +11,8 @@ answer than one that merely sits at the same rank of the other list. The fused s
 Every weight is a setting chosen on the calibration halves of bench/eval (bench/answer_quality.py).
 Measured there and dropped: the heading path and the page title as their own IDF-weighted match (lower), a
 dense vector of "title > heading" (no gain), a page's evidence from its next-best chunks (the Rust book's
-chapter-first up by 1-3 questions of 72, the textbook's sections down as much; see bench/RESULTS.md).
+chapter-first up by 1-3 questions of 72, the textbook's sections down as much), sentence-window vectors per chunk
+scored by max-sim (English +1 question at best, the Rust book lower; bench/window_vectors.py; see bench/RESULTS.md).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from app.observability.tracing import span
 from app.rag.embeddings import Embedder
 from app.rag.ranking import FusionWeights, fuse
 from app.rag.sparse import query_vector, terms_of_text, tokenize
-from app.rag.vector_index import SearchMode, SearchRequest, VectorIndex
+from app.rag.vector_index import GenerationGone, SearchMode, SearchRequest, VectorIndex
 from app.rag.vocabulary import BookVocabulary
 from app.settings import Settings
 
@@ -104,6 +104,15 @@ class Retriever:
                  chapter: str | None = None, favour_page: str | None = None, favour_text: str | None = None) -> Retrieval:
         """`chapter` restricts every search to one chapter; `favour_page` (a page URL) ranks its chunks higher,
         and `favour_text` (what the reader selected there) is looked up in that page's chunks."""
+        options: dict[str, Any] = {"locale": locale, "k": k, "mode": mode, "chapter": chapter,
+                                   "favour_page": favour_page, "favour_text": favour_text}
+        try:
+            return self._retrieve(query, **options)
+        except GenerationGone:  # a new index generation went live between a search and its payloads' read
+            return self._retrieve(query, **options)
+
+    def _retrieve(self, query: str, *, locale: str | None, k: int, mode: SearchMode, chapter: str | None,
+                  favour_page: str | None, favour_text: str | None) -> Retrieval:
         settings = self._settings
         started = time.perf_counter()
         unknown_terms = tuple(self._vocabulary.unknown_names(query))
@@ -121,24 +130,31 @@ class Retriever:
 
         started = time.perf_counter()
 
-        def search(search_locale: str | None, search_mode: SearchMode, limit: int, page: str | None = None) -> list[Any]:
+        def search(search_locale: str | None, search_mode: SearchMode, limit: int, page: str | None = None, *,
+                   with_payload: bool = True) -> list[Any]:
             with span("vector search", **{"rag.search_mode": search_mode, "rag.locale": search_locale,
                                           "rag.limit": limit}):
                 return self._index.search(SearchRequest(
                     dense=dense, sparse=sparse, limit=limit, prefetch_limit=settings.retrieval_prefetch,
                     locale=search_locale, mode=search_mode, dense_weight=settings.dense_weight_for(search_locale),
                     sparse_weight=settings.sparse_weight, rrf_k=settings.rrf_k, chapter=chapter, page_url=page,
+                    with_payload=with_payload,
                 ))
 
         def candidates(search_locale: str | None, limit: int, page: str | None = None) -> Candidates:
-            """Hybrid: the dense and the sparse candidates, fused here (app/rag/ranking.py); else one list."""
+            """Hybrid: the dense and the sparse candidates, fused here (app/rag/ranking.py); else one list.
+            The candidates are searched without payloads; the fused hits and the vocabulary probe's sparse hits
+            (the only ones read) get theirs in one read."""
             if mode != "hybrid":
                 return Candidates(search(search_locale, mode, limit, page), [], [])
-            dense_hits = search(search_locale, "dense", settings.retrieval_prefetch, page)
-            sparse_hits = search(search_locale, "sparse", settings.retrieval_prefetch, page) if sparse.indices else []
+            dense_hits = search(search_locale, "dense", settings.retrieval_prefetch, page, with_payload=False)
+            sparse_hits = search(search_locale, "sparse", settings.retrieval_prefetch, page,
+                                 with_payload=False) if sparse.indices else []
             weights = FusionWeights.from_settings(settings, search_locale,
                                                   dense_reliable=dense_is_reliable(settings, search_locale))
-            return Candidates(fuse(dense_hits, sparse_hits, weights, limit=limit), dense_hits, sparse_hits)
+            fused = fuse(dense_hits, sparse_hits, weights, limit=limit)
+            fused, probe = self._with_payloads(fused, sparse_hits[:VOCABULARY_PROBE])
+            return Candidates(fused, dense_hits, probe + sparse_hits[VOCABULARY_PROBE:])
 
         read = k * CHUNKS_PER_SECTION_READ
         used_locale = locale
@@ -181,6 +197,12 @@ class Retriever:
             selection_matched=selection_matched,
             unknown_terms=unknown_terms,
         )
+
+    def _with_payloads(self, *hit_lists: list[Any]) -> list[list[Any]]:
+        """Each list's hits with their payloads, read at once (a hit in several lists is read once)."""
+        unique = list({hit.id: hit for hits in hit_lists for hit in hits}.values())
+        payloads = {hit.id: hit.payload for hit in self._index.payloads(unique)}
+        return [[replace(hit, payload=payloads[hit.id]) for hit in hits] for hits in hit_lists]
 
 
 def best_chunk_per_section(hits: list[Any]) -> list[Any]:

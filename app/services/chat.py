@@ -10,9 +10,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any, NamedTuple
 
-from sqlalchemy import Engine, insert
+from sqlalchemy import BindParameter, Engine, Table, bindparam, insert, union_all
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlmodel import Session, SQLModel, select
 
@@ -85,9 +86,50 @@ def elapsed_ms(started: float) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def _columns(row: SQLModel) -> dict[str, Any]:
-    """A model's column values for a Core insert (an unset autoincrement id left to the database)."""
-    return row.model_dump(exclude={"id"} if getattr(row, "id", 0) is None else set())
+@lru_cache
+def _inserted_columns(table: Table) -> tuple[str, ...]:
+    """The columns an insert sets: all but an autoincrement id (the database's)."""
+    return tuple(c.name for c in table.columns if c is not table.autoincrement_column)
+
+
+def _bound_values(table: Table, prefix: str) -> dict[str, BindParameter[Any]]:
+    """Each inserted column as a named parameter `<prefix><column>`, typed like the column."""
+    return {name: bindparam(f"{prefix}{name}", type_=table.c[name].type) for name in _inserted_columns(table)}
+
+
+def _row(model: type[SQLModel], prefix: str, /, **values: Any) -> dict[str, Any]:
+    """A row of `model` as parameters for `_bound_values(its table, prefix)`: `values`, and the model's defaults for
+    the other columns. No model instance: a table model's constructor costs more CPU than the insert itself."""
+    fields = model.model_fields
+    row = {}
+    for name in _inserted_columns(model.__table__):  # type: ignore[attr-defined]
+        if name in values:
+            row[prefix + name] = values[name]
+        else:
+            field = fields[name]
+            row[prefix + name] = field.default_factory() if field.default_factory else field.default  # type: ignore[call-arg]
+    return row
+
+
+# The writes are built once with named parameters: each request executes the same statement objects, so SQLAlchemy
+# compiles them once (its compiled cache) and psycopg prepares them on the server after a few executions, instead of
+# a statement with literal VALUES compiled anew per request.
+SESSION_PREFIX, QUERY_LOG_PREFIX, MESSAGE_PREFIXES = "s_", "q_", ("m0_", "m1_")
+INSERT_QUERY_LOG = insert(QueryLog.__table__).values(_bound_values(QueryLog.__table__, QUERY_LOG_PREFIX))
+
+
+def _exchange_statement() -> Any:
+    """The session touched (or created), the question and the answer, and the query_log row: one statement."""
+    touched = pg_insert(ChatSession.__table__).values(_bound_values(ChatSession.__table__, SESSION_PREFIX))
+    touched = touched.on_conflict_do_update(index_elements=["id"], set_={"last_active_at": touched.excluded.last_active_at})
+    # INSERT ... SELECT ... UNION ALL SELECT: a multi-row VALUES is a statement SQLAlchemy does not cache.
+    rows = [select(*[value.label(name) for name, value in _bound_values(Message.__table__, prefix).items()])
+            for prefix in MESSAGE_PREFIXES]
+    added = insert(Message.__table__).from_select(_inserted_columns(Message.__table__), union_all(*rows))
+    return INSERT_QUERY_LOG.add_cte(touched.cte("touched"), added.cte("added"))
+
+
+INSERT_EXCHANGE = _exchange_statement()
 
 
 def snippet(text: str) -> str:
@@ -246,20 +288,24 @@ class ChatService:
         set_attributes(**{"rag.endpoint": endpoint, "rag.locale": body.locale, "rag.covered": answer.covered,
                           "rag.chunks": len(retrieval.chunks), "rag.status": status})
         record_question(body.question)
-        session_id = prepared.chat_session.id if prepared.chat_session else uuid.uuid4()
+        known = prepared.chat_session
+        session_id = known.id if known else uuid.uuid4()
         self._persist_exchange(
-            prepared.chat_session or ChatSession(id=session_id, locale=body.locale, title=session_title(body.question)),
-            [Message(session_id=session_id, request_id=request_id, role="user", content=body.question),
-             Message(session_id=session_id, request_id=request_id, role="assistant", content=answer.text,
-                     sources=[s.model_dump() for s in sources])],
-            QueryLog(request_id=request_id, correlation_id=correlation_id(), session_id=session_id,
-                     endpoint=endpoint, locale=body.locale,
-                     retrieval_ms=retrieval_ms, generation_ms=round(answer.generation_ms, 3),
-                     total_ms=round(elapsed_ms(started), 3),
-                     prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens,
-                     embedding_tokens=retrieval.embedding_tokens, model=answer.model,
-                     embedding_model=self._pipeline.embedding_model, cost_usd=cost, status=status,
-                     error_code="llm_fallback" if answer.is_fallback else None, question=body.question),
+            _row(ChatSession, SESSION_PREFIX, id=session_id, locale=known.locale if known else body.locale,
+                 title=known.title if known else session_title(body.question),
+                 **({"created_at": known.created_at} if known else {}), last_active_at=utcnow()),
+            _row(Message, MESSAGE_PREFIXES[0], session_id=session_id, request_id=request_id, role="user",
+                 content=body.question),
+            _row(Message, MESSAGE_PREFIXES[1], session_id=session_id, request_id=request_id, role="assistant",
+                 content=answer.text, sources=[s.model_dump() for s in sources]),
+            _row(QueryLog, QUERY_LOG_PREFIX, request_id=request_id, correlation_id=correlation_id(),
+                 session_id=session_id, endpoint=endpoint, locale=body.locale,
+                 retrieval_ms=retrieval_ms, generation_ms=round(answer.generation_ms, 3),
+                 total_ms=round(elapsed_ms(started), 3),
+                 prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens,
+                 embedding_tokens=retrieval.embedding_tokens, model=answer.model,
+                 embedding_model=self._pipeline.embedding_model, cost_usd=cost, status=status,
+                 error_code="llm_fallback" if answer.is_fallback else None, question=body.question),
         )
         total_ms = elapsed_ms(started)
         self._observe_answer(endpoint, answer, retrieval, status, total_ms)
@@ -280,19 +326,17 @@ class ChatService:
         return cost + cost_usd(self._pipeline.embedding_model, input_tokens=embedding_tokens, day=today)
 
     # -- persist ------------------------------------------------------------------------------------
-    def _persist_exchange(self, chat_session: ChatSession, messages: list[Message], row: QueryLog) -> None:
-        """The session touched (or created), the two messages and the query_log row: one statement, one round trip."""
-        touched = pg_insert(ChatSession).values(**{**chat_session.model_dump(), "last_active_at": utcnow()})
-        touched = touched.on_conflict_do_update(index_elements=["id"], set_={"last_active_at": touched.excluded.last_active_at})
-        added = insert(Message).values([_columns(m) for m in messages])
-        self._write(insert(QueryLog).values(**_columns(row)).add_cte(touched.cte("touched"), added.cte("added")),
+    def _persist_exchange(self, *rows: dict[str, Any]) -> None:
+        """The session touched (or created), the two messages and the query_log row (`_row`s of INSERT_EXCHANGE):
+        one statement, one round trip."""
+        self._write(INSERT_EXCHANGE, {name: value for row in rows for name, value in row.items()},
                     "insert chat_session, message, query_log")
 
-    def _write(self, statement: Any, operation: str) -> None:
+    def _write(self, statement: Any, parameters: dict[str, Any], operation: str) -> None:
         started = time.perf_counter()
         with span("db write", **{"db.system": "postgresql", "db.operation": operation}), \
                 self._autocommit.connect() as conn:
-            conn.execute(statement)
+            conn.execute(statement, parameters)
         DB_LATENCY.observe(elapsed_ms(started))
 
     # -- observe ------------------------------------------------------------------------------------
@@ -324,13 +368,14 @@ class ChatService:
             observe_retrieval(retrieval)
             retrieval_ms = retrieval.embed_ms + retrieval.search_ms
             set_attributes(**{"rag.endpoint": "search", "rag.locale": body.locale, "rag.chunks": len(retrieval.chunks)})
-            row = QueryLog(
-                request_id=request_id, correlation_id=correlation_id(), endpoint="search", locale=body.locale,
-                retrieval_ms=round(retrieval_ms, 3), generation_ms=0, total_ms=round(elapsed_ms(started), 3),
-                embedding_tokens=retrieval.embedding_tokens, embedding_model=self._pipeline.embedding_model,
-                cost_usd=self._cost(None, 0, 0, retrieval.embedding_tokens), status="ok", question=body.query,
+            row = _row(
+                QueryLog, QUERY_LOG_PREFIX, request_id=request_id, correlation_id=correlation_id(), endpoint="search",
+                locale=body.locale, retrieval_ms=round(retrieval_ms, 3), generation_ms=0,
+                total_ms=round(elapsed_ms(started), 3), embedding_tokens=retrieval.embedding_tokens,
+                embedding_model=self._pipeline.embedding_model, cost_usd=self._cost(None, 0, 0, retrieval.embedding_tokens),
+                status="ok", question=body.query,
             )
-            self._write(insert(QueryLog).values(**_columns(row)), "insert query_log")
+            self._write(INSERT_QUERY_LOG, row, "insert query_log")
             total_ms = elapsed_ms(started)
             self._observe_request("search", "ok", retrieval, total_ms)
             results = [

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import NullPool, create_engine, text
 
+from app.core.db import create_db_engine
 from app.main import create_app
 from app.settings import load_settings
 from tests.conftest import APP_PASSWORD, database_url, start_cluster
@@ -53,3 +55,28 @@ def test_missing_index_gives_503_naming_the_vector_index(settings, ingested_text
         response = client.post("/v1/chat", json={"question": "What is ROS 2?"})
         assert response.status_code == 503 and response.json()["error_code"] == "index_unavailable"
         assert "ingest" in response.json()["detail"]
+
+
+def test_a_pooled_connection_the_server_closed_is_replaced_before_a_request_uses_it(settings):
+    """No SELECT 1 per checkout: an idle pooled connection whose backend is gone is noticed from its socket."""
+    engine = create_db_engine(settings)
+    admin = create_engine(settings.resolved_database_url, poolclass=NullPool)  # outside the pool under test
+    try:
+        with engine.connect() as conn:
+            first = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        with engine.connect() as conn:  # the pool hands the same connection back while it is alive
+            assert conn.execute(text("SELECT pg_backend_pid()")).scalar_one() == first
+        with admin.connect() as conn:
+            assert conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first}).scalar_one()
+        wait_until(lambda: not _backend_alive(admin, first), timeout_s=10, what=f"backend {first} to exit")
+        with engine.connect() as conn:
+            replaced = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        assert replaced != first
+    finally:
+        engine.dispose()
+        admin.dispose()
+
+
+def _backend_alive(engine, pid: int) -> bool:
+    with engine.connect() as conn:
+        return bool(conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}).scalar())

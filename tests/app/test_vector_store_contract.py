@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 
 import pytest
 from qdrant_client import QdrantClient
 
+from app.rag.embeddings import EmbeddingResult
+from app.rag.retrieval import Retriever
 from app.rag.sparse import document_vector, query_vector
 from app.rag.vector_index import (
+    GenerationGone,
     IndexConflict,
     IndexedChunk,
     IndexUnavailable,
@@ -17,6 +21,7 @@ from app.rag.vector_index import (
 )
 from app.rag.vector_index.edge import EdgeIndexWriter, EdgeVectorIndex
 from app.rag.vector_index.qdrant import QdrantIndexWriter, QdrantVectorIndex
+from app.settings import Settings
 
 DIMS = 4
 
@@ -195,3 +200,83 @@ def test_an_index_written_before_chapters_lists_none(store):
                         payload={k: v for k, v in c.payload.items() if k != "chapter"}) for c in CHUNKS]
     publish(writer, old)
     assert reader.chapters() == set()
+
+
+def test_a_search_without_payloads_then_payloads_gives_the_hits_a_search_with_them_gives(store):
+    writer, reader = store
+    publish(writer, CHUNKS)
+    for mode in ("hybrid", "dense", "sparse"):
+        request = SearchRequest(dense=[1, 0, 0.1, 0], sparse=query_vector("kalman topic"), limit=4, mode=mode)
+        bare = reader.search(replace(request, with_payload=False))
+        assert bare and all(hit.payload == {} for hit in bare), mode
+        with_payloads = reader.search(request)
+        assert [(h.id, h.payload) for h in reader.payloads(bare)] == [(h.id, h.payload) for h in with_payloads], mode
+    assert reader.payloads([]) == []
+
+
+def test_payloads_are_read_from_the_generation_searched_after_another_went_live(store):
+    """A reader never mixes generations: a hit's payload is the one its search saw, not the newer text."""
+    writer, reader = store
+    publish(writer, CHUNKS, full_rebuild=True)
+    hits = search(reader, "kalman filter", [1, 0, 0, 0], locale="en", limit=1)
+    bare = reader.search(SearchRequest(dense=[1, 0, 0, 0], sparse=None, limit=1, locale="en", mode="dense",
+                                       with_payload=False))
+    rewritten = CHUNKS[0]
+    publish(writer, [IndexedChunk(id=rewritten.id, dense=rewritten.dense, sparse=rewritten.sparse,
+                                  payload={**rewritten.payload, "text": "rewritten since"})], full_rebuild=True)
+    newer = reader.search(SearchRequest(dense=[1, 0, 0, 0], sparse=None, limit=1, locale="en", mode="dense"))
+    assert newer[0].id == bare[0].id and newer[0].payload["text"] == "rewritten since"
+    assert reader.payloads(bare)[0].payload == hits[0].payload
+    with pytest.raises(GenerationGone):  # hits found in two generations are not read as one answer
+        reader.payloads([bare[0], replace(newer[0], payload={})])
+
+
+def test_payloads_of_a_generation_no_longer_open_say_so(store):
+    writer, reader = store
+    publish(writer, CHUNKS)
+    bare = reader.search(SearchRequest(dense=[1, 0, 0, 0], sparse=None, limit=2, mode="dense", with_payload=False))
+    with pytest.raises(GenerationGone):
+        reader.payloads([replace(hit, generation="gone-long-ago") for hit in bare])
+
+
+class _OneSwitch:
+    """A reader whose first payload read finds its generation replaced (a publish between search and read)."""
+
+    def __init__(self, reader) -> None:
+        self._reader = reader
+        self.payload_reads = 0
+
+    def __getattr__(self, name):
+        return getattr(self._reader, name)
+
+    def payloads(self, hits):
+        self.payload_reads += 1
+        if self.payload_reads == 1:
+            raise GenerationGone("replaced meanwhile")
+        return self._reader.payloads(hits)
+
+
+class _FixedEmbedder:
+    model_name, dimensions = "fixed", DIMS
+
+    def embed(self, texts):
+        return EmbeddingResult(vectors=[[1.0, 0.0, 0.0, 0.0] for _ in texts], tokens=len(texts))
+
+
+class _FourDimensions(Settings):
+    @property
+    def embedding_dimensions(self) -> int:
+        return DIMS
+
+
+def test_retrieval_searches_again_when_its_generation_went_away_before_the_payloads_were_read(tmp_path):
+    writer, reader = EdgeIndexWriter(tmp_path, "switch", dimensions=DIMS), EdgeVectorIndex(tmp_path, "switch")
+    publish(writer, CHUNKS)
+    index = _OneSwitch(reader)
+    retriever = Retriever(embedder=_FixedEmbedder(), index=index,
+                          settings=_FourDimensions(_env_file=None))
+    retrieval = retriever.retrieve("kalman filter", locale="en", k=2)
+    reader.close()
+    assert index.payload_reads == 2
+    assert retrieval.chunks and retrieval.chunks[0].text.startswith("kalman")
+    assert all(chunk.payload["locale"] == "en" for chunk in retrieval.chunks)

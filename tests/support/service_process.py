@@ -55,15 +55,16 @@ def last_answer(url: str) -> str:
 
 @contextmanager
 def run_service(env: dict[str, str], log_path: Path | None = None, ready_path: str = "/ready",
-                timeout_s: float = 180, port: int | None = None) -> Iterator[Service]:
+                timeout_s: float = 180, port: int | None = None, root: Path = PROJECT_ROOT) -> Iterator[Service]:
     """Start the service with `env` (on top of os.environ), wait until `ready_path` answers 200, stop it after.
 
     `port`: when something must know the address before the service starts (a site built with it); else a free one.
+    `root`: the source tree it runs from (a benchmark's other revision); this checkout by default.
     """
     port = port or free_port()
     full_env = {**os.environ, "LOG_LEVEL": "WARNING", **env, "API_PORT": str(port), "API_HOST": "127.0.0.1"}
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL
-    process = subprocess.Popen([sys.executable, "-m", "app", "serve"], cwd=PROJECT_ROOT, env=full_env,
+    process = subprocess.Popen([sys.executable, "-m", "app", "serve"], cwd=root, env=full_env,
                                stdout=log, stderr=subprocess.STDOUT)
     service = Service(base=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
     try:

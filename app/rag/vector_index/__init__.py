@@ -12,6 +12,7 @@ from app.rag.vector_index.base import (
     KEYWORD_FIELDS,
     RECORD_FIELDS,
     SPARSE,
+    GenerationGone,
     GenerationWriter,
     IndexConflict,
     IndexedChunk,
@@ -25,6 +26,7 @@ from app.rag.vector_index.base import (
     VectorIndex,
     check_same_source,
     payload_record,
+    single_generation,
 )
 from app.settings import Settings
 
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DENSE",
+    "GenerationGone",
     "GenerationWriter",
     "IndexConflict",
     "IndexState",
@@ -52,6 +55,7 @@ __all__ = [
     "open_index_writer",
     "open_vector_index",
     "qdrant_client_for",
+    "single_generation",
 ]
 
 

@@ -25,6 +25,10 @@ class IndexUnavailable(RuntimeError):
     """The index cannot be searched (never built, locked, server unreachable)."""
 
 
+class GenerationGone(IndexUnavailable):
+    """The generation a search read was replaced and closed before the hits' payloads were read: search again."""
+
+
 class IndexConflict(RuntimeError):
     """A write would mix content that must stay apart (another source tree, another model)."""
 
@@ -51,6 +55,8 @@ class SearchHit:
     id: str
     score: float
     payload: dict[str, Any]
+    # The generation (index folder / physical collection) that answered: `payloads` reads the same one.
+    generation: str | None = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,9 @@ class SearchRequest:
     rrf_k: int = 10
     chapter: str | None = None
     page_url: str | None = None
+    # Without payloads the hits carry `{}`: a search of many candidates of which few are read is much cheaper, and
+    # `VectorIndex.payloads` reads the few.
+    with_payload: bool = True
 
     def conditions(self) -> list[tuple[str, str]]:
         """(payload field, required value) pairs every hit must match."""
@@ -97,6 +106,11 @@ class VectorIndex(Protocol):
     """Read side, used by the query service."""
 
     def search(self, request: SearchRequest) -> list[SearchHit]: ...
+
+    def payloads(self, hits: Sequence[SearchHit]) -> list[SearchHit]:
+        """`hits` (from searches without payloads) with their payloads, read from the generation each hit was found
+        in, never a newer one; GenerationGone when that generation is no longer open."""
+        ...
 
     def count(self) -> int: ...
 
@@ -145,6 +159,15 @@ def check_same_source(state: IndexState, *, source_identity: str, embedding_mode
         raise IndexConflict(
             f"the collection was embedded with {state.embedding_model!r}, not {embedding_model!r}: use --full-rebuild"
         )
+
+
+def single_generation(hits: Sequence[SearchHit]) -> str | None:
+    """The one generation `hits` were found in; GenerationGone when a new one went live between their searches."""
+    generations = {hit.generation for hit in hits}
+    if len(generations) > 1:
+        raise GenerationGone(f"the hits come from generations {sorted(map(str, generations))}: one went live "
+                             "between the searches")
+    return next(iter(generations), None)
 
 
 def payload_record(payload: dict[str, Any]) -> IndexedRecord:

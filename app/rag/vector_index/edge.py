@@ -25,6 +25,7 @@ import shutil
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from app.rag.vector_index.base import (
     KEYWORD_FIELDS,
     RECORD_FIELDS,
     SPARSE,
+    GenerationGone,
     IndexedChunk,
     IndexedRecord,
     IndexState,
@@ -43,6 +45,7 @@ from app.rag.vector_index.base import (
     SearchHit,
     SearchRequest,
     payload_record,
+    single_generation,
 )
 
 log = logging.getLogger(__name__)
@@ -152,17 +155,18 @@ def _sparse(vector: Any) -> qe.SparseVector:
     return qe.SparseVector(indices=list(vector.indices), values=list(vector.values))
 
 
-def edge_query(shard: qe.EdgeShard, request: SearchRequest) -> list[SearchHit]:
+def edge_query(shard: qe.EdgeShard, request: SearchRequest, generation: str | None = None) -> list[SearchHit]:
     flt = _filter(request)
+    payload = request.with_payload
     kind = request.search_kind()
     if kind is None:
         return []
     dense_query = qe.Query.Nearest(list(request.dense), using=DENSE) if request.dense is not None else None
     if kind == "dense":
-        query = qe.QueryRequest(limit=request.limit, query=dense_query, filter=flt, with_payload=True)
+        query = qe.QueryRequest(limit=request.limit, query=dense_query, filter=flt, with_payload=payload)
     elif kind == "sparse":
         query = qe.QueryRequest(limit=request.limit, query=qe.Query.Nearest(_sparse(request.sparse), using=SPARSE),
-                                filter=flt, with_payload=True)
+                                filter=flt, with_payload=payload)
     else:
         query = qe.QueryRequest(
             limit=request.limit,
@@ -172,9 +176,16 @@ def edge_query(shard: qe.EdgeShard, request: SearchRequest) -> list[SearchHit]:
                             filter=flt),
             ],
             query=qe.Fusion.Rrf(k=request.rrf_k, weights=[request.dense_weight, request.sparse_weight]),
-            with_payload=True,
+            with_payload=payload,
         )
-    return [SearchHit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in shard.query(query)]
+    return [SearchHit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {}) if payload else {},
+                      generation=generation) for p in shard.query(query)]
+
+
+def edge_payloads(shard: qe.EdgeShard, hits: Sequence[SearchHit]) -> list[SearchHit]:
+    """`hits` with their payloads read from `shard` (the one they were found in)."""
+    records = {str(r.id): r.payload for r in shard.retrieve([hit.id for hit in hits], True, False)}
+    return [replace(hit, payload=dict(records.get(hit.id) or {})) for hit in hits]
 
 
 def _scroll_records(shard: qe.EdgeShard) -> dict[str, IndexedRecord]:
@@ -251,7 +262,8 @@ class EdgeVectorIndex:
         self._generation: str | None = None
         self._pointer_stamp: tuple[int, int] | None = None
         self._shard_path: Path | None = None
-        self._retired: list[tuple[float, Path]] = []
+        # Replaced generations, open a little longer for searches still running: (retired at, folder, name, shard).
+        self._retired: list[tuple[float, Path, str, qe.EdgeShard]] = []
 
     @property
     def generation(self) -> str | None:
@@ -286,9 +298,9 @@ class EdgeVectorIndex:
                 shard, shard_dir = OPEN_SHARDS.acquire(self._collection, generation)
             except Exception as exc:
                 raise IndexUnavailable(f"cannot open index generation {generation}: {exc}") from exc
-            if self._shard_path is not None:
+            if self._shard_path is not None and self._generation is not None and self._shard is not None:
                 # Searches already running may still hold the old shard: release it a little later.
-                self._retired.append((time.monotonic(), self._shard_path))
+                self._retired.append((time.monotonic(), self._shard_path, self._generation, self._shard))
             self._shard, self._shard_path, self._generation = shard, shard_dir, generation
             log.info("index generation %s is live", generation)
         self._pointer_stamp = stamp
@@ -297,15 +309,36 @@ class EdgeVectorIndex:
     def _close_retired(self, older_than_s: float) -> None:
         now = time.monotonic()
         keep = []
-        for retired_at, path in self._retired:
-            if now - retired_at >= older_than_s:
-                OPEN_SHARDS.release(path)
+        for retired in self._retired:
+            if now - retired[0] >= older_than_s:
+                OPEN_SHARDS.release(retired[1])
             else:
-                keep.append((retired_at, path))
+                keep.append(retired)
         self._retired = keep
 
     def search(self, request: SearchRequest) -> list[SearchHit]:
-        return edge_query(self._current_shard(), request)
+        shard = self._current_shard()
+        return edge_query(shard, request, self._generation_of(shard))
+
+    def _generation_of(self, shard: qe.EdgeShard) -> str | None:
+        with self._lock:
+            if shard is self._shard:
+                return self._generation
+            return next((name for _, _, name, retired in self._retired if retired is shard), None)
+
+    def payloads(self, hits: Sequence[SearchHit]) -> list[SearchHit]:
+        if not hits:
+            return []
+        return edge_payloads(self._open_generation(single_generation(hits)), hits)
+
+    def _open_generation(self, generation: str | None) -> qe.EdgeShard:
+        with self._lock:
+            if generation is not None and generation == self._generation and self._shard is not None:
+                return self._shard
+            shard = next((retired for _, _, name, retired in self._retired if name == generation), None)
+        if shard is None:
+            raise GenerationGone(f"index generation {generation} is no longer open")
+        return shard
 
     def count(self) -> int:
         return self._current_shard().count(qe.CountRequest(exact=True))

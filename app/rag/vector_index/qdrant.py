@@ -8,6 +8,7 @@ alias only after it is written and validated. Tests run this adapter on qdrant-c
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +20,7 @@ from app.rag.vector_index.base import (
     KEYWORD_FIELDS,
     RECORD_FIELDS,
     SPARSE,
+    GenerationGone,
     IndexedChunk,
     IndexedRecord,
     IndexState,
@@ -26,6 +28,7 @@ from app.rag.vector_index.base import (
     SearchHit,
     SearchRequest,
     payload_record,
+    single_generation,
 )
 
 GENERATION_SEPARATOR = "--g"
@@ -51,8 +54,10 @@ def _ensure_keyword_indexes(client: QdrantClient, collection: str) -> None:
         client.create_payload_index(collection, field, field_schema=models.PayloadSchemaType.KEYWORD)
 
 
-def client_query(client: QdrantClient, collection: str, request: SearchRequest) -> list[SearchHit]:
+def client_query(client: QdrantClient, collection: str, request: SearchRequest,
+                 generation: str | None = None) -> list[SearchHit]:
     flt = _filter(request)
+    payload = request.with_payload
     kind = request.search_kind()
     if kind is None:
         return []
@@ -60,12 +65,12 @@ def client_query(client: QdrantClient, collection: str, request: SearchRequest) 
         if kind == "dense":
             response = client.query_points(
                 collection, query=list(request.dense or []), using=DENSE, query_filter=flt,
-                limit=request.limit, with_payload=True,
+                limit=request.limit, with_payload=payload,
             )
         elif kind == "sparse":
             response = client.query_points(
                 collection, query=_sparse(request.sparse), using=SPARSE, query_filter=flt,
-                limit=request.limit, with_payload=True,
+                limit=request.limit, with_payload=payload,
             )
         else:
             response = client.query_points(
@@ -78,11 +83,12 @@ def client_query(client: QdrantClient, collection: str, request: SearchRequest) 
                 query=models.RrfQuery(rrf=models.Rrf(k=request.rrf_k,
                                                      weights=[request.dense_weight, request.sparse_weight])),
                 limit=request.limit,
-                with_payload=True,
+                with_payload=payload,
             )
     except (ResponseHandlingException, UnexpectedResponse, ValueError) as exc:
         raise IndexUnavailable(f"Qdrant query on {collection!r} failed: {exc}") from exc
-    return [SearchHit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in response.points]
+    return [SearchHit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {}) if payload else {},
+                      generation=generation) for p in response.points]
 
 
 def _scroll_records(client: QdrantClient, collection: str) -> dict[str, IndexedRecord]:
@@ -106,9 +112,32 @@ class QdrantVectorIndex:
         self._collection = collection
 
     def search(self, request: SearchRequest) -> list[SearchHit]:
-        if not self._exists():
+        live = self._live()
+        return client_query(self._client, live, request, generation=live)
+
+    def _live(self) -> str:
+        """The physical collection behind the alias now (the collection itself if it is not an alias): what a search
+        reads, and where its hits' payloads are read after it, whatever the alias points to by then."""
+        try:
+            live = _aliases(self._client).get(self._collection)
+            if live is None and self._client.collection_exists(self._collection):
+                live = self._collection
+        except (ResponseHandlingException, UnexpectedResponse, OSError) as exc:
+            raise IndexUnavailable(f"Qdrant at the configured QDRANT_URL is unreachable: {exc}") from exc
+        if live is None:
             raise IndexUnavailable(f"no index for collection {self._collection!r} yet: run the ingest-textbook flow")
-        return client_query(self._client, self._collection, request)
+        return live
+
+    def payloads(self, hits: Sequence[SearchHit]) -> list[SearchHit]:
+        if not hits:
+            return []
+        collection = single_generation(hits) or self._collection
+        try:
+            records = self._client.retrieve(collection, [hit.id for hit in hits], with_payload=True, with_vectors=False)
+        except (ResponseHandlingException, UnexpectedResponse, ValueError) as exc:
+            raise GenerationGone(f"Qdrant collection {collection!r} cannot be read any more: {exc}") from exc
+        payloads = {str(record.id): record.payload for record in records}
+        return [replace(hit, payload=dict(payloads.get(hit.id) or {})) for hit in hits]
 
     def _exists(self) -> bool:
         try:
