@@ -127,8 +127,7 @@ def indexed_chunks(settings: Any, collection: str | None) -> tuple[list[str], li
     pointer = folder.read_pointer()
     if pointer is None:
         raise SystemExit(f"no index in {folder.root}: build it with python -m bench.eval_index")
-    shard_dir = folder.generation_dir(pointer["generation"]) / "shard"
-    shard = OPEN_SHARDS.acquire(shard_dir)
+    shard, reader_copy = OPEN_SHARDS.acquire(folder, pointer["generation"])
     ids, payloads, vectors = [], [], []
     try:
         offset = None
@@ -142,7 +141,7 @@ def indexed_chunks(settings: Any, collection: str | None) -> tuple[list[str], li
             if offset is None:
                 break
     finally:
-        OPEN_SHARDS.release(shard_dir)
+        OPEN_SHARDS.release(reader_copy)
     return ids, payloads, np.asarray(vectors, dtype=np.float32)
 
 
