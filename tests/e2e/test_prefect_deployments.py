@@ -8,6 +8,9 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import httpx
 import psycopg
@@ -179,6 +182,9 @@ def test_a_command_line_run_lands_on_the_stacks_server(prefect_stack, tmp_path):
 
 HEARTBEATING_RUN = """
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 from prefect import flow
 from prefect.runtime import flow_run
 
@@ -234,20 +240,30 @@ def test_a_run_whose_process_dies_is_marked_crashed_once_its_heartbeats_stop(pre
 
 def the_ui_shows_the_crash(stack: PrefectStack, run_id: str) -> None:
     """What an operator sees: the run page says Crashed, and the Automations page names the automation."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
+
+    with prefect_ui_page("prefect-ui-crash-failure.png") as page:
+        page.goto(f"{stack.ui_url}/runs/flow-run/{run_id}")
+        expect(page.get_by_text("Crashed", exact=True).first).to_be_visible()
+        page.goto(f"{stack.ui_url}/automations")
+        expect(page.get_by_text("Crash flow runs whose heartbeats stopped")).to_be_visible()
+
+
+@contextmanager
+def prefect_ui_page(failure_screenshot: str) -> Iterator[Any]:
+    """A page of Debian's Chromium for the Prefect UI; an assertion that fails inside leaves a full-page screenshot
+    in test-output/."""
+    from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(30_000)
         try:
-            page.goto(f"{stack.ui_url}/runs/flow-run/{run_id}")
-            expect(page.get_by_text("Crashed", exact=True).first).to_be_visible()
-            page.goto(f"{stack.ui_url}/automations")
-            expect(page.get_by_text("Crash flow runs whose heartbeats stopped")).to_be_visible()
+            yield page
         except AssertionError:
             (PROJECT_ROOT / "test-output").mkdir(exist_ok=True)
-            page.screenshot(path=str(PROJECT_ROOT / "test-output" / "prefect-ui-crash-failure.png"), full_page=True)
+            page.screenshot(path=str(PROJECT_ROOT / "test-output" / failure_screenshot), full_page=True)
             raise
         finally:
             browser.close()
@@ -315,7 +331,7 @@ def test_rotation_through_the_worker_reaches_the_service_reading_the_store(setti
 def test_the_prefect_ui_shows_each_runs_logs_and_the_current_catalog(settings, prefect_stack, run_through_worker):
     """The issue's acceptance, in Debian's Chromium: after a backup, a drill and a failed backup ran through the
     worker, each run's Logs tab shows its lines and the drill's Artifacts tab the catalog with the backup verified."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
     from prefect.blocks.system import Secret
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -331,32 +347,21 @@ def test_the_prefect_ui_shows_each_runs_logs_and_the_current_catalog(settings, p
     [failed_row] = rows_of(settings, select(BackupCatalog).where(BackupCatalog.flow_run_id == failed.id))
     assert failed_row.status == "failed" and failed_row.failure_reason.startswith("DatabaseLoginRejected: ")
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(30_000)
-
+    with prefect_ui_page("prefect-ui-failure.png") as page:
         def open_tab(run, tab: str) -> None:
             page.goto(f"{prefect_stack.ui_url}/runs/flow-run/{run.id}")
             page.get_by_text(tab, exact=True).first.click()
 
-        try:
-            open_tab(backup, "Logs")
-            expect(page.get_by_text(re.compile(r"^dumped textbook: \d+ bytes"))).to_be_visible()
-            expect(page.get_by_text(f"backup {backup_row.backup_id} completed: ", exact=False)).to_be_visible()
-            open_tab(drill, "Logs")
-            expect(page.get_by_text("PASS schema_fingerprint_equal(schema) ok")).to_be_visible()
-            expect(page.get_by_text(f"backup {backup_row.backup_id} verified: restore", exact=False)).to_be_visible()
-            open_tab(failed, "Logs")
-            expect(page.get_by_text(re.compile(
-                rf"backup {failed_row.backup_id} failed: .*password authentication failed"))).to_be_visible()
-            open_tab(drill, "Artifacts")
-            page.get_by_text("the newest backups and their status").click()
-            row = page.locator("tr", has_text=backup_row.backup_id)
-            expect(row).to_contain_text("verified")
-        except AssertionError:
-            (PROJECT_ROOT / "test-output").mkdir(exist_ok=True)
-            page.screenshot(path=str(PROJECT_ROOT / "test-output" / "prefect-ui-failure.png"), full_page=True)
-            raise
-        finally:
-            browser.close()
+        open_tab(backup, "Logs")
+        expect(page.get_by_text(re.compile(r"^dumped textbook: \d+ bytes"))).to_be_visible()
+        expect(page.get_by_text(f"backup {backup_row.backup_id} completed: ", exact=False)).to_be_visible()
+        open_tab(drill, "Logs")
+        expect(page.get_by_text("PASS schema_fingerprint_equal(schema) ok")).to_be_visible()
+        expect(page.get_by_text(f"backup {backup_row.backup_id} verified: restore", exact=False)).to_be_visible()
+        open_tab(failed, "Logs")
+        expect(page.get_by_text(re.compile(
+            rf"backup {failed_row.backup_id} failed: .*password authentication failed"))).to_be_visible()
+        open_tab(drill, "Artifacts")
+        page.get_by_text("the newest backups and their status").click()
+        row = page.locator("tr", has_text=backup_row.backup_id)
+        expect(row).to_contain_text("verified")
