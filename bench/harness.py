@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from app.rag.vector_index.sparse_copy import copy_index_tree
 from tests.support.ports import free_port
 from tests.support.service_process import run_service
 
@@ -178,7 +179,7 @@ def side_by_side(env: BenchEnvironment, arms: dict[str, dict[str, str]], *, comm
     with ExitStack() as stack:
         services = {}
         for n, (arm, variables) in enumerate(arms.items()):
-            shutil.copytree(get_settings().resolved_index_dir, env.root / f"index-{n}")
+            copy_index_tree(get_settings().resolved_index_dir, env.root / f"index-{n}")
             services[arm] = stack.enter_context(run_service(
                 {**common, **variables, "INDEX_DIR": str(env.root / f"index-{n}")}, env.root / f"api-{n}.log"))
         for service in services.values():

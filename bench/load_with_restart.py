@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
 import statistics
 import sys
 import time
@@ -26,6 +25,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from app.rag.vector_index.sparse_copy import copy_index_tree
 from bench.harness import machine_line, markdown_table, write_section
 
 QUESTIONS = [
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
 
         ingest_textbook(source=str(PROJECT_ROOT / "website"))
         index = env.root / "service-index"
-        shutil.copytree(get_settings().resolved_index_dir, index)
+        copy_index_tree(get_settings().resolved_index_dir, index)
         service_env = {"INDEX_DIR": str(index), "DATABASE_URL": env.database_url, **ONE_ADDRESS_MANY_READERS}
         with run_service(service_env, env.root / "api.log") as service:
             report = run(service.base, env.database_url, lambda: env.cluster.stop(mode="immediate"), env.cluster.start)

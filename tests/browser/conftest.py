@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from app.rag.vector_index.sparse_copy import copy_index_tree
 from app.settings import PROJECT_ROOT, Settings
 from devenv.site import build_site, site_server
 from tests.conftest import free_port
@@ -63,7 +64,7 @@ def live_api(site_build: Future[Path], ingested_textbook: dict, settings: Settin
     origin = f"http://127.0.0.1:{site_port}"
     api_settings = settings.model_copy(update={"cors_allowed_origins": [origin]})
     root = tmp_path_factory.mktemp("live-api")
-    shutil.copytree(settings.resolved_index_dir, root / "index")
+    copy_index_tree(settings.resolved_index_dir, root / "index")
     env = {"CORS_ALLOWED_ORIGINS": origin, "INDEX_DIR": str(root / "index")}
     with run_service(env, root / "api.log", port=api_port, timeout_s=120) as service:
         yield service.base, api_settings

@@ -41,6 +41,7 @@ from packaging.utils import canonicalize_name
 from sqlalchemy import create_engine, inspect
 
 from app.ops.pg_binaries import SUPPORTED_SERVER_MAJORS
+from app.rag.vector_index.sparse_copy import copy_index_tree
 from app.settings import PROJECT_ROOT
 from devenv.runtime_venv import create_runtime_venv
 from tests.conftest import APP_PASSWORD, database_url, free_port
@@ -192,7 +193,7 @@ def test_wheel_installed_in_a_fresh_venv_starts_and_answers_without_torch(pg_clu
         if importlib.util.find_spec(module) is not None:  # installed where the tests run: the guard must stop it
             assert "not in the runtime image" in blocked.stderr, module
     index_dir = tmp_path / "index"
-    shutil.copytree(settings.resolved_index_dir, index_dir)  # the session's ingested textbook, not its lock
+    copy_index_tree(settings.resolved_index_dir, index_dir)  # the session's ingested textbook, not its lock
 
     dbname = "wheel_start"
     pg_cluster.drop_database(dbname)

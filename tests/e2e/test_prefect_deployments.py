@@ -20,6 +20,7 @@ from sqlmodel import Session, select
 
 from app.core.db import create_db_engine
 from app.core.models import BackupCatalog, Deployment, ProbeResult, SecretRotation
+from app.rag.vector_index.sparse_copy import copy_index_tree
 from app.settings import PROJECT_ROOT
 from devenv.prefect_stack import PrefectStack
 from tests.browser.conftest import CHROMIUM_ARGS
@@ -129,11 +130,9 @@ def test_rotation_and_cost_report_deployments_run_through_the_worker(settings, r
 
 def test_synthetic_probe_deployment_runs_through_the_worker(settings, run_through_worker, ingested_textbook, tmp_path):
     """The probe as scheduled: through the worker, against the real service running as a process."""
-    import shutil
-
     from tests.support.service_process import run_service
 
-    shutil.copytree(settings.resolved_index_dir, tmp_path / "index")
+    copy_index_tree(settings.resolved_index_dir, tmp_path / "index")
     with run_service({"DATABASE_URL": settings.database_url, "INDEX_DIR": str(tmp_path / "index")},
                      tmp_path / "api.log") as service:
         probe = run_through_worker("synthetic-probe/synthetic-probe", parameters={"base_url": service.base})

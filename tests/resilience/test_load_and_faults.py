@@ -9,7 +9,6 @@ vector_index, and /ready naming `vector_index`).
 from __future__ import annotations
 
 import select
-import shutil
 import signal
 import socket
 import threading
@@ -19,6 +18,7 @@ import httpx
 import pytest
 
 from app.core.db import migrate
+from app.rag.vector_index.sparse_copy import copy_index_tree
 from bench import load_with_restart
 from tests.conftest import APP_PASSWORD, database_url, start_cluster
 from tests.support.openai_server import FakeOpenAI
@@ -32,7 +32,7 @@ TEN_MB = 10 * 1024 * 1024
 def service_index(settings, ingested_textbook, tmp_path_factory):
     """A copy of the session's index: the embedded index opens in one process, and this process may hold it."""
     copy = tmp_path_factory.mktemp("service") / "index"
-    shutil.copytree(settings.resolved_index_dir, copy)
+    copy_index_tree(settings.resolved_index_dir, copy)
     return copy
 
 

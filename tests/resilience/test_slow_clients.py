@@ -5,13 +5,13 @@ everyone else, and /ready must tell a load balancer when a worker is full. Bound
 from __future__ import annotations
 
 import select
-import shutil
 import socket
 import time
 
 import httpx
 import pytest
 
+from app.rag.vector_index.sparse_copy import copy_index_tree
 from tests.support.service_process import run_service
 
 pytestmark = pytest.mark.slow
@@ -23,7 +23,7 @@ ATTACK_S = 10.0
 @pytest.fixture(scope="module")
 def service_index(settings, ingested_textbook, tmp_path_factory):
     copy = tmp_path_factory.mktemp("slow-clients") / "index"
-    shutil.copytree(settings.resolved_index_dir, copy)
+    copy_index_tree(settings.resolved_index_dir, copy)
     return copy
 
 

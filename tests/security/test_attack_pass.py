@@ -9,7 +9,6 @@ are counted in `rag_query_errors_total{error_code}` and `rag_http_requests_total
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ import pytest
 import yaml
 from sqlalchemy import create_engine, text
 
+from app.rag.vector_index.sparse_copy import copy_index_tree
 from app.settings import PROJECT_ROOT
 from tests.support.forwarding_proxy import forwarding_proxy
 from tests.support.openai_server import FakeOpenAI
@@ -35,7 +35,7 @@ def index_copy(settings, ingested_textbook, tmp_path_factory):
 
     def copy() -> str:
         target = tmp_path_factory.mktemp("attack-pass") / "index"
-        shutil.copytree(settings.resolved_index_dir, target)
+        copy_index_tree(settings.resolved_index_dir, target)
         return str(target)
 
     return copy

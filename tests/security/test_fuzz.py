@@ -8,14 +8,13 @@ so any 5xx fails.
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
+from app.rag.vector_index.sparse_copy import copy_index_tree
 from tests.support.service_process import run_service
 
 pytestmark = pytest.mark.slow
@@ -31,7 +30,7 @@ DOCUMENTED_422 = (CLEANED_EMPTY, UNKNOWN_CHAPTER, OTHER_ORIGIN)
 @pytest.fixture(scope="module")
 def service(settings, ingested_textbook, tmp_path_factory):
     root = tmp_path_factory.mktemp("fuzz")
-    shutil.copytree(settings.resolved_index_dir, root / "index")
+    copy_index_tree(settings.resolved_index_dir, root / "index")
     env = {"DATABASE_URL": settings.database_url, "INDEX_DIR": str(root / "index")}
     with run_service(env, root / "api.log") as running:
         yield running

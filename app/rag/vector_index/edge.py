@@ -47,6 +47,7 @@ from app.rag.vector_index.base import (
     payload_record,
     single_generation,
 )
+from app.rag.vector_index.sparse_copy import copy_index_tree
 
 log = logging.getLogger(__name__)
 POINTER = "CURRENT"
@@ -97,7 +98,7 @@ def _open_private_copy(shard_dir: Path, copy: Path) -> qe.EdgeShard:
     shutil.rmtree(copy, ignore_errors=True)
     try:
         started = time.perf_counter()
-        shutil.copytree(shard_dir, copy)
+        copy_index_tree(shard_dir, copy)
         shard = qe.EdgeShard.load(str(copy))
     except BaseException:
         shutil.rmtree(copy, ignore_errors=True)
@@ -459,7 +460,7 @@ class EdgeIndexWriter:
         pointer = self._collection.read_pointer()
         shard_dir = folder / "shard"
         if pointer is not None and not full_rebuild:
-            shutil.copytree(self._collection.generation_dir(pointer["generation"]) / "shard", shard_dir)
+            copy_index_tree(self._collection.generation_dir(pointer["generation"]) / "shard", shard_dir)
             shard = qe.EdgeShard.load(str(shard_dir))
         else:
             shard = qe.EdgeShard.create(str(shard_dir), _config(self._dimensions))
