@@ -137,6 +137,11 @@ class Settings(BaseSettings):
     lexical_cover_terms_matched: float = Field(
         default=0.5, ge=0, le=1, description="share of the question's terms found that LEXICAL_COVER_SPARSE_SCORE needs",
     )
+    name_cover_max_chunks: int = Field(
+        default=4, ge=0,
+        description="a question naming something the book names in at most this many chunks (Optimus, Unitree), "
+                    "with the best chunk holding every such name: covered on that evidence (0: off)",
+    )
     max_unknown_terms: int = Field(
         default=0, ge=0,
         description="more names in the question than this that the whole book never uses: not covered",

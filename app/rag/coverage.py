@@ -20,6 +20,10 @@ Two kinds of evidence, each trusted where it means something:
   although its rare words sit in one chunk ("What year was the hydraulic Atlas retired?"); in Urdu, where the
   share of terms decides, a question that spells half its words differently from the book still has them.
 
+- a rare name of the book: a word of the question written like a name whose terms the book uses in a few chunks only
+  (NAME_COVER_MAX_CHUNKS: Optimus, Tesla, Unitree; not ROS), every such name in the best chunk. "Tell me about Tesla
+  Optimus" has one table row to go on: a low cosine and a BM25 of two rare words, neither enough alone.
+
 A question about a passage the reader selected on a page is covered when that page holds the passage
 (the same share of its terms), whatever the question's own wording ("why does this matter?").
 
@@ -47,6 +51,7 @@ class CoveragePolicy:
     max_unknown_terms: int = 0
     lexical_cover_sparse_score: float = 0.0  # 0: no coverage on lexical evidence alone
     lexical_cover_terms_matched: float = 0.5
+    name_cover_max_chunks: int = 0  # 0: no coverage on a rare name alone
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "CoveragePolicy":
@@ -54,7 +59,8 @@ class CoveragePolicy:
                    min_query_terms_matched=settings.min_query_terms_matched,
                    max_unknown_terms=settings.max_unknown_terms,
                    lexical_cover_sparse_score=settings.lexical_cover_sparse_score,
-                   lexical_cover_terms_matched=settings.lexical_cover_terms_matched)
+                   lexical_cover_terms_matched=settings.lexical_cover_terms_matched,
+                   name_cover_max_chunks=settings.name_cover_max_chunks)
 
     def strong_lexical_evidence(self, retrieval: Retrieval) -> bool:
         return (self.lexical_cover_sparse_score > 0
@@ -69,6 +75,8 @@ class CoveragePolicy:
         if retrieval.query_terms_found == 0 or len(retrieval.unknown_terms) > self.max_unknown_terms:
             return False
         if self.strong_lexical_evidence(retrieval):
+            return True
+        if self.name_cover_max_chunks and retrieval.rare_names_in_best:
             return True
         if retrieval.dense_reliable and retrieval.top_dense_score is not None:
             return retrieval.top_dense_score >= self.min_dense_score

@@ -58,6 +58,10 @@ class Retrieval:
     selection_matched: float | None = None
     # Names in the question that the whole book never uses (app/rag/vocabulary.py): Nav2, Docker, Asimov.
     unknown_terms: tuple[str, ...] = ()
+    # Names in the question that the book uses in a few chunks only (Optimus, Unitree), and whether the best chunk
+    # holds every one of them.
+    rare_names: tuple[str, ...] = ()
+    rare_names_in_best: bool = False
 
     @property
     def query_terms_matched(self) -> float:
@@ -116,6 +120,8 @@ class Retriever:
         settings = self._settings
         started = time.perf_counter()
         unknown_terms = tuple(self._vocabulary.unknown_names(query))
+        rare_names = tuple(self._vocabulary.rare_names(query, settings.name_cover_max_chunks)
+                           ) if settings.name_cover_max_chunks else ()
         query = self._vocabulary.expand(query)
         vocabulary_ms = (time.perf_counter() - started) * 1000
         started = time.perf_counter()
@@ -196,6 +202,8 @@ class Retriever:
             dense_reliable=dense_is_reliable(settings, locale),
             selection_matched=selection_matched,
             unknown_terms=unknown_terms,
+            rare_names=rare_names,
+            rare_names_in_best=bool(rare_names) and bool(hits) and set(rare_names) <= _terms_of(hits[:1]),
         )
 
     def _with_payloads(self, *hit_lists: list[Any]) -> list[list[Any]]:

@@ -33,17 +33,34 @@ LATIN_WORD_RE = re.compile(r"[A-Za-z][\w'’\-]*")
 WORD_SPLIT_RE = re.compile(r"[\s\-\u2010-\u2015/]+")
 
 
+# "URDF: the Unified Robot Description Format" (a heading's usual form): the long form after the colon.
+# The long form is read in a lookahead, so "Robots: URDF and SDF URDF: the ..." (a heading path) finds the second.
+COLON_ACRONYM_RE = re.compile(r"(?<![\w-])([A-Z][A-Za-z0-9]{1,7}?)s?:(?=[ \t]+(?:(?:the|an?)[ \t]+)?"
+                              r"((?:[A-Za-z][\w]*[ \t\-\u2010-\u2015/]+){0,7}[A-Za-z][\w]*))")
+
+
+def _initials(short: str) -> list[str]:
+    return [ch.lower() for ch in short if ch.isupper() or ch.isdigit()]
+
+
 def acronyms_in(text: str) -> dict[str, str]:
-    """{"vla": "Vision-Language-Action"} for each "Vision-Language-Action (VLA)" whose initials spell the acronym."""
+    """{"vla": "Vision-Language-Action"} for each "Vision-Language-Action (VLA)" whose initials spell the acronym,
+    and each "URDF: the Unified Robot Description Format"."""
     found: dict[str, str] = {}
     for match in ACRONYM_RE.finditer(text):
         short = match.group(2)
-        letters = [ch.lower() for ch in short if ch.isupper() or ch.isdigit()]
+        letters = _initials(short)
         words = [w for w in WORD_SPLIT_RE.split(match.group(1).strip()) if w]
         if len(letters) < 2 or len(words) < len(letters):
             continue
         candidate = words[-len(letters):]
         if [w[0].lower() for w in candidate] == letters:
+            found.setdefault(short.lower(), " ".join(candidate))
+    for match in COLON_ACRONYM_RE.finditer(text):
+        short = match.group(1)
+        letters = _initials(short)
+        candidate = [w for w in WORD_SPLIT_RE.split(match.group(2).strip()) if w][: len(letters)]
+        if len(letters) >= 2 and len(candidate) == len(letters) and [w[0].lower() for w in candidate] == letters:
             found.setdefault(short.lower(), " ".join(candidate))
     return found
 
@@ -97,6 +114,7 @@ class BookVocabulary:
         self._acronyms: dict[str, str] = {}
         self._families: dict[str, set[str]] = {}
         self._glosses: dict[str, list[str]] = {}
+        self._chunk_counts: dict[str, int] = {}
 
     def _current_version(self) -> object:
         generation = getattr(self._index, "generation", None)
@@ -112,11 +130,15 @@ class BookVocabulary:
             probe = [0.0] * (self._dimensions - 1) + [1.0]
             hits = self._index.search(SearchRequest(dense=probe, sparse=None, limit=MAX_CHUNKS, mode="dense"))
             terms: set[str] = set()
+            chunk_counts: dict[str, int] = {}
             acronyms: dict[str, str] = {}
             glosses: dict[str, list[str]] = {}
             for hit in hits:
                 text = f"{hit.payload.get('text', '')} {' '.join(hit.payload.get('heading_path', []))}"
-                terms.update(tokenize(text))
+                chunk_terms = set(tokenize(text))
+                terms.update(chunk_terms)
+                for term in chunk_terms:
+                    chunk_counts[term] = chunk_counts.get(term, 0) + 1
                 for english, urdu in glosses_in(text).items():
                     glosses.setdefault(english, urdu)
                 for short, long in acronyms_in(text).items():
@@ -131,7 +153,7 @@ class BookVocabulary:
                 families.setdefault(word_family(word), set()).add(word)
             # Read after the search: a reader opens the live generation on its first search.
             self._terms, self._near, self._acronyms, self._families = frozenset(terms), near, acronyms, families
-            self._glosses = glosses
+            self._glosses, self._chunk_counts = glosses, chunk_counts
             self._version = self._current_version()
 
     def knows(self, term: str) -> bool:
@@ -185,6 +207,27 @@ class BookVocabulary:
         self._load()
         return [term for term in dict.fromkeys(tokenize(question)) if not self.knows(term)]
 
+    def _names(self, question: str) -> list[str]:
+        """The question's words written like a name: Nav2, MoveIt, RViz, a capitalised word inside the sentence."""
+        names = []
+        for position, match in enumerate(LATIN_WORD_RE.finditer(question)):
+            word = match.group()
+            if (any(ch.isupper() for ch in word[1:]) or (word[0].isupper() and position > 0)
+                    or (any(ch.isdigit() for ch in word) and len(word) >= 3)):
+                names.append(word)
+        return names
+
+    def rare_names(self, question: str, max_chunks: int) -> list[str]:
+        """The question's names (their terms) that the book uses, in at most `max_chunks` chunks: Optimus, Tesla,
+        Unitree; not ROS or Gazebo, which half a chapter uses."""
+        self._load()
+        rare = []
+        for word in self._names(question):
+            for term in tokenize(word):
+                if 0 < self._chunk_counts.get(term, 0) <= max_chunks and term not in QUESTION_WORDS:
+                    rare.append(term)
+        return list(dict.fromkeys(rare))
+
     def unknown_names(self, question: str) -> list[str]:
         """The question's names the book never uses: written like a name (Nav2, MoveIt, RViz, a capitalised
         word inside the sentence) and unknown to the book. Plain words the book does not happen to use
@@ -192,14 +235,7 @@ class BookVocabulary:
         unknown = set(self.unknown(question))
         if not unknown:
             return []
-        names = []
-        for position, match in enumerate(LATIN_WORD_RE.finditer(question)):
-            word = match.group()
-            looks_like_name = (any(ch.isupper() for ch in word[1:]) or (word[0].isupper() and position > 0)
-                               or (any(ch.isdigit() for ch in word) and len(word) >= 3))
-            if looks_like_name and set(tokenize(word)) & unknown:
-                names.append(word)
-        return names
+        return [word for word in self._names(question) if set(tokenize(word)) & unknown]
 
     def expand(self, question: str) -> str:
         """The question with the long form of each of the book's acronyms it uses, when it lacks it."""

@@ -76,6 +76,7 @@ def test_the_old_sets_stay_covered_and_not_covered_as_before(backend, request):
         ("What is a ROS 2 action?", "en", True),
         ("What does VLA stand for?", "en", True),
         ("whats ZMP", "en", True),
+        ("tell me about Tesla Optimus", "en", True),  # one row of a table: a rare name of the book
         ("How do I visualise TF frames in RViz?", "en", False),
         ("What are Asimov's laws?", "en", False),
         ("How does Nav2 plan a path for a mobile robot?", "en", False),
@@ -86,3 +87,9 @@ def test_the_old_sets_stay_covered_and_not_covered_as_before(backend, request):
 def test_short_questions_outside_the_evaluation_set_are_judged_too(client, question, locale, covered):
     body = client.post("/v1/chat", json={"question": question, "locale": locale}).json()
     assert body["covered"] is covered and bool(body["sources"]) is covered
+
+
+def test_a_heading_style_acronym_is_answered_from_its_section(client):
+    body = client.post("/v1/chat", json={"question": "what does URDF stand for", "locale": "en"}).json()
+    assert body["covered"] is True
+    assert body["sources"][0]["url"].endswith("#urdf-the-unified-robot-description-format")

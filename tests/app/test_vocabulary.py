@@ -2,13 +2,16 @@
 
 from app.rag.sparse import query_vector, token_index
 from app.rag.vector_index import SearchHit
-from app.rag.vocabulary import BookVocabulary, glosses_in, word_family
+from app.rag.vocabulary import BookVocabulary, acronyms_in, glosses_in, word_family
 
 BOOK = [
     "Remapping a topic name in a launch file.",
     "سمولیشن میں روبوٹ کی ٹانگیں اور ٹانگ کا جوڑ",
     "گھروں میں سیڑھیاں ہوتی ہیں",
     "نوڈز اور ٹاپکس کا جال **ROS 2 گراف** (ROS graph) کہلاتا ہے۔",
+    "URDF: the Unified Robot Description Format. A ROS robot is a tree of links.",
+    "Optimus (Gen 2) by Tesla is electric. ROS nodes talk over topics.",
+    "ROS launch files start many nodes.",
 ]
 
 
@@ -54,3 +57,27 @@ def test_the_urdu_text_glosses_english_terms_in_parentheses():
 def test_an_urdu_question_using_the_english_term_is_searched_with_the_book_urdu_words_too():
     assert vocabulary().urdu_glosses("ROS graph کسے کہتے ہیں؟") == ["گراف"]
     assert vocabulary().urdu_glosses("What is the ROS graph?") == []  # an English question searches English text
+
+
+def test_acronyms_are_mined_in_both_forms_the_book_writes_them():
+    assert acronyms_in("a Vision-Language-Action (VLA) model") == {"vla": "Vision Language Action"}
+    assert acronyms_in("URDF: the Unified Robot Description Format") == {"urdf": "Unified Robot Description Format"}
+    assert acronyms_in("MPC: Model Predictive Control looks ahead") == {"mpc": "Model Predictive Control"}
+    # A chunk's heading path, joined: the first colon's words must not hide the second's.
+    assert acronyms_in("Describing Robots: URDF and SDF URDF: the Unified Robot Description Format") == {
+        "urdf": "Unified Robot Description Format"}
+    # A colon after a capitalised word that is not followed by its long form is not an acronym.
+    assert acronyms_in("ZMP: the point where the moment is zero. Note: The Robot moves") == {}
+
+
+def test_a_question_using_the_short_form_is_searched_with_the_long_form():
+    assert vocabulary().expand("what does URDF stand for") == (
+        "what does URDF stand for (Unified Robot Description Format)")
+
+
+def test_rare_names_are_the_question_names_the_book_uses_in_few_chunks():
+    book = vocabulary()
+    assert book.rare_names("tell me about Tesla Optimus", max_chunks=1) == ["tesla", "optimus"]
+    assert book.rare_names("How does ROS launch Optimus?", max_chunks=1) == ["optimus"]  # ROS: in four chunks
+    assert book.rare_names("How does ROS launch Optimus?", max_chunks=4) == ["ros", "optimus"]
+    assert book.rare_names("What is Nav2?", max_chunks=5) == []  # a name the book never uses is not rare, it is unknown
