@@ -20,7 +20,7 @@ from typing import Protocol
 from app.core.openai_client import create_openai_client
 from app.rag.citations import verify_citations
 from app.rag.coverage import CoveragePolicy
-from app.rag.markdown import SENTENCE_END_CHARS, scan_lines, split_sentences
+from app.rag.markdown import SENTENCE_END_CHARS, TABLE_SEPARATOR_RE, scan_lines, split_sentences
 from app.rag.retrieval import Retrieval, RetrievedChunk
 from app.rag.sparse import terms_of_text, tokenize
 from app.settings import Settings
@@ -113,7 +113,6 @@ class EvidenceUnit:
     terms_text: str  # what its relevance is judged on
 
 
-TABLE_SEPARATOR_RE = re.compile(r"^\|?\s*:?-{2,}:?\s*(\|\s*:?-{2,}:?\s*)*\|?$")
 MIN_CODE_LINE_CHARS = 8
 
 

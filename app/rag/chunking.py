@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 
-from app.rag.markdown import MarkdownLine, ParsedDocument, scan_lines, split_sentences
+from app.rag.markdown import FENCE_RE, TABLE_SEPARATOR_RE, MarkdownLine, ParsedDocument, scan_lines, split_sentences
 from app.rag.sparse import SPARSE_TOKENIZER_VERSION
 
 CHUNK_ID_NAMESPACE = uuid.UUID("6f1c8f8e-1a4e-4a57-9a53-7d0c3d0f2b11")
@@ -259,14 +259,34 @@ def _joined_up_to(units: Iterable[str], joiner: str, max_chars: int) -> list[str
     return joined
 
 
+def _cut(units: list[str], max_chars: int) -> list[str]:
+    """One enormous line or sentence is cut every `max_chars` characters."""
+    return [unit[i:i + max_chars] for unit in units for i in range(0, max(len(unit), 1), max_chars)]
+
+
+def _framed_pieces(head: list[str], body: list[str], tail: list[str], max_chars: int) -> list[str]:
+    """The body's lines in pieces, each framed by the head and tail lines, so that every piece is a whole code fence
+    or a table with its header: a chunk that starts inside a fence would read its code as prose and its closing
+    fence as an opening one."""
+    frame = sum(len(line) + 1 for line in [*head, *tail])
+    room = max(max_chars - frame, max_chars // 2)
+    return ["\n".join([*head, piece, *tail]) for piece in _joined_up_to(_cut(body, room), "\n", room)]
+
+
 def _split_oversized(block: str, max_chars: int) -> list[str]:
     if len(block) <= max_chars:
         return [block]
-    is_code = block.lstrip().startswith(("```", "~~~")) or block.lstrip().startswith("|")
-    units = block.split("\n") if is_code else split_sentences(block)
-    # One enormous line or sentence is cut every `max_chars` characters.
-    cut = [unit[i:i + max_chars] for unit in units for i in range(0, max(len(unit), 1), max_chars)]
-    return _joined_up_to(cut, "\n" if is_code else " ", max_chars)
+    lines = block.split("\n")
+    fence = FENCE_RE.match(lines[0])
+    if fence:
+        scanned = list(scan_lines(lines))
+        closed = len(lines) > 1 and scanned[-1].kind == "fence-close"
+        closing = lines[-1] if closed else f"{fence.group(1)}{fence.group(2)}"
+        return _framed_pieces(lines[:1], lines[1:-1] if closed else lines[1:], [closing], max_chars)
+    if block.lstrip().startswith("|"):
+        header = lines[:2] if len(lines) > 2 and TABLE_SEPARATOR_RE.match(lines[1].strip()) else []
+        return _framed_pieces(header, lines[len(header):], [], max_chars)
+    return _joined_up_to(_cut(split_sentences(block), max_chars), " ", max_chars)
 
 
 def _pack(blocks: list[str], max_chars: int, min_chars: int) -> list[str]:

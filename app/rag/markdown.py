@@ -28,6 +28,7 @@ class ParsedDocument:
 
 
 FENCE_RE = re.compile(r"^(\s{0,3})(`{3,}|~{3,})(.*)$")
+TABLE_SEPARATOR_RE = re.compile(r"^\|?\s*:?-{2,}:?\s*(\|\s*:?-{2,}:?\s*)*\|?$")
 # What ends a sentence in the book's languages: Latin and Urdu (full stop "۔", question mark "؟").
 SENTENCE_END_CHARS = ".!?۔؟"
 SENTENCE_BOUNDARY_RE = re.compile(rf"(?<=[{SENTENCE_END_CHARS}])\s+")

@@ -115,6 +115,37 @@ def test_long_sections_are_split_into_bounded_chunks():
     assert len({c.id for c in chunks}) == len(chunks)
 
 
+def test_a_code_fence_longer_than_a_chunk_is_cut_into_whole_fences():
+    """Each piece opens and closes its fence: a chunk that started inside one read its code as prose (an answer quoted
+    four print() lines as a sentence) and its closing fence as an opening one."""
+    code = "\n".join(f"estimate_{i} = predict(state, motion_model)  # step {i}" for i in range(60))
+    after = "The update step then corrects it with a measurement."
+    raw = f"## Predict\n\nThe prediction step pushes the estimate forward.\n\n```python\n{code}\n```\n\n{after}".encode()
+    _, chunks = chunks_of(raw, path="a.md")
+    pieces = [c.text for c in chunks if "estimate_" in c.text]
+    assert len(pieces) >= 3
+    for piece in pieces:
+        lines = piece.split("\n")
+        code_lines = [n for n, line in enumerate(lines) if line.startswith("estimate_")]
+        assert lines.count("```python") == 1 and lines.count("```") == 1, piece[:80]
+        assert lines.index("```python") < code_lines[0] and code_lines[-1] < lines.index("```")
+    assert all(len(c.text) <= 1000 * 1.25 for c in chunks)
+    kinds = {(u.kind, u.text) for c in chunks for u in evidence_units(c.text) if "estimate_" in u.text}
+    assert {kind for kind, _ in kinds} == {"code"}
+    assert len(kinds) == 60  # every line once, none lost or doubled at the cuts
+    assert ("prose", after) in {(u.kind, u.text) for u in evidence_units(chunks[-1].text)}
+
+
+def test_a_table_longer_than_a_chunk_repeats_its_header_in_every_piece():
+    rows = "\n".join(f"| sensor {i} | {100 + i} Hz | mounted on link {i} of the left leg |" for i in range(40))
+    raw = f"## Rates\n\n| sensor | rate | where |\n|---|---|---|\n{rows}\n".encode()
+    _, chunks = chunks_of(raw, path="a.md")
+    assert len(chunks) >= 2
+    units = [u.text for c in chunks for u in evidence_units(c.text)]
+    assert all(c.text.startswith("| sensor | rate | where |\n|---|---|---|") for c in chunks)
+    assert len(units) == 40 and "sensor: sensor 39; rate: 139 Hz; where: mounted on link 39 of the left leg" in units
+
+
 def test_bad_utf8_is_a_malformed_document():
     with pytest.raises(MalformedDocument, match="not valid UTF-8"):
         parse_document(b"## Title\n\n\xff\xfe broken", fallback_title="x")
