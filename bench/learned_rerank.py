@@ -10,11 +10,12 @@ text, heading path and page title, its page's and section's best and next-best f
 candidates, its length and position. The label: the chunk is in a section the question expects (textbook), in a
 chapter file it accepts (Rust book).
 
-Models (numpy and scikit-learn; linear, so scoring a query's candidates is one dot product): pointwise logistic
-regression and pairwise logistic regression (RankNet-like, on the differences of a right and a wrong candidate of
-one question), one model for both books or one per book. Every figure is out of fold: leave one chapter out (a
-textbook chapter with both its locales; a Rust-book chapter with all its files), the model fitted on the other
-calibration chapters, scored on the left-out one; the baseline is the service's fusion on the same questions.
+Models (numpy, scikit-learn, scipy; linear, so scoring a query's candidates is one dot product): pointwise logistic
+regression, pairwise logistic regression (RankNet-like, on the differences of a right and a wrong candidate of one
+question) and a listwise softmax over each question's candidates, one model for both books or one per book. Every
+figure is out of fold: leave one chapter out (a textbook chapter with both its locales; a Rust-book chapter with all
+its files), the model fitted on the other calibration chapters, scored on the left-out one; the baseline is the
+service's fusion on the same questions.
 Held-out questions are never loaded.
 
     python -m bench.eval_index .data/eval-index
