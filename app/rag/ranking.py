@@ -12,7 +12,9 @@ Every weight is a setting chosen on the calibration halves of bench/eval (bench/
 Measured there and dropped: the heading path and the page title as their own IDF-weighted match (lower), a
 dense vector of "title > heading" (no gain), a page's evidence from its next-best chunks (the Rust book's
 chapter-first up by 1-3 questions of 72, the textbook's sections down as much), sentence-window vectors per chunk
-scored by max-sim (English +1 question at best, the Rust book lower; bench/window_vectors.py; see bench/RESULTS.md).
+scored by max-sim (English +1 question at best, the Rust book lower; bench/window_vectors.py), and a learned linear
+reranker over 20 features of the top 40 (out of fold within a few questions of this fusion either way;
+bench/learned_rerank.py); see bench/RESULTS.md.
 """
 
 from __future__ import annotations
