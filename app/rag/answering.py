@@ -23,6 +23,7 @@ from app.rag.coverage import CoveragePolicy
 from app.rag.markdown import SENTENCE_END_CHARS, TABLE_SEPARATOR_RE, scan_lines, split_sentences
 from app.rag.retrieval import Retrieval, RetrievedChunk
 from app.rag.sparse import terms_of_text, tokenize
+from app.rag.vocabulary import QUESTION_WORDS
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -236,7 +237,10 @@ def compose_extractive(question: str, chunks: list[RetrievedChunk]) -> str | Non
     Pieces are prose sentences, table rows (quoted as "column: value" pairs) and code lines (in backticks): a
     fact that sits in a table or a code block is quoted as it stands.
     """
+    # "tell me about ..." must not pick "Geometry tells the robot where ...": the reader's framing words are no
+    # evidence, unless they are all the question has.
     query_terms = set(tokenize(question))
+    query_terms = query_terms - QUESTION_WORDS or query_terms
     candidates: list[tuple[float, int, int, str, str]] = []
     units_by_chunk = [(n, units_with_terms(c.text)) for n, c in enumerate(chunks, start=1)]
     document_frequency: Counter[str] = Counter()

@@ -9,9 +9,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from app.rag.answering import NOT_IN_SOURCES, evidence_units
+from app.rag.answering import NOT_IN_SOURCES, ExtractiveAnswerer, evidence_units
+from app.rag.coverage import CoveragePolicy
 from app.rag.language import locale_of
-from app.rag.retrieval import best_chunk_per_section
+from app.rag.retrieval import Retrieval, RetrievedChunk, best_chunk_per_section
 
 URDU_LETTER = re.compile("[\u0600-\u06ff]")
 
@@ -102,6 +103,23 @@ def test_a_fact_from_a_table_row_is_quoted_as_column_value_pairs_with_its_citati
     body = chat(client, "What history depth does the sensor data QoS profile keep?")
     source = cited_source(body, "History (depth): Keep last (5)")
     assert source["url"].startswith("/docs/ros2-fundamentals#")
+
+
+def test_a_table_row_is_quoted_whole_although_its_header_abbreviates():
+    """"Approx. height" once cut the row in two at "Approx." and the first half was dropped as an uncited claim; and
+    "tell me about" matched "Geometry tells the robot ...", which the answer then quoted."""
+    table = ("| Platform | Developer | Approx. height | Approx. actuated DoF |\n| --- | --- | --- | --- |\n"
+             "| Optimus (Gen 2) | Tesla | ~1.7 m | ~28 in the body, plus hands |")
+    chunks = [RetrievedChunk(id="a", rank=0, score=1.0, payload={"text": table}),
+              RetrievedChunk(id="b", rank=1, score=0.5, payload={"text": "Geometry tells the robot where surfaces are."})]
+    retrieval = Retrieval(chunks=chunks, locale="en", top_dense_score=0.28, query_terms_found=2, embedding_tokens=0,
+                          embed_ms=0.0, search_ms=0.0, top_sparse_score=25.0, query_terms=2)
+    answerer = ExtractiveAnswerer(coverage=CoveragePolicy(min_dense_score=0.35, min_sparse_score=3.0,
+                                                          min_query_terms_matched=0.75, lexical_cover_sparse_score=20.0))
+    answer = answerer.answer("tell me about Tesla Optimus", retrieval, [], "en")
+    assert answer.text == ("Platform: Optimus (Gen 2); Developer: Tesla; Approx. height: ~1.7 m; Approx. actuated DoF: "
+                           "~28 in the body, plus hands [1].")
+    assert answer.source_order == [0]
 
 
 def test_a_fact_from_a_code_line_is_quoted_in_backticks_with_its_citation(client):
