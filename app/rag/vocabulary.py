@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections import Counter
 from typing import Any
 
 from app.rag.sparse import ENGLISH_STOPWORDS, URDU_STOPWORDS, tokenize
@@ -39,8 +40,10 @@ COLON_ACRONYM_RE = re.compile(r"(?<![\w-])([A-Z][A-Za-z0-9]{1,7}?)s?:(?=[ \t]+(?
                               r"((?:[A-Za-z][\w]*[ \t\-\u2010-\u2015/]+){0,7}[A-Za-z][\w]*))")
 
 
-def _initials(short: str) -> list[str]:
-    return [ch.lower() for ch in short if ch.isupper() or ch.isdigit()]
+def _spells(short: str, words: list[str]) -> bool:
+    """The words' initials spell the acronym (its capitals and digits), two letters at least."""
+    letters = [ch.lower() for ch in short if ch.isupper() or ch.isdigit()]
+    return len(letters) >= 2 and [w[0].lower() for w in words] == letters
 
 
 def acronyms_in(text: str) -> dict[str, str]:
@@ -48,21 +51,24 @@ def acronyms_in(text: str) -> dict[str, str]:
     and each "URDF: the Unified Robot Description Format"."""
     found: dict[str, str] = {}
     for match in ACRONYM_RE.finditer(text):
-        short = match.group(2)
-        letters = _initials(short)
-        words = [w for w in WORD_SPLIT_RE.split(match.group(1).strip()) if w]
-        if len(letters) < 2 or len(words) < len(letters):
-            continue
-        candidate = words[-len(letters):]
-        if [w[0].lower() for w in candidate] == letters:
+        short, words = match.group(2), _words(match.group(1))
+        candidate = words[-_letter_count(short):]  # the long form ends just before the parenthesis
+        if _spells(short, candidate):
             found.setdefault(short.lower(), " ".join(candidate))
     for match in COLON_ACRONYM_RE.finditer(text):
-        short = match.group(1)
-        letters = _initials(short)
-        candidate = [w for w in WORD_SPLIT_RE.split(match.group(2).strip()) if w][: len(letters)]
-        if len(letters) >= 2 and len(candidate) == len(letters) and [w[0].lower() for w in candidate] == letters:
+        short, words = match.group(1), _words(match.group(2))
+        candidate = words[:_letter_count(short)]  # the long form starts just after the colon
+        if _spells(short, candidate):
             found.setdefault(short.lower(), " ".join(candidate))
     return found
+
+
+def _words(text: str) -> list[str]:
+    return [w for w in WORD_SPLIT_RE.split(text.strip()) if w]
+
+
+def _letter_count(short: str) -> int:
+    return max(1, sum(ch.isupper() or ch.isdigit() for ch in short))
 
 
 # Urdu inflection endings (plural, oblique, gender), longest first; a word keeps at least three letters.
@@ -114,7 +120,7 @@ class BookVocabulary:
         self._acronyms: dict[str, str] = {}
         self._families: dict[str, set[str]] = {}
         self._glosses: dict[str, list[str]] = {}
-        self._chunk_counts: dict[str, int] = {}
+        self._chunk_counts: Counter[str] = Counter()
 
     def _current_version(self) -> object:
         generation = getattr(self._index, "generation", None)
@@ -129,20 +135,17 @@ class BookVocabulary:
                 return
             probe = [0.0] * (self._dimensions - 1) + [1.0]
             hits = self._index.search(SearchRequest(dense=probe, sparse=None, limit=MAX_CHUNKS, mode="dense"))
-            terms: set[str] = set()
-            chunk_counts: dict[str, int] = {}
+            chunk_counts: Counter[str] = Counter()  # in how many chunks each term occurs; its keys: every term
             acronyms: dict[str, str] = {}
             glosses: dict[str, list[str]] = {}
             for hit in hits:
                 text = f"{hit.payload.get('text', '')} {' '.join(hit.payload.get('heading_path', []))}"
-                chunk_terms = set(tokenize(text))
-                terms.update(chunk_terms)
-                for term in chunk_terms:
-                    chunk_counts[term] = chunk_counts.get(term, 0) + 1
+                chunk_counts.update(set(tokenize(text)))
                 for english, urdu in glosses_in(text).items():
                     glosses.setdefault(english, urdu)
                 for short, long in acronyms_in(text).items():
                     acronyms.setdefault(short, long)
+            terms = frozenset(chunk_counts)
             near: dict[str, set[str]] = {}
             for word in terms | ENGLISH_STOPWORDS | URDU_STOPWORDS | QUESTION_WORDS:
                 if len(word) >= MIN_FUZZY_CHARS - 1:
@@ -152,7 +155,7 @@ class BookVocabulary:
             for word in terms:
                 families.setdefault(word_family(word), set()).add(word)
             # Read after the search: a reader opens the live generation on its first search.
-            self._terms, self._near, self._acronyms, self._families = frozenset(terms), near, acronyms, families
+            self._terms, self._near, self._acronyms, self._families = terms, near, acronyms, families
             self._glosses, self._chunk_counts = glosses, chunk_counts
             self._version = self._current_version()
 
