@@ -63,6 +63,15 @@ def acronyms_in(text: str) -> dict[str, str]:
     return found
 
 
+PRONOUN_I_RE = re.compile(r"I(?:['’](?:m|ve|d|ll))?")
+SENTENCE_END_RE = re.compile(r"(?:^|[.!?:;\n])[\s\"'“‘(\[*_]*$")
+
+
+def _starts_sentence(text: str, start: int) -> bool:
+    """Whether the word at `start` begins the text or a sentence of it (after . ! ? : ; or a line break)."""
+    return SENTENCE_END_RE.search(text[:start]) is not None
+
+
 def _words(text: str) -> list[str]:
     return [w for w in WORD_SPLIT_RE.split(text.strip()) if w]
 
@@ -211,11 +220,14 @@ class BookVocabulary:
         return [term for term in dict.fromkeys(tokenize(question)) if not self.knows(term)]
 
     def _names(self, question: str) -> list[str]:
-        """The question's words written like a name: Nav2, MoveIt, RViz, a capitalised word inside the sentence."""
+        """The question's words written like a name: Nav2, MoveIt, RViz, a capitalised word inside a sentence.
+        A sentence's first word ("... Please explain") and the pronoun's contractions (I'm, I've) are not names."""
         names = []
-        for position, match in enumerate(LATIN_WORD_RE.finditer(question)):
+        for match in LATIN_WORD_RE.finditer(question):
             word = match.group()
-            if (any(ch.isupper() for ch in word[1:]) or (word[0].isupper() and position > 0)
+            if PRONOUN_I_RE.fullmatch(word):
+                continue
+            if (any(ch.isupper() for ch in word[1:]) or (word[0].isupper() and not _starts_sentence(question, match.start()))
                     or (any(ch.isdigit() for ch in word) and len(word) >= 3)):
                 names.append(word)
         return names

@@ -81,3 +81,12 @@ def test_rare_names_are_the_question_names_the_book_uses_in_few_chunks():
     assert book.rare_names("How does ROS launch Optimus?", max_chunks=1) == ["optimus"]  # ROS: in four chunks
     assert book.rare_names("How does ROS launch Optimus?", max_chunks=4) == ["ros", "optimus"]
     assert book.rare_names("What is Nav2?", max_chunks=5) == []  # a name the book never uses is not rare, it is unknown
+
+
+def test_names_the_book_never_uses_are_capitalised_inside_a_sentence_not_at_its_start():
+    book = vocabulary()
+    assert book.unknown_names("How do ROS nodes talk to Gazebo?") == ["Gazebo"]
+    assert book.unknown_names("I've read about ROS launch files. Do they start Gazebo?") == ["Gazebo"]
+    # A sentence's first word and the pronoun's contractions are how readers write, not names.
+    assert book.unknown_names("what is a ROS node? Please explain it like I'm new") == []
+    assert book.unknown_names("Hello! Sorry, which nodes does a launch file start?") == []
