@@ -145,6 +145,25 @@ def _code_units(lines: list[str]) -> list[EvidenceUnit]:
     return units
 
 
+MAX_LEAD_IN_CODE_LINES = 2
+
+
+def _with_lead_in(units: list[EvidenceUnit], lead_in: int | None, code: list[EvidenceUnit]) -> list[EvidenceUnit]:
+    """A sentence ending in ":" says nothing without the block it introduces. A formula or a command of a line or
+    two is quoted with it (so neither is quoted alone); before a longer block the sentence is dropped and the
+    block's lines stand on their own."""
+    if lead_in is None:
+        return code
+    if code and len(code) <= MAX_LEAD_IN_CODE_LINES:
+        sentence = units[lead_in].text
+        joined = " ".join(unit.text for unit in code)
+        units[lead_in] = EvidenceUnit("prose", f"{sentence} {joined}",
+                                      f"{units[lead_in].terms_text} {' '.join(unit.terms_text for unit in code)}")
+        return []
+    del units[lead_in]
+    return code
+
+
 def evidence_units(text: str) -> list[EvidenceUnit]:
     """The chunk's prose sentences, table rows and code lines, in order (headings are not answer material)."""
     units: list[EvidenceUnit] = []
@@ -162,15 +181,24 @@ def evidence_units(text: str) -> list[EvidenceUnit]:
         units.extend(_table_units(table_rows))
         table_rows.clear()
 
+    def lead_in() -> int | None:
+        """The last unit, if it is a sentence that introduces what follows ("... a regularized problem:")."""
+        if units and units[-1].kind == "prose" and units[-1].text.endswith(":"):
+            return len(units) - 1
+        return None
+
+    fence_lead_in: int | None = None
     for scanned in scan_lines(text.split("\n")):
         line, stripped = scanned.text, scanned.text.strip()
         if scanned.kind == "fence-open":
             flush_prose()
             flush_table()
+            fence_lead_in = lead_in()
             continue
         if scanned.kind == "fence-close":
-            units.extend(_code_units(code_lines))
+            units.extend(_with_lead_in(units, fence_lead_in, _code_units(code_lines)))
             code_lines.clear()
+            fence_lead_in = None
             continue
         if scanned.kind == "code":
             code_lines.append(line)
@@ -178,6 +206,9 @@ def evidence_units(text: str) -> list[EvidenceUnit]:
         if stripped.startswith("|"):
             if not table_rows:
                 flush_prose()
+                table_lead_in = lead_in()
+                if table_lead_in is not None:  # its rows are quoted on their own
+                    del units[table_lead_in]
             table_rows.append(stripped)
             continue
         if table_rows:

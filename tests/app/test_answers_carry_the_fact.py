@@ -92,6 +92,24 @@ def test_evidence_units_read_table_rows_as_column_value_pairs_and_code_lines_in_
     ]
 
 
+def test_a_sentence_that_introduces_a_block_is_quoted_with_a_short_one_and_dropped_before_a_long_one():
+    """"... fixes this by solving a regularized problem:" was quoted alone, and the next quoted sentence read as
+    its continuation."""
+    short = ("Damped least squares solves a regularized problem:\n\n```text\ndq = J^T (J J^T + l^2 I)^-1 e\n```\n"
+             "The damping factor trades accuracy for stability.")
+    assert [(u.kind, u.text) for u in evidence_units(short)] == [
+        ("prose", "Damped least squares solves a regularized problem: `dq = J^T (J J^T + l^2 I)^-1 e`"),
+        ("prose", "The damping factor trades accuracy for stability."),
+    ]
+    long = ("A minimal publisher node looks like this:\n\n```python\nimport rclpy\nfrom rclpy.node import Node\n"
+            "rclpy.init(args=None)\n```\nThe sensor rates are summarised below:\n\n| Sensor | Rate |\n| --- | --- |\n"
+            "| IMU gyroscope | 200-1000 Hz |")
+    assert [(u.kind, u.text) for u in evidence_units(long)] == [
+        ("code", "`import rclpy`"), ("code", "`from rclpy.node import Node`"), ("code", "`rclpy.init(args=None)`"),
+        ("table", "Sensor: IMU gyroscope; Rate: 200-1000 Hz"),
+    ]
+
+
 def cited_source(body: dict, quoted: str) -> dict:
     """The source of the first citation after `quoted` (a quoted row is cited at its end)."""
     match = re.search(re.escape(quoted) + r"[^\[]*\[(\d+)\]", body["answer"])
