@@ -18,7 +18,7 @@ import threading
 from collections import Counter
 from typing import Any
 
-from app.rag.sparse import ENGLISH_STOPWORDS, URDU_STOPWORDS, tokenize
+from app.rag.sparse import ENGLISH_STOPWORDS, URDU_STOPWORDS, normalize, tokenize
 from app.rag.vector_index import SearchRequest
 
 # Words of a reader's question that the book need not use to be about it.
@@ -70,6 +70,55 @@ SENTENCE_END_RE = re.compile(r"(?:^|[.!?:;\n])[\s\"'“‘(\[*_]*$")
 def _starts_sentence(text: str, start: int) -> bool:
     """Whether the word at `start` begins the text or a sentence of it (after . ! ? : ; or a line break)."""
     return SENTENCE_END_RE.search(text[:start]) is not None
+
+
+# English letters as Urdu writes their names: readers spell acronyms out ("یو آر ڈی ایف" for URDF).
+URDU_LETTER_NAMES = {normalize(name): letter for name, letter in {
+    "اے": "A", "بی": "B", "سی": "C", "ڈی": "D", "ای": "E", "ایف": "F", "جی": "G", "ایچ": "H", "آئی": "I", "جے": "J",
+    "کے": "K", "ایل": "L", "ایم": "M", "این": "N", "او": "O", "پی": "P", "کیو": "Q", "آر": "R", "ایس": "S", "ٹی": "T",
+    "یو": "U", "وی": "V", "ڈبلیو": "W", "ایکس": "X", "وائی": "Y", "زیڈ": "Z",
+}.items()}
+GENITIVE_KE = normalize("کے")  # also the letter K; "ROS کے نوڈ" is ROS's nodes, so it never ends or starts a run
+TRAILING_PUNCTUATION_RE = re.compile(r"(.*?)([؟?،,۔.!:;)\]\"'”’]*)", re.S)
+
+
+def spelled_out_acronyms(question: str) -> str:
+    """The question with each run of two or more Urdu letter names written as the Latin acronym it spells
+    ("یو آر ڈی ایف فائل" -> "URDF فائل"), so that it is searched, and judged known or unknown, as the book writes it."""
+    if not ARABIC_LETTER_RE.search(question):
+        return question
+    pieces: list[str] = []
+    run: list[str] = []
+    spelled = False
+
+    def end_run() -> None:
+        nonlocal spelled
+        letters = [normalize(w) for w in run]
+        start, stop = 0, len(letters)
+        while start < stop and letters[start] == GENITIVE_KE:
+            start += 1
+        while stop > start and letters[stop - 1] == GENITIVE_KE:
+            stop -= 1
+        if stop - start >= 2:
+            spelled = True
+            pieces.extend([*run[:start], "".join(URDU_LETTER_NAMES[w] for w in letters[start:stop]), *run[stop:]])
+        else:
+            pieces.extend(run)
+        run.clear()
+
+    for token in question.split():
+        word, punctuation = TRAILING_PUNCTUATION_RE.fullmatch(token).groups()  # type: ignore[union-attr]
+        if normalize(word) in URDU_LETTER_NAMES:
+            run.append(word)
+            if not punctuation:
+                continue
+            end_run()
+            pieces[-1] += punctuation
+            continue
+        end_run()
+        pieces.append(token)
+    end_run()
+    return " ".join(pieces) if spelled else question
 
 
 def _words(text: str) -> list[str]:

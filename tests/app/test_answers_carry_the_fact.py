@@ -51,6 +51,13 @@ def test_an_english_question_without_a_locale_stays_english(client):
     assert body["covered"] is True and all(s["url"].startswith("/docs/") for s in body["sources"])
 
 
+def test_an_acronym_spelled_out_in_urdu_letters_finds_its_section(client):
+    """"یو آر ڈی ایف" is how a reader types URDF in Urdu; it was answered not covered."""
+    body = chat(client, "یو آر ڈی ایف فائل میں کیا ہوتا ہے؟")
+    assert body["covered"] is True
+    assert "urdf" in body["sources"][0]["url"].lower()
+
+
 def test_an_explicit_locale_wins_over_the_script(client):
     body = chat(client, "کالمن فلٹر کیا ہے؟", locale="en")
     assert all(s["url"].startswith("/docs/") for s in body["sources"])

@@ -2,7 +2,7 @@
 
 from app.rag.sparse import query_vector, token_index
 from app.rag.vector_index import SearchHit
-from app.rag.vocabulary import BookVocabulary, acronyms_in, glosses_in, word_family
+from app.rag.vocabulary import BookVocabulary, acronyms_in, glosses_in, spelled_out_acronyms, word_family
 
 BOOK = [
     "Remapping a topic name in a launch file.",
@@ -90,3 +90,14 @@ def test_names_the_book_never_uses_are_capitalised_inside_a_sentence_not_at_its_
     # A sentence's first word and the pronoun's contractions are how readers write, not names.
     assert book.unknown_names("what is a ROS node? Please explain it like I'm new") == []
     assert book.unknown_names("Hello! Sorry, which nodes does a launch file start?") == []
+
+
+def test_an_acronym_spelled_out_in_urdu_letters_is_searched_and_judged_as_the_latin_acronym():
+    assert spelled_out_acronyms("یو آر ڈی ایف فائل میں کیا ہوتا ہے؟") == "URDF فائل میں کیا ہوتا ہے؟"
+    assert spelled_out_acronyms("آئی ایم یو؟") == "IMU؟"
+    # The genitive کے is also the letter K: it never starts or ends a run ("ROS's nodes", not "ROSK").
+    assert spelled_out_acronyms("آر او ایس کے نوڈ کیا ہیں") == "ROS کے نوڈ کیا ہیں"
+    # A single letter name, or none, leaves the question as the reader wrote it.
+    for question in ("ROS 2  میں نوڈ کیا ہے", "کے آر", "what is an IMU?"):
+        assert spelled_out_acronyms(question) == question
+    assert vocabulary().unknown_names(spelled_out_acronyms("آر ایل ایچ ایف کیا ہے؟")) == ["RLHF"]
