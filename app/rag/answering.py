@@ -100,11 +100,6 @@ def not_covered_answer(locale: str, backend: str, model: str) -> Answer:
     return Answer(text=NOT_COVERED.get(locale, NOT_COVERED["en"]), covered=False, backend=backend, model=model)
 
 
-def _prose_sentences(text: str) -> list[str]:
-    """Sentences of the prose of a chunk: code fences, tables and headings are not prose."""
-    return [unit.text for unit in evidence_units(text) if unit.kind == "prose"]
-
-
 @dataclass(frozen=True)
 class EvidenceUnit:
     """One quotable piece of a chunk: a prose sentence, a table row ("column: value" pairs) or a code line."""
@@ -135,13 +130,43 @@ def _table_units(rows: list[str]) -> list[EvidenceUnit]:
     return units
 
 
-def _code_units(lines: list[str]) -> list[EvidenceUnit]:
-    units = []
+LIST_ITEM_RE = re.compile(r"([-*+]|\d+\.)\s+")
+COMMENT_LINE_RE = re.compile(r"(#|//|--|;)\s")
+ALIGNED_GAP_RE = re.compile(r"\S\s{3,}(?=\S)")
+
+
+CODE_LABEL_RE = re.compile(r"[^()=\[\]{}]*\s[^()=\[\]{}]*:")  # "In matrix form, with homogeneous coordinates:"
+
+
+def _joined_continuations(lines: list[str]) -> list[str]:
+    """The block's stripped lines, a command continued with a trailing backslash joined into one line."""
+    joined: list[str] = []
+    continued = False
     for line in lines:
         code = line.strip()
-        if len(code) >= MIN_CODE_LINE_CHARS and any(ch.isalpha() for ch in code):
+        if continued and joined:
+            joined[-1] = f"{joined[-1]} {code.removesuffix(chr(92)).strip()}"
+        else:
+            joined.append(code.removesuffix(chr(92)).strip())
+        continued = code.endswith(chr(92))
+    return joined
+
+
+def _code_units(lines: list[str]) -> list[EvidenceUnit]:
+    """A block's code lines. A comment line is not quoted: it labels the line after it, which is found by its words
+    ("# Services and parameters" above `ros2 service list`). A line laid out in columns (a matrix drawn in text)
+    means nothing on its own."""
+    units = []
+    comments: list[str] = []
+    for code in _joined_continuations(lines):
+        if COMMENT_LINE_RE.match(code):
+            comments.append(code)
+            continue
+        if (len(code) >= MIN_CODE_LINE_CHARS and any(ch.isalpha() for ch in code)
+                and len(ALIGNED_GAP_RE.findall(code)) < 2 and not CODE_LABEL_RE.fullmatch(code)):
             shown = re.sub(r"\s{2,}", " ", code.replace("`", ""))
-            units.append(EvidenceUnit("code", f"`{shown}`", code))
+            units.append(EvidenceUnit("code", f"`{shown}`", " ".join([*comments, code])))
+        comments.clear()
     return units
 
 
@@ -216,7 +241,10 @@ def evidence_units(text: str) -> list[EvidenceUnit]:
         if stripped.startswith("#") or not stripped:
             prose_lines.append("\n")
             continue
-        prose_lines.append(re.sub(r"^([-*+]|\d+\.)\s+", "", stripped))
+        item = LIST_ITEM_RE.match(stripped)
+        if item:  # each item of a list is a unit of its own, not a clause of the paragraph before it
+            prose_lines.append("\n")
+        prose_lines.append(stripped[item.end():] if item else stripped)
     units.extend(_code_units(code_lines))  # a chunk can end inside a fence
     flush_table()
     flush_prose()
@@ -291,12 +319,22 @@ def compose_extractive(question: str, chunks: list[RetrievedChunk]) -> str | Non
         return None
     best: list[tuple[float, int, int, str, str]] = []
     quoted_kinds: set[str] = set()
+    quoted: set[tuple[int, int]] = set()
     for candidate in sorted(candidates, key=lambda c: -c[0]):
-        kind = candidate[4]
+        score, source_number, position, text, kind = candidate
         if kind != "prose" and kind in quoted_kinds:
             continue  # one table row and one code line at most: the rest of the answer is prose
+        if (source_number, position) in quoted:
+            continue
+        if kind == "prose" and text.endswith(":"):  # it introduces what follows (a list): quote the two together
+            units = units_by_chunk[source_number - 1][1]
+            if position + 1 >= len(units) or (source_number, position + 1) in quoted:
+                continue
+            text = f"{text} {units[position + 1][0].text}"
+            quoted.add((source_number, position + 1))
+        quoted.add((source_number, position))
         quoted_kinds.add(kind)
-        best.append(candidate)
+        best.append((score, source_number, position, text, kind))
         if len(best) == MAX_ANSWER_SENTENCES:
             break
     best.sort(key=lambda c: (c[1], c[2]))

@@ -117,6 +117,32 @@ def test_a_sentence_that_introduces_a_block_is_quoted_with_a_short_one_and_dropp
     ]
 
 
+def test_code_lines_are_quoted_as_commands_not_as_comments_labels_or_a_matrix_drawn_in_text():
+    text = ("```bash\n# Services and parameters\nros2 service list\n```\n\n```text\nIn matrix form, with homogeneous "
+            "coordinates:\n    [u]       [fx   0  cx] [X]\n  Z [v]   =   [ 0  fy  cy] [Y]        K = intrinsic matrix\n```\n"
+            "```bash\nros2 pkg create my_pkg \\\n    --build-type ament_python\n```")
+    units = evidence_units(text)
+    assert [(u.kind, u.text, u.terms_text) for u in units] == [
+        ("code", "`ros2 service list`", "# Services and parameters ros2 service list"),
+        ("code", "`ros2 pkg create my_pkg --build-type ament_python`", "ros2 pkg create my_pkg --build-type ament_python"),
+    ]
+
+
+def test_a_sentence_that_introduces_a_list_is_quoted_with_the_list_first_item():
+    text = ("The intrinsic parameters in K describe the camera itself:\n\n"
+            "- fx and fy are the focal lengths in pixels.\n- cx and cy form the principal point.\n\n"
+            "With a depth camera, each pixel maps to a point in camera coordinates.")
+    chunks = [RetrievedChunk(id="a", rank=0, score=1.0, payload={"text": text})]
+    retrieval = Retrieval(chunks=chunks, locale="en", top_dense_score=0.6, query_terms_found=3, embedding_tokens=0,
+                          embed_ms=0.0, search_ms=0.0, top_sparse_score=25.0, query_terms=3)
+    answerer = ExtractiveAnswerer(coverage=CoveragePolicy(min_dense_score=0.35, min_sparse_score=3.0,
+                                                          min_query_terms_matched=0.75))
+    answer = answerer.answer("what are the camera intrinsic parameters", retrieval, [], "en")
+    assert answer.text.startswith("The intrinsic parameters in K describe the camera itself: fx and fy are the focal "
+                                  "lengths in pixels [1]."), answer.text
+    assert answer.text.count("focal lengths") == 1
+
+
 def cited_source(body: dict, quoted: str) -> dict:
     """The source of the first citation after `quoted` (a quoted row is cited at its end)."""
     match = re.search(re.escape(quoted) + r"[^\[]*\[(\d+)\]", body["answer"])
