@@ -290,6 +290,11 @@ def units_with_terms(text: str) -> tuple[tuple[EvidenceUnit, frozenset[str]], ..
     return tuple((unit, terms_of_text(unit.terms_text)) for unit in evidence_units(text))
 
 
+def _section_heading_terms(chunk: RetrievedChunk) -> frozenset[str]:
+    path = chunk.payload.get("heading_path") or []
+    return terms_of_text(str(path[-1])) if path else frozenset()
+
+
 def compose_extractive(question: str, chunks: list[RetrievedChunk]) -> str | None:
     """Up to three pieces of the sources that share the most (rare) terms with the question, each cited.
 
@@ -308,11 +313,14 @@ def compose_extractive(question: str, chunks: list[RetrievedChunk]) -> str | Non
             document_frequency.update(terms)
     total = max(1, sum(len(u) for _, u in units_by_chunk))
     for source_number, units in units_by_chunk:
+        # A piece is judged with its section's heading: the code of "A subscriber" says `create_subscription`,
+        # not "subscriber", and would lose to a sentence elsewhere that happens to say "Python" and "write".
+        heading = _section_heading_terms(chunks[source_number - 1])
         for position, (unit, terms) in enumerate(units):
-            overlap = query_terms & terms
+            overlap = query_terms & (terms | heading)
             if not overlap:
                 continue
-            score = sum(math.log(1 + total / document_frequency[t]) for t in overlap)
+            score = sum(math.log(1 + total / max(1, document_frequency[t])) for t in overlap)
             score *= 1.0 / (1 + RANK_DECAY * (source_number - 1))
             candidates.append((score, source_number, position, unit.text, unit.kind))
     if not candidates:

@@ -143,6 +143,24 @@ def test_a_sentence_that_introduces_a_list_is_quoted_with_the_list_first_item():
     assert answer.text.count("focal lengths") == 1
 
 
+def test_a_piece_is_judged_with_its_section_heading():
+    """"write a subscriber in python" found the section "A subscriber" first, but its code never says "subscriber",
+    and the answer quoted a simulator's "Python API for scripting" instead."""
+    subscriber = ("```python\nself.sub = self.create_subscription(String, 'chatter', self.on_message, 10)\n"
+                  "self.get_logger().info(msg.data)\n```")
+    simulator = "Isaac Sim has a Python API for scripting scenes and writes annotated images."
+    chunks = [RetrievedChunk(id="a", rank=0, score=1.0, payload={"text": subscriber, "heading_path": [
+                  "ROS 2 Fundamentals", "Writing Nodes with rclpy", "A subscriber"]}),
+              RetrievedChunk(id="b", rank=1, score=0.9, payload={"text": simulator, "heading_path": ["Isaac Sim"]})]
+    retrieval = Retrieval(chunks=chunks, locale="en", top_dense_score=0.5, query_terms_found=3, embedding_tokens=0,
+                          embed_ms=0.0, search_ms=0.0, top_sparse_score=7.0, query_terms=3)
+    answerer = ExtractiveAnswerer(coverage=CoveragePolicy(min_dense_score=0.35, min_sparse_score=3.0,
+                                                          min_query_terms_matched=0.75))
+    answer = answerer.answer("write a subscriber in python", retrieval, [], "en")
+    assert answer.text.startswith("`self.sub = self.create_subscription("), answer.text
+    assert answer.source_order[0] == 0
+
+
 def cited_source(body: dict, quoted: str) -> dict:
     """The source of the first citation after `quoted` (a quoted row is cited at its end)."""
     match = re.search(re.escape(quoted) + r"[^\[]*\[(\d+)\]", body["answer"])
