@@ -23,7 +23,7 @@ from app.rag.coverage import CoveragePolicy
 from app.rag.markdown import SENTENCE_END_CHARS, TABLE_SEPARATOR_RE, scan_lines, split_sentences
 from app.rag.retrieval import Retrieval, RetrievedChunk
 from app.rag.sparse import terms_of_text, tokenize
-from app.rag.vocabulary import QUESTION_WORDS
+from app.rag.vocabulary import QUESTION_WORDS, spelled_out_acronyms
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -264,7 +264,9 @@ class ExtractiveAnswerer:
         started = time.perf_counter()
         if not self._coverage.covers(retrieval):
             return not_covered_answer(locale, "extractive", self.model)
-        # The selection says what "this" is: its terms pick the sentences too.
+        # The selection says what "this" is: its terms pick the sentences too. An acronym spelled out in Urdu
+        # letters picks them as the book writes it (ڈی ڈی ایس: DDS), as it was searched.
+        question = spelled_out_acronyms(question)
         text = compose_extractive(f"{question} {selection.text}" if selection else question, retrieval.chunks)
         if text is None:
             return not_covered_answer(locale, "extractive", self.model)

@@ -56,6 +56,10 @@ def test_an_acronym_spelled_out_in_urdu_letters_finds_its_section(client):
     body = chat(client, "یو آر ڈی ایف فائل میں کیا ہوتا ہے؟")
     assert body["covered"] is True
     assert "urdf" in body["sources"][0]["url"].lower()
+    # With nothing but the acronym, the answer's sentences are picked by it too (they were not: not covered).
+    body = chat(client, "ڈی ڈی ایس کیا ہے؟")
+    assert body["covered"] is True and "DDS" in body["answer"]
+    assert "dds" in body["sources"][0]["url"].lower()
 
 
 def test_an_explicit_locale_wins_over_the_script(client):
