@@ -130,8 +130,10 @@ class Retriever:
             embedded = self._embedder.embed([query]) if mode != "sparse" else None
         dense = embedded.vectors[0] if embedded else None
         vocabulary = self._vocabulary
+        transliterated = vocabulary.transliterations(query) if settings.search_related_forms else {}
         related = [*vocabulary.spelling_variants(query), *vocabulary.inflections(query),
-                   *vocabulary.urdu_glosses(query)] if settings.search_related_forms else []
+                   *vocabulary.urdu_glosses(query), *(form for forms in transliterated.values() for form in forms)
+                   ] if settings.search_related_forms else []
         sparse = query_vector(query, related=related, related_weight=settings.related_form_weight)
         embed_ms = (time.perf_counter() - started) * 1000
 
@@ -189,7 +191,9 @@ class Retriever:
 
         chunks = [RetrievedChunk(id=h.id, rank=i, score=h.score, payload=h.payload) for i, h in enumerate(hits)]
         query_terms = set(tokenize(query))
-        found = query_terms & _terms_of([*hits, *sparse_hits])
+        hit_terms = _terms_of([*hits, *sparse_hits])
+        found = query_terms & hit_terms
+        found |= {term for term, forms in transliterated.items() if hit_terms.intersection(forms)}
         return Retrieval(
             chunks=chunks,
             locale=used_locale,

@@ -161,6 +161,33 @@ def glosses_in(text: str) -> dict[str, list[str]]:
     return found
 
 
+# Readers write the book's English terms in Urdu letters (لانچ, پیتھون, گیزبو for launch, Python, Gazebo). Both
+# spellings reduce to a skeleton of consonant classes, vowels and h, w, y dropped: گیزبو and gazebo are both "gzb".
+LATIN_DIGRAPHS = (("tion", "Xn"), ("sion", "Xn"), ("sh", "X"), ("ch", "C"), ("ph", "f"), ("th", "t"), ("ck", "k"),
+                  ("qu", "k"), ("x", "ks"))
+URDU_CONSONANTS = {normalize(letter): skeleton for letters, skeleton in (
+    ("ب", "b"), ("پ", "p"), ("تٹط", "t"), ("ثسص", "s"), ("ج", "j"), ("چ", "C"), ("خکق", "k"), ("گغ", "g"), ("دڈ", "d"),
+    ("ذزضظژ", "z"), ("رڑ", "r"), ("ش", "X"), ("ف", "f"), ("ل", "l"), ("م", "m"), ("نں", "n"),
+) for letter in letters}
+MIN_SKELETON_CONSONANTS = 3
+
+
+def _collapsed(classes: str) -> str:
+    return re.sub(r"(.)\1+", r"\1", classes)
+
+
+def latin_skeleton(word: str) -> str:
+    word = word.lower()
+    for spelling, skeleton in LATIN_DIGRAPHS:
+        word = word.replace(spelling, skeleton)
+    word = re.sub(r"c(?=[eiy])", "s", word).replace("c", "k")
+    return ("_" if word[:1] in "aeiou" else "") + _collapsed(re.sub(r"[aeiouyhwv]", "", word))
+
+
+def urdu_skeleton(word: str) -> str:
+    return ("_" if word[:1] in "اآع" else "") + _collapsed("".join(URDU_CONSONANTS.get(ch, "") for ch in word))
+
+
 def _deletions(word: str) -> set[str]:
     return {word[:i] + word[i + 1:] for i in range(len(word))}
 
@@ -179,6 +206,7 @@ class BookVocabulary:
         self._families: dict[str, set[str]] = {}
         self._glosses: dict[str, list[str]] = {}
         self._chunk_counts: Counter[str] = Counter()
+        self._latin_by_skeleton: dict[str, list[str]] = {}
 
     def _current_version(self) -> object:
         generation = getattr(self._index, "generation", None)
@@ -196,9 +224,13 @@ class BookVocabulary:
             chunk_counts: Counter[str] = Counter()  # in how many chunks each term occurs; its keys: every term
             acronyms: dict[str, str] = {}
             glosses: dict[str, list[str]] = {}
+            latin_in_urdu: set[str] = set()  # the English terms the Urdu text keeps in Latin letters
             for hit in hits:
                 text = f"{hit.payload.get('text', '')} {' '.join(hit.payload.get('heading_path', []))}"
-                chunk_counts.update(set(tokenize(text)))
+                chunk_terms = set(tokenize(text))
+                chunk_counts.update(chunk_terms)
+                if ARABIC_LETTER_RE.search(text):
+                    latin_in_urdu.update(t for t in chunk_terms if t.isascii() and t.isalpha())
                 for english, urdu in glosses_in(text).items():
                     glosses.setdefault(english, urdu)
                 for short, long in acronyms_in(text).items():
@@ -212,9 +244,14 @@ class BookVocabulary:
             families: dict[str, set[str]] = {}
             for word in terms:
                 families.setdefault(word_family(word), set()).add(word)
+            latin_by_skeleton: dict[str, list[str]] = {}
+            for word in sorted(latin_in_urdu):
+                skeleton = latin_skeleton(word)
+                if len(skeleton.strip("_")) >= MIN_SKELETON_CONSONANTS:
+                    latin_by_skeleton.setdefault(skeleton, []).append(word)
             # Read after the search: a reader opens the live generation on its first search.
             self._terms, self._near, self._acronyms, self._families = terms, near, acronyms, families
-            self._glosses, self._chunk_counts = glosses, chunk_counts
+            self._glosses, self._chunk_counts, self._latin_by_skeleton = glosses, chunk_counts, latin_by_skeleton
             self._version = self._current_version()
 
     def knows(self, term: str) -> bool:
@@ -260,6 +297,20 @@ class BookVocabulary:
             for start in range(len(tokens) - length + 1):
                 words.extend(self._glosses.get(" ".join(tokens[start:start + length]), ()))
         return list(dict.fromkeys(words))
+
+    def transliterations(self, question: str) -> dict[str, list[str]]:
+        """The question's Urdu words the book does not use, each with the English terms of the Urdu text that
+        sound the same (لانچ -> launch, پیتھون -> python): searched beside them, and found where those are."""
+        self._load()
+        found: dict[str, list[str]] = {}
+        for term in dict.fromkeys(tokenize(question)):
+            if not ARABIC_LETTER_RE.match(term) or self.knows_exactly(term) or word_family(term) in self._families:
+                continue
+            skeleton = urdu_skeleton(term)
+            forms = self._latin_by_skeleton.get(skeleton, []) if len(skeleton.strip("_")) >= MIN_SKELETON_CONSONANTS else []
+            if len(forms) == 1:  # لائیڈار could be lidar or leader: a guess between two would mislead the search
+                found[term] = forms
+        return found
 
     def knows_exactly(self, term: str) -> bool:
         return term in self._terms or term in QUESTION_WORDS or term in ENGLISH_STOPWORDS or term in URDU_STOPWORDS

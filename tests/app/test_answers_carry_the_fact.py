@@ -62,6 +62,13 @@ def test_an_acronym_spelled_out_in_urdu_letters_finds_its_section(client):
     assert "dds" in body["sources"][0]["url"].lower()
 
 
+def test_an_english_term_written_in_urdu_letters_finds_the_section_that_keeps_it_in_latin(client):
+    """The Urdu chapter writes "launch فائل"; a reader writes لانچ فائل. It was answered not covered."""
+    body = chat(client, "لانچ فائل کیا کرتی ہے؟")
+    assert body["covered"] is True
+    assert body["sources"][0]["url"].startswith("/ur/docs/ros2-fundamentals#launch")
+
+
 def test_an_explicit_locale_wins_over_the_script(client):
     body = chat(client, "کالمن فلٹر کیا ہے؟", locale="en")
     assert all(s["url"].startswith("/docs/") for s in body["sources"])

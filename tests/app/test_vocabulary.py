@@ -101,3 +101,22 @@ def test_an_acronym_spelled_out_in_urdu_letters_is_searched_and_judged_as_the_la
     for question in ("ROS 2  میں نوڈ کیا ہے", "کے آر", "what is an IMU?"):
         assert spelled_out_acronyms(question) == question
     assert vocabulary().unknown_names(spelled_out_acronyms("آر ایل ایچ ایف کیا ہے؟")) == ["RLHF"]
+
+
+class UrduBookIndex(BookIndex):
+    TEXTS = ["ہر launch فائل کئی نوڈز شروع کرتی ہے۔", "Python میں نوڈ لکھیں۔", "ایک leader اور LiDAR۔",
+             "A lidar reading, and a leader arm."]
+
+    def search(self, request):
+        return [SearchHit(id=str(i), score=1.0, payload={"text": t, "heading_path": []}) for i, t in enumerate(self.TEXTS)]
+
+
+def test_an_english_term_written_in_urdu_letters_is_searched_as_the_urdu_text_writes_it():
+    book = BookVocabulary(UrduBookIndex(), dimensions=4)
+    assert book.transliterations("لانچ فائل کیسے لکھیں؟") == {"لانچ": ["launch"]}
+    assert book.transliterations("پیتھون میں نوڈ") == {"پیتھون": ["python"]}
+    # Two of the Urdu text's English terms sound alike (lidar, leader): no guess.
+    assert book.transliterations("لائیڈار کیا ہے؟") == {}
+    # Words the book uses, and short ones, are left alone; English questions have none.
+    assert book.transliterations("نوڈز شروع کیسے ہوتے ہیں") == {}
+    assert book.transliterations("how do I write a launch file") == {}
