@@ -53,6 +53,7 @@ class Outcome:
     covered: bool
     first_source: str | None  # the chat answer's first source, when covered
     evidence: dict[str, Any] = field(default_factory=dict)  # what the coverage decision read (for --dump)
+    style: str = ""  # the on-topic set's style of asking (short, acronym, loanword, ...)
 
 
 def rate(outcomes: list[Outcome], hit: Callable[[Outcome], bool]) -> tuple[float | None, int]:
@@ -98,13 +99,15 @@ class Question:
     locale: str
     question: str
     expected: tuple[str, ...]
+    style: str = ""
 
 
 def textbook_questions() -> list[Question]:
     from bench.eval_offbook import load_textbook_neartopic
     from bench.eval_sets import load_textbook_ontopic
 
-    items = [Question("ontopic", q.split, q.locale, q.question, q.expected_urls) for q in load_textbook_ontopic()]
+    items = [Question("ontopic", q.split, q.locale, q.question, q.expected_urls, q.style)
+             for q in load_textbook_ontopic()]
     items += [Question("neartopic", q.split, q.locale, q.question, ()) for q in load_textbook_neartopic()]
     for path in sorted(EVAL_DIR.glob("questions-*.yaml")):
         items += [Question("old-ontopic", "regression", e["locale"], e["question"], (e["expected_url"],))
@@ -137,7 +140,7 @@ def answer_all(questions: Iterable[Question], retriever: Any, answerer: Any, *, 
             order = answer.source_order if answer.source_order is not None else list(range(len(retrieval.chunks)))
             first = retrieval.chunks[order[0]].url if order else None
         outcomes.append(Outcome(q.set_name, q.split, q.locale, q.question, q.expected, tuple(ranked), answer.covered,
-                                first, coverage_evidence(retrieval)))
+                                first, coverage_evidence(retrieval), q.style))
     return outcomes
 
 
@@ -226,6 +229,20 @@ def report(outcomes: list[Outcome]) -> tuple[str, dict[str, dict[str, tuple[floa
     return f"{main}\n\nRegression sets:\n\n{old}", {**by_split, "regression": regression}
 
 
+def style_report(outcomes: list[Outcome]) -> str:
+    """The on-topic set per style of asking and locale: section first and covered, calibration beside held-out."""
+    on = [o for o in outcomes if o.set_name == "ontopic"]
+    rows = []
+    for style, locale in sorted({(o.style, o.locale) for o in on}):
+        cells = []
+        for split in SPLITS:
+            group = [o for o in on if (o.style, o.locale, o.split) == (style, locale, split)]
+            cells += [_cell(rate(group, section_first)), _cell(rate(group, lambda o: o.covered))]
+        rows.append([style, locale, *cells])
+    return markdown_table(["on-topic style", "locale", "section first (calibration)", "covered (calibration)",
+                           "section first (held-out)", "covered (held-out)"], rows)
+
+
 def misses(outcomes: list[Outcome], split: str) -> list[str]:
     lines = []
     for o in outcomes:
@@ -284,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--index-dir", type=Path,
                         help="a prebuilt index folder holding the textbook and rust-book collections (skips ingest)")
     parser.add_argument("--misses", choices=SPLITS, help="also list the misses of this split")
+    parser.add_argument("--styles", action="store_true",
+                        help="also print the on-topic figures per style of asking (short, acronym, loanword, ...)")
     parser.add_argument("--calibration-only", action="store_true",
                         help="evaluate only the calibration halves and the old sets (for tuning; never writes RESULTS)")
     parser.add_argument("--dump", type=Path,
@@ -318,6 +337,8 @@ def main(argv: list[str] | None = None) -> int:
             outcomes = evaluate(settings, {"textbook": None, "rust": "rust-book"}, splits=splits)
     table, _ = report(outcomes)
     print(table)
+    if args.styles:
+        print(f"\n{style_report([o for o in outcomes if not args.calibration_only or o.split != 'held-out'])}")
     if args.dump:
         import dataclasses
         import json

@@ -21,6 +21,8 @@ SPLIT_CHAPTERS = {
     "held-out": ("kinematics-and-locomotion", "simulation-and-digital-twins", "vision-language-action"),
 }
 STYLES = ("short", "acronym", "misspelling", "paraphrase", "how-do-i", "table-fact", "code-fact", "conceptual")
+# Urdu only: an English term the Urdu chapter keeps in Latin letters, written by the reader in Urdu letters (لانچ).
+URDU_STYLES = ("loanword",)
 
 
 @dataclass(frozen=True)

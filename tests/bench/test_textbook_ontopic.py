@@ -15,6 +15,7 @@ from bench.eval_sets import (
     ONTOPIC_PATH,
     SPLIT_CHAPTERS,
     STYLES,
+    URDU_STYLES,
     load_textbook_ontopic,
     split_of,
     textbook_sections,
@@ -23,6 +24,7 @@ from bench.eval_sets import (
 MIN_PER_LOCALE = {"en": 160, "ur": 80}
 MIN_PER_SPLIT_AND_LOCALE = {"en": 80, "ur": 40}
 MIN_PER_STYLE_IN_EACH_SPLIT = {"en": 5, "ur": 3}
+MIN_URDU_STYLE_IN_EACH_SPLIT = 20
 ARABIC_SCRIPT = re.compile(r"[\u0600-\u06FF]")
 TABLE_ROW = re.compile(r"^\|.*\|\s*$", re.M)
 
@@ -88,11 +90,13 @@ def test_a_split_is_its_chapters_and_big_and_varied_enough(questions, split):
     per_style = Counter((q.locale, q.style) for q in half)
     short = {(loc, s): per_style[(loc, s)] for loc, minimum in MIN_PER_STYLE_IN_EACH_SPLIT.items() for s in STYLES
              if per_style[(loc, s)] < minimum}
+    short |= {("ur", s): per_style[("ur", s)] for s in URDU_STYLES if per_style[("ur", s)] < MIN_URDU_STYLE_IN_EACH_SPLIT}
     assert not short, f"styles under their minimum in {split}: {short}"
+    assert not {s for loc, s in per_style if loc != "ur"} & set(URDU_STYLES)
 
 
 def test_split_is_derived_from_the_chapter(questions):
-    assert {q.style for q in questions} <= set(STYLES)
+    assert {q.style for q in questions} <= {*STYLES, *URDU_STYLES}
     assert {q.locale for q in questions} == set(MIN_PER_LOCALE)
     assert [q.question for q in questions if q.split != split_of(q.chapter)] == []
     assert sum(len(load_textbook_ontopic(split)) for split in SPLIT_CHAPTERS) == len(questions)
