@@ -27,7 +27,7 @@ RUST = load_rust_paraphrased()
 URDU_SCRIPT_RE = re.compile(r"[\u0600-\u06FF]")
 LATIN_RE = re.compile(r"[A-Za-z]")
 CATEGORIES = {"tool", "product", "person", "organisation", "standard", "topic", "overlap"}
-NEAR_STYLES = {"short", "acronym", "misspelled", "how-do-i", "conceptual"}
+NEAR_STYLES = {"short", "acronym", "misspelled", "how-do-i", "conceptual", "loanword"}
 RUST_STYLES = {"short", "how-do-i", "error-message", "code-fact", "conceptual"}
 
 
