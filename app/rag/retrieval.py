@@ -208,7 +208,10 @@ class Retriever:
             selection_matched=selection_matched,
             unknown_terms=unknown_terms,
             rare_names=rare_names,
-            rare_names_in_best=bool(rare_names) and bool(hits) and set(rare_names) <= _terms_of(hits[:1]),
+            # A rare name is evidence only where a name the book never uses would have been seen: not beside a
+            # word in Urdu letters that the book does not know, which may be one (اینڈرائیڈ and GPS).
+            rare_names_in_best=bool(rare_names) and bool(hits) and set(rare_names) <= _terms_of(hits[:1])
+            and not vocabulary.unknown_urdu_words(query),
         )
 
     def _with_payloads(self, *hit_lists: list[Any]) -> list[list[Any]]:

@@ -312,6 +312,14 @@ class BookVocabulary:
                 found[term] = forms
         return found
 
+    def unknown_urdu_words(self, question: str) -> list[str]:
+        """The question's Urdu-script words the book knows in no form (not a misspelling, an inflection or a
+        transliteration of its words): a name written in Urdu letters (اینڈرائیڈ), which `unknown_names`, reading
+        Latin letters, cannot tell from a plain word."""
+        transliterated = self.transliterations(question)
+        return [term for term in self.unknown(question) if ARABIC_LETTER_RE.match(term) and term not in transliterated
+                and word_family(term) not in self._families]
+
     def knows_exactly(self, term: str) -> bool:
         return term in self._terms or term in QUESTION_WORDS or term in ENGLISH_STOPWORDS or term in URDU_STOPWORDS
 

@@ -69,6 +69,12 @@ def test_an_english_term_written_in_urdu_letters_finds_the_section_that_keeps_it
     assert body["sources"][0]["url"].startswith("/ur/docs/ros2-fundamentals#launch")
 
 
+def test_a_rare_name_beside_an_urdu_word_the_book_never_uses_does_not_make_the_question_covered(client):
+    """GPS (spelled جی پی ایس) is in one table of the book; Android, an app and a phone (in Urdu letters) are not."""
+    body = chat(client, "اینڈرائیڈ ایپ بنا کر فون کے جائروسکوپ اور جی پی ایس کا ڈیٹا کیسے ریکارڈ کریں؟")
+    assert body["covered"] is False and body["sources"] == []
+
+
 def test_an_explicit_locale_wins_over_the_script(client):
     body = chat(client, "کالمن فلٹر کیا ہے؟", locale="en")
     assert all(s["url"].startswith("/docs/") for s in body["sources"])

@@ -120,3 +120,10 @@ def test_an_english_term_written_in_urdu_letters_is_searched_as_the_urdu_text_wr
     # Words the book uses, and short ones, are left alone; English questions have none.
     assert book.transliterations("نوڈز شروع کیسے ہوتے ہیں") == {}
     assert book.transliterations("how do I write a launch file") == {}
+
+
+def test_urdu_words_the_book_knows_in_no_form_are_told_apart_from_its_words_misspellings_and_loanwords():
+    book = BookVocabulary(UrduBookIndex(), dimensions=4)
+    assert book.unknown_urdu_words("اینڈرائیڈ ایپ سے launch فائل") == ["اینڈرائیڈ", "ایپ"]
+    assert book.unknown_urdu_words("لانچ فائل میں نوڈز") == []  # a loanword of the Urdu text's launch
+    assert book.unknown_urdu_words("how do I start nodes") == []
