@@ -22,7 +22,9 @@ Two kinds of evidence, each trusted where it means something:
 
 - a rare name of the book: a word of the question written like a name whose terms the book uses in a few chunks only
   (NAME_COVER_MAX_CHUNKS: Optimus, Tesla, Unitree; not ROS), every such name in the best chunk. "Tell me about Tesla
-  Optimus" has one table row to go on: a low cosine and a BM25 of two rare words, neither enough alone.
+  Optimus" has one table row to go on: a low cosine and a BM25 of two rare words, neither enough alone. Not when the
+  question has a word in Urdu letters that the book knows in no form: the unknown-name check reads Latin letters, so
+  "Android" written اینڈرائیڈ beside the book's GPS would pass unseen (app/rag/retrieval.py sets the evidence).
 
 A question about a passage the reader selected on a page is covered when that page holds the passage
 (the same share of its terms), whatever the question's own wording ("why does this matter?").
