@@ -12,7 +12,7 @@ from app.rag.embeddings import Embedder
 from app.rag.ranking import FusionWeights, fuse
 from app.rag.sparse import query_vector, terms_of_text, tokenize
 from app.rag.vector_index import GenerationGone, SearchMode, SearchRequest, VectorIndex
-from app.rag.vocabulary import BookVocabulary, spelled_out_acronyms
+from app.rag.vocabulary import BookVocabulary, spelled_out_acronyms, without_pleasantries
 from app.settings import Settings
 
 DEFAULT_LOCALE = "en"
@@ -119,7 +119,7 @@ class Retriever:
                   favour_page: str | None, favour_text: str | None) -> Retrieval:
         settings = self._settings
         started = time.perf_counter()
-        query = spelled_out_acronyms(query)
+        query = spelled_out_acronyms(without_pleasantries(query))
         unknown_terms = tuple(self._vocabulary.unknown_names(query))
         rare_names = tuple(self._vocabulary.rare_names(query, settings.name_cover_max_chunks)
                            ) if settings.name_cover_max_chunks else ()

@@ -121,6 +121,20 @@ def spelled_out_acronyms(question: str) -> str:
     return " ".join(pieces) if spelled else question
 
 
+# Words of a greeting or thanks: a sentence made only of them says nothing about what is asked ("Hi! What is a node?").
+PLEASANTRIES = frozenset(normalize(w) for w in """hi hello hey thanks thank you please ok okay dear sir madam hiya cheers
+    there greetings good morning afternoon evening سلام السلام علیکم اسلام شکریہ ہیلو ہائے مہربانی جزاک اللہ""".split())
+SENTENCE_RE = re.compile(r"[^.!?؟۔\n]+[.!?؟۔\n]*")
+
+
+def without_pleasantries(question: str) -> str:
+    """The question without its sentences of greeting or thanks, unless nothing else is left."""
+    sentences = SENTENCE_RE.findall(question)
+    kept = [s for s in sentences
+            if not all(normalize(w) in PLEASANTRIES for w in re.findall(r"[^\W\d_]+", s)) or not s.strip()]
+    return "".join(kept).strip() if kept and len(kept) < len(sentences) else question
+
+
 def _words(text: str) -> list[str]:
     return [w for w in WORD_SPLIT_RE.split(text.strip()) if w]
 

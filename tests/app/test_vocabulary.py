@@ -2,7 +2,14 @@
 
 from app.rag.sparse import query_vector, token_index
 from app.rag.vector_index import SearchHit
-from app.rag.vocabulary import BookVocabulary, acronyms_in, glosses_in, spelled_out_acronyms, word_family
+from app.rag.vocabulary import (
+    BookVocabulary,
+    acronyms_in,
+    glosses_in,
+    spelled_out_acronyms,
+    without_pleasantries,
+    word_family,
+)
 
 BOOK = [
     "Remapping a topic name in a launch file.",
@@ -127,3 +134,12 @@ def test_urdu_words_the_book_knows_in_no_form_are_told_apart_from_its_words_miss
     assert book.unknown_urdu_words("اینڈرائیڈ ایپ سے launch فائل") == ["اینڈرائیڈ", "ایپ"]
     assert book.unknown_urdu_words("لانچ فائل میں نوڈز") == []  # a loanword of the Urdu text's launch
     assert book.unknown_urdu_words("how do I start nodes") == []
+
+
+def test_a_sentence_of_greeting_or_thanks_is_not_searched():
+    assert without_pleasantries("Hi! I'm new to ROS. What is a node?") == "I'm new to ROS. What is a node?"
+    assert without_pleasantries("What is ZMP? Thank you!") == "What is ZMP?"
+    assert without_pleasantries("السلام علیکم! نوڈ کیا ہے؟") == "نوڈ کیا ہے؟"
+    # Inside a sentence, or when nothing else is left, the reader's words stay.
+    for question in ("Hello, what is a node?", "Please explain ZMP.", "thanks", "What is a node"):
+        assert without_pleasantries(question) == question
