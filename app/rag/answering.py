@@ -133,9 +133,8 @@ def _table_units(rows: list[str]) -> list[EvidenceUnit]:
 LIST_ITEM_RE = re.compile(r"([-*+]|\d+\.)\s+")
 COMMENT_LINE_RE = re.compile(r"(#|//|--|;)\s")
 ALIGNED_GAP_RE = re.compile(r"\S\s{3,}(?=\S)")
-
-
 CODE_LABEL_RE = re.compile(r"[^()=\[\]{}]*\s[^()=\[\]{}]*:")  # "In matrix form, with homogeneous coordinates:"
+LINE_CONTINUATION = "\\"
 
 
 def _joined_continuations(lines: list[str]) -> list[str]:
@@ -144,11 +143,12 @@ def _joined_continuations(lines: list[str]) -> list[str]:
     continued = False
     for line in lines:
         code = line.strip()
+        piece = code.removesuffix(LINE_CONTINUATION).strip()
         if continued and joined:
-            joined[-1] = f"{joined[-1]} {code.removesuffix(chr(92)).strip()}"
+            joined[-1] = f"{joined[-1]} {piece}"
         else:
-            joined.append(code.removesuffix(chr(92)).strip())
-        continued = code.endswith(chr(92))
+            joined.append(piece)
+        continued = code.endswith(LINE_CONTINUATION)
     return joined
 
 
