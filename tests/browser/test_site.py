@@ -86,6 +86,7 @@ def test_english_question_streams_an_answer_citing_the_right_page_and_the_link_o
     answer = last_answer(page)
     assert answer.get_attribute("data-status") == "done"
     assert len(answer.inner_text()) > 40 and page.locator("[role='log']").get_attribute("aria-busy") == "false"
+    assert_markdown_is_rendered(answer, final_answer(streamed.value.text()))
     # The service sends the answer in pieces; how many the page paints apart depends on the machine's load (React
     # batches pieces that arrive within one frame), so the page must only have grown before it was complete.
     assert streamed.value.text().count("event: delta") > 1, "the answer was not streamed"
@@ -99,6 +100,20 @@ def test_english_question_streams_an_answer_citing_the_right_page_and_the_link_o
     page.wait_for_url(re.compile(r"/docs/ros2-fundamentals(#.*)?$"))
     assert page.locator("article h1").inner_text() == "ROS 2 Fundamentals"
     assert not page.console_errors, page.console_errors
+
+
+def final_answer(stream: str) -> str:
+    """The answer text of a /v1/chat/stream response: its `final` event's."""
+    final = stream.split("event: final\ndata: ", 1)[1].split("\n", 1)[0]
+    return json.loads(final)["answer"]
+
+
+def assert_markdown_is_rendered(answer, raw: str) -> None:
+    """The book's **bold** and `code`, quoted in an answer, are shown as bold and code, never as asterisks."""
+    shown = answer.locator("[data-testid='chat-text']")
+    assert "**" not in shown.inner_text(), shown.inner_text()
+    assert shown.locator("strong").count() == raw.count("**") // 2, raw
+    assert shown.locator("code").count() == len(re.findall(r"`[^`\n]+`", raw)), raw
 
 
 def test_the_session_follows_the_reader_across_pages(page, site):
@@ -119,13 +134,15 @@ def test_the_session_follows_the_reader_across_pages(page, site):
 def test_urdu_reader_gets_urdu_sources_in_a_mirrored_panel(page, site):
     goto(page, "/ur/docs/kinematics-and-locomotion")
     open_widget(page)
-    body = ask(page, "ZMP کیا ہے؟")
+    with page.expect_response(lambda r: r.url.endswith("/v1/chat/stream")) as streamed:
+        body = ask(page, "ZMP کیا ہے؟")
     assert body["locale"] == "ur"
     hrefs = source_hrefs(page)
     assert hrefs and all(h.startswith("/ur/docs/") for h in hrefs), hrefs
     panel = page.locator(PANEL).bounding_box()
     assert panel["x"] < 1280 / 2, "the panel opens on the left in Urdu"
     assert page.locator(f"{PANEL} h2").inner_text() == "درسی کتاب کا معاون"
+    assert_markdown_is_rendered(last_answer(page), final_answer(streamed.value.text()))
     screenshot(page, "ur-answer")
     last_answer(page).locator("[data-testid='chat-source']").first.click()
     page.wait_for_url(re.compile(r"/ur/docs/[a-z0-9-]+(#.*)?$"))

@@ -130,6 +130,19 @@ function uniqueSources(sources) {
   });
 }
 
+// Answers quote the book's Markdown: its **bold**, *emphasis* and `code` are shown as such. React escapes every
+// piece, so an answer can never inject markup; anything else (links, HTML) stays literal text.
+const INLINE_MARKDOWN = /(\*\*[^*\n]+\*\*|`[^`\n]+`|\*[^*\s][^*\n]*\*)/;
+
+function InlineMarkdown({text: answer}) {
+  return answer.split(INLINE_MARKDOWN).map((piece, i) => {
+    if (i % 2 === 0) return piece;
+    if (piece.startsWith('**')) return <strong key={i}><InlineMarkdown text={piece.slice(2, -2)} /></strong>;
+    if (piece.startsWith('`')) return <code key={i}>{piece.slice(1, -1)}</code>;
+    return <em key={i}>{piece.slice(1, -1)}</em>;
+  });
+}
+
 function SourceList({sources, locales}) {
   if (!sources?.length) return null;
   return (
@@ -462,7 +475,9 @@ export default function ChatWidget() {
                 {message.role === 'assistant' && message.status === 'streaming' && !message.text && (
                   <span className={styles.thinking}>{text.thinking()}</span>
                 )}
-                <div className={styles.text}>{message.text}</div>
+                <div className={styles.text} data-testid="chat-text">
+                  {message.role === 'assistant' ? <InlineMarkdown text={message.text} /> : message.text}
+                </div>
                 {/* shown once, here: the log is aria-live, so screen readers hear it once too */}
                 {message.error && <p className={styles.messageError} data-testid="chat-error">{message.error}</p>}
                 {message.role === 'assistant' && <SourceList sources={message.sources} locales={i18n.locales} />}
