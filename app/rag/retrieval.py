@@ -130,7 +130,7 @@ class Retriever:
             embedded = self._embedder.embed([query]) if mode != "sparse" else None
         dense = embedded.vectors[0] if embedded else None
         vocabulary = self._vocabulary
-        transliterated = vocabulary.transliterations(query) if settings.search_related_forms else {}
+        transliterated = vocabulary.transliterations(query)
         related = [*vocabulary.spelling_variants(query), *vocabulary.inflections(query),
                    *vocabulary.urdu_glosses(query), *(form for forms in transliterated.values() for form in forms)
                    ] if settings.search_related_forms else []
@@ -212,7 +212,7 @@ class Retriever:
             # A rare name is evidence only where a name the book never uses would have been seen: not beside a
             # word in Urdu letters that the book does not know, which may be one (اینڈرائیڈ and GPS).
             rare_names_in_best=bool(rare_names) and bool(hits) and set(rare_names) <= _terms_of(hits[:1])
-            and not vocabulary.unknown_urdu_words(query),
+            and not vocabulary.unknown_urdu_words(query, transliterated),
         )
 
     def _with_payloads(self, *hit_lists: list[Any]) -> list[list[Any]]:

@@ -313,12 +313,12 @@ class BookVocabulary:
         return list(dict.fromkeys(words))
 
     def transliterations(self, question: str) -> dict[str, list[str]]:
-        """The question's Urdu words the book does not use, each with the English terms of the Urdu text that
-        sound the same (لانچ -> launch, پیتھون -> python): searched beside them, and found where those are."""
+        """The question's Urdu words the book does not use, each with the English term of the Urdu text that sounds
+        the same (لانچ -> launch, پیتھون -> python): searched beside them (a guess, never counted as found)."""
         self._load()
         found: dict[str, list[str]] = {}
         for term in dict.fromkeys(tokenize(question)):
-            if not ARABIC_LETTER_RE.match(term) or self.knows_exactly(term) or word_family(term) in self._families:
+            if not ARABIC_LETTER_RE.match(term) or self.knows_exactly(term) or self._inflects_a_book_word(term):
                 continue
             skeleton = urdu_skeleton(term)
             forms = self._latin_by_skeleton.get(skeleton, []) if len(skeleton.strip("_")) >= MIN_SKELETON_CONSONANTS else []
@@ -326,13 +326,15 @@ class BookVocabulary:
                 found[term] = forms
         return found
 
-    def unknown_urdu_words(self, question: str) -> list[str]:
-        """The question's Urdu-script words the book knows in no form (not a misspelling, an inflection or a
-        transliteration of its words): a name written in Urdu letters (اینڈرائیڈ), which `unknown_names`, reading
-        Latin letters, cannot tell from a plain word."""
-        transliterated = self.transliterations(question)
+    def unknown_urdu_words(self, question: str, transliterated: dict[str, list[str]]) -> list[str]:
+        """The question's Urdu-script words the book knows in no form (not a misspelling, an inflection or one of
+        the question's `transliterations`): a name written in Urdu letters (اینڈرائیڈ), which `unknown_names`,
+        reading Latin letters, cannot tell from a plain word."""
         return [term for term in self.unknown(question) if ARABIC_LETTER_RE.match(term) and term not in transliterated
-                and word_family(term) not in self._families]
+                and not self._inflects_a_book_word(term)]
+
+    def _inflects_a_book_word(self, term: str) -> bool:
+        return word_family(term) in self._families
 
     def knows_exactly(self, term: str) -> bool:
         return term in self._terms or term in QUESTION_WORDS or term in ENGLISH_STOPWORDS or term in URDU_STOPWORDS
